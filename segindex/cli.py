@@ -1,0 +1,324 @@
+"""The command-line door: ``segindex ingest | search | info | export | backends``.
+
+Library errors are translated here into one-line messages and exit codes; no traceback reaches a
+user unless ``SEGINDEX_DEBUG=1`` is set.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly(fn: F) -> F:
+    """Translate library errors into ``error: ...`` and exit code 1 (2 for bad usage)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from segindex.errors import ConfigError, QueryError, SegindexError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, QueryError) as e:
+            raise click.UsageError(str(e)) from None
+        except SegindexError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted; everything committed so far is kept", err=True)
+            sys.exit(130)
+        except Exception as e:  # noqa: BLE001 - last line of defence at the edge
+            if os.environ.get("SEGINDEX_DEBUG"):
+                raise
+            click.echo(
+                f"error: unexpected {type(e).__name__}: {e} (set SEGINDEX_DEBUG=1 for a traceback)",
+                err=True,
+            )
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs; values are parsed as JSON when they parse (numbers, bools, null)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+index_option = click.option(
+    "--index",
+    "index_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Index directory (e.g. photos.segindex).",
+)
+device_option = click.option(
+    "--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda[:N]."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def _model_options(fn: F) -> F:
+    options = [
+        click.option("--segmenter", default=None, help="Segmenter backend name (see `backends`)."),
+        click.option(
+            "--segmenter-model",
+            default=None,
+            help="Hub id or local directory of the segmentation model.",
+        ),
+        click.option(
+            "--segmenter-option",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Extra segmenter option, e.g. resolution=512 (repeatable).",
+        ),
+        click.option("--embedder", default=None, help="Embedder backend name (see `backends`)."),
+        click.option(
+            "--clip-model",
+            default=None,
+            help="open_clip model name, hf-hub:ORG/REPO, or a local directory.",
+        ),
+        click.option(
+            "--clip-pretrained",
+            default=None,
+            help="open_clip pretrained tag or a local checkpoint file.",
+        ),
+        click.option(
+            "--embedder-option", multiple=True, metavar="KEY=VALUE", help="Extra embedder option."
+        ),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _backend_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    seg_opts = _parse_options(kw.pop("segmenter_option"))
+    if kw.get("segmenter_model"):
+        seg_opts["model"] = kw["segmenter_model"]
+    emb_opts = _parse_options(kw.pop("embedder_option"))
+    if kw.get("clip_model"):
+        emb_opts["model"] = kw["clip_model"]
+    if kw.get("clip_pretrained"):
+        emb_opts["pretrained"] = kw["clip_pretrained"]
+    return {
+        "segmenter": kw.pop("segmenter"),
+        "segmenter_options": seg_opts or None,
+        "embedder": kw.pop("embedder"),
+        "embedder_options": emb_opts or None,
+    }
+
+
+def _open(index_path: Path, device: str, **backend: Any) -> Any:
+    from segindex.config import RuntimeOptions
+    from segindex.index import Index
+
+    return Index.open(index_path, runtime=RuntimeOptions(device=device), **backend)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="segindex")
+def main() -> None:
+    """Object-level search for image collections: index regions, then find them by text or image."""
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True)
+@index_option
+@_model_options
+@click.option("--margin", type=float, default=None, help="Crop context margin (fraction of box).")
+@click.option("--background", type=click.Choice(["keep", "mean", "blur"]), default=None)
+@click.option("--min-area", type=int, default=None, help="Minimum region area in pixels.")
+@click.option("--no-whole-image", is_flag=True, help="Do not index each whole image as a region.")
+@click.option("--db-url", default=None, help="SQLAlchemy URL for metadata (default: SQLite file).")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Embedder batch size.")
+@click.option("--retry-failed", is_flag=True, help="Retry files that failed before, even unchanged.")
+@device_option
+@json_option
+@_friendly
+def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
+    """Index SOURCES (files, folders, glob patterns); creates the index if it does not exist."""
+    from dataclasses import replace
+
+    from segindex.config import CropPolicy, RuntimeOptions
+    from segindex.index import MANIFEST, Index
+
+    backend = _backend_kwargs(kw)
+    runtime = RuntimeOptions(device=kw["device"], embed_batch=kw["batch_size"])
+    if (index_path / MANIFEST).exists():
+        idx = Index.open(index_path, runtime=runtime, **backend)
+    else:
+        crop = CropPolicy()
+        changes = {
+            "margin": kw["margin"],
+            "background": kw["background"],
+            "min_area_px": kw["min_area"],
+        }
+        crop = replace(crop, **{k: v for k, v in changes.items() if v is not None})
+        if kw["no_whole_image"]:
+            crop = replace(crop, whole_image=False)
+        idx = Index.create(index_path, crop=crop, db_url=kw["db_url"], runtime=runtime, **backend)
+    with idx:
+        report = _run_with_progress(idx, list(sources), quiet=kw["as_json"], retry=kw["retry_failed"])
+    if kw["as_json"]:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    click.echo(
+        f"indexed {report.indexed} images ({report.regions} regions) in {report.seconds:.1f}s "
+        f"[{report.images_per_second:.2f} images/s]; skipped {report.skipped} unchanged; "
+        f"failed {report.failed}"
+    )
+    for path, reason in report.failures:
+        click.echo(f"  failed: {path}: {reason}", err=True)
+
+
+def _run_with_progress(idx: Any, sources: list[str], quiet: bool, retry: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        return idx.ingest(sources, retry_failed=retry)
+    with Progress(
+        TextColumn("ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.2f} img/s  {task.fields[regions]} regions"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("ingest", total=None, rate=0.0, regions=0)
+
+        def show(p: Any) -> None:
+            worked = p.done - p.skipped
+            rate = worked / p.elapsed if p.elapsed > 0 else 0.0
+            bar.update(task, total=p.total, completed=p.done, rate=rate, regions=p.regions)
+
+        return idx.ingest(sources, progress=show, retry_failed=retry)
+
+
+@main.command()
+@click.argument("text", required=False)
+@index_option
+@click.option("--image", "image_path", type=click.Path(path_type=Path), help="Search by an image.")
+@click.option("-k", "k", type=int, default=10, show_default=True, help="Number of hits.")
+@click.option("--scope", type=click.Choice(["regions", "images", "all"]), default="regions",
+              show_default=True, help="Segment regions, whole images, or both.")
+@click.option("--no-templates", is_flag=True, help="Embed the text verbatim (no prompt templates).")
+@device_option
+@json_option
+@_friendly
+def search(text: str | None, index_path: Path, image_path: Path | None, k: int, scope: str,
+           no_templates: bool, device: str, as_json: bool) -> None:
+    """Find the regions that best match TEXT, or --image FILE."""
+    from segindex.embed import DEFAULT_TEMPLATES
+    from segindex.errors import QueryError
+
+    if (text is None) == (image_path is None):
+        raise QueryError("give a TEXT query or --image FILE (exactly one)")
+    with _open(index_path, device) as idx:
+        hits = idx.search(
+            text,
+            image=image_path,
+            k=k,
+            scope=scope,
+            templates=None if no_templates else DEFAULT_TEMPLATES,
+        )
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(hits)} hits")
+    for col in ("#", "similarity", "label", "score", "bbox (x0,y0,x1,y1)", "image", "region"):
+        table.add_column(col)
+    for rank, h in enumerate(hits, 1):
+        table.add_row(
+            str(rank),
+            f"{h.similarity:.3f}",
+            h.label,
+            f"{h.score:.2f}",
+            ",".join(f"{v:.0f}" for v in h.bbox),
+            h.image_path,
+            str(h.region_id),
+        )
+    Console(width=max(120, Console().width)).print(table)
+
+
+@main.command()
+@index_option
+@json_option
+@_friendly
+def info(index_path: Path, as_json: bool) -> None:
+    """Counts, models, sizes on disk and failed images."""
+    from segindex.index import Index
+
+    with Index.open(index_path) as idx:
+        data = idx.info()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    c = data["counts"]
+    s = data["settings"]
+    click.echo(f"index:       {data['path']}")
+    click.echo(f"metadata:    {data['db_url']}")
+    click.echo(f"segmenter:   {s['segmenter']['name']} {s['segmenter']['options']}")
+    click.echo(f"embedder:    {s['embedder']['name']} {s['embedder']['options']} "
+               f"(dim {data['vector_dim']})")
+    click.echo(f"images:      {c['images_indexed']} indexed, {c['images_failed']} failed")
+    click.echo(f"regions:     {c['regions']} (+{c['whole_image_regions']} whole-image)")
+    click.echo(f"vectors:     {data['vectors']}")
+    for name, size in data["disk_bytes"].items():
+        click.echo(f"disk:        {name} {size / 1e6:.2f} MB")
+    for f in data["failed"]:
+        click.echo(f"failed:      {f['path']}: {f['reason']}")
+
+
+@main.command()
+@index_option
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Where to write the COCO JSON.")
+@click.option("--include-whole-images", is_flag=True, help="Also export whole-image regions.")
+@_friendly
+def export(index_path: Path, output: Path, include_whole_images: bool) -> None:
+    """Write all indexed regions as COCO JSON (RLE segmentations, scores, XYWH boxes)."""
+    from segindex.index import Index
+
+    with Index.open(index_path) as idx:
+        data = idx.export_coco(include_whole_images=include_whole_images)
+    output.write_text(json.dumps(data))
+    click.echo(f"wrote {len(data['annotations'])} regions of {len(data['images'])} images "
+               f"to {output}")
+
+
+@main.command()
+@_friendly
+def backends() -> None:
+    """List the registered segmenters and embedders (built-ins and plugins)."""
+    from segindex.embed import EMBEDDERS
+    from segindex.segment import SEGMENTERS
+
+    click.echo("segmenters: " + ", ".join(SEGMENTERS.names()))
+    click.echo("embedders:  " + ", ".join(EMBEDDERS.names()))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

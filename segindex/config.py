@@ -1,0 +1,126 @@
+"""Typed configuration objects. Passed in explicitly; there are no module-level settings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from segindex.errors import ConfigError
+
+DEFAULT_SEGMENTER = "panoptic"
+DEFAULT_SEGMENTER_MODEL = "facebook/mask2former-swin-tiny-coco-panoptic"
+DEFAULT_EMBEDDER = "open_clip"
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
+
+Background = Literal["keep", "mean", "blur"]
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A backend by registry name plus the keyword options its builder takes."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "options": dict(self.options)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BackendSpec:
+        return cls(name=str(d["name"]), options=dict(d.get("options") or {}))
+
+
+def default_segmenter() -> BackendSpec:
+    return BackendSpec(DEFAULT_SEGMENTER, {"model": DEFAULT_SEGMENTER_MODEL})
+
+
+def default_embedder() -> BackendSpec:
+    return BackendSpec(
+        DEFAULT_EMBEDDER, {"model": DEFAULT_CLIP_MODEL, "pretrained": DEFAULT_CLIP_PRETRAINED}
+    )
+
+
+@dataclass(frozen=True)
+class CropPolicy:
+    """How a mask becomes the picture the embedder sees.
+
+    margin:         context added around the mask's box on each side, as a fraction of the box's
+                    width/height (0.1 = 10 %), clipped to the image.
+    background:     pixels inside the crop but outside the mask: ``keep`` them, fill with the
+                    region's ``mean`` colour, or ``blur`` them (Gaussian, ``blur_radius`` px).
+    min_area_px:    regions with fewer mask pixels are dropped...
+    min_area_frac:  ...and so are regions smaller than this fraction of the image.
+    square:         pad the crop to a square (with the fill colour) before the embedder's own
+                    resize/centre-crop, so nothing of the object is cut away.
+    whole_image:    also index the whole image as one region (kind ``image``).
+    """
+
+    margin: float = 0.1
+    background: Background = "mean"
+    blur_radius: float = 12.0
+    min_area_px: int = 64
+    min_area_frac: float = 0.0005
+    square: bool = True
+    whole_image: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.margin <= 2.0:
+            raise ConfigError(f"crop margin must be in [0, 2], got {self.margin}")
+        if self.background not in ("keep", "mean", "blur"):
+            raise ConfigError(
+                f"crop background must be 'keep', 'mean' or 'blur', got {self.background!r}"
+            )
+        if self.blur_radius <= 0:
+            raise ConfigError(f"blur_radius must be > 0, got {self.blur_radius}")
+        if self.min_area_px < 0 or not 0.0 <= self.min_area_frac < 1.0:
+            raise ConfigError(
+                f"min_area_px must be >= 0 and min_area_frac in [0, 1), got "
+                f"{self.min_area_px}, {self.min_area_frac}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CropPolicy:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """What an index is made of; stored in the index and checked when it is reopened."""
+
+    segmenter: BackendSpec = field(default_factory=default_segmenter)
+    embedder: BackendSpec = field(default_factory=default_embedder)
+    crop: CropPolicy = field(default_factory=CropPolicy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "segmenter": self.segmenter.to_dict(),
+            "embedder": self.embedder.to_dict(),
+            "crop": self.crop.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IndexSettings:
+        return cls(
+            segmenter=BackendSpec.from_dict(d["segmenter"]),
+            embedder=BackendSpec.from_dict(d["embedder"]),
+            crop=CropPolicy.from_dict(d["crop"]),
+        )
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to run (not stored with the index): device and batch sizes."""
+
+    device: str = "auto"
+    segment_batch: int = 2
+    embed_batch: int = 32
+    commit_every: int = 16  # images per SQL transaction / FAISS checkpoint
+
+    def __post_init__(self) -> None:
+        for name in ("segment_batch", "embed_batch", "commit_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

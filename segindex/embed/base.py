@@ -1,0 +1,73 @@
+"""Base class of embedders: abstract batch methods; the base batches, normalises, averages prompts."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a photo of the {}.",
+    "a cropped photo of a {}.",
+    "a close-up photo of a {}.",
+)
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation to float32 (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+class Embedder(ABC):
+    """Maps images and texts into one vector space of dimension :attr:`dim`."""
+
+    name: str = ""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Vector dimension."""
+
+    @abstractmethod
+    def _embed_images(self, images: list[np.ndarray]) -> np.ndarray:
+        """``(N, D)`` float vectors for a batch of ``HxWx3`` uint8 RGB images (any norm)."""
+
+    @abstractmethod
+    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+        """``(N, D)`` float vectors for a batch of texts (any norm)."""
+
+    def embed_images(self, images: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        """``(N, D)`` L2-normalised float32 vectors for ``HxWx3`` uint8 RGB images."""
+        if len(images) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        parts = [
+            self._embed_images(list(images[i : i + batch_size]))
+            for i in range(0, len(images), batch_size)
+        ]
+        return l2_normalise(np.concatenate(parts))
+
+    def embed_texts(
+        self, texts: Sequence[str], templates: Sequence[str] | None = DEFAULT_TEMPLATES
+    ) -> np.ndarray:
+        """``(N, D)`` L2-normalised float32 vectors, one per text.
+
+        With ``templates``, each text is written into every template ("a photo of a {}."), the
+        template embeddings are normalised, averaged and normalised again (CLIP prompt ensembling).
+        ``templates=None`` embeds the texts verbatim.
+        """
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if not templates:
+            return l2_normalise(self._embed_texts(list(texts)))
+        prompts = [t.format(text) for text in texts for t in templates]
+        vecs = l2_normalise(self._embed_texts(prompts)).reshape(len(texts), len(templates), -1)
+        return l2_normalise(vecs.mean(axis=1))
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies this embedder's vector space (stored and checked on reopen)."""
+        return {"name": self.name, "dim": self.dim}

@@ -1,0 +1,39 @@
+"""The library's exceptions. Edges (CLI, HTTP) translate these; nothing else catches them."""
+
+from __future__ import annotations
+
+
+class SegindexError(Exception):
+    """Base class of every error segindex raises on purpose."""
+
+
+class ConfigError(SegindexError, ValueError):
+    """A setting, argument or option has a value that cannot be used."""
+
+
+class UnknownBackendError(ConfigError):
+    """No segmenter or embedder is registered under the requested name."""
+
+
+class ModelLoadError(SegindexError):
+    """Model weights could not be found or loaded (offline, wrong name, bad file)."""
+
+
+class ImageDecodeError(SegindexError):
+    """An image file could not be read or decoded."""
+
+
+class IndexNotFoundError(SegindexError):
+    """No index exists at the given location."""
+
+
+class IndexExistsError(SegindexError):
+    """An index already exists where a new one was to be created."""
+
+
+class IndexMismatchError(SegindexError):
+    """The index was built with other settings than the ones requested (e.g. another embedder)."""
+
+
+class QueryError(SegindexError, ValueError):
+    """A search request is malformed (no query, bad k, unknown region id...)."""

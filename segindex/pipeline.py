@@ -1,0 +1,257 @@
+"""The ingest runner: stages composed over batches of images.
+
+    plan     -> which files are new or changed (sha256 of the bytes identifies an image)
+    decode   -> HxWx3 uint8 RGB                       (segindex.images)
+    segment  -> Regions per image                      (segindex.segment)
+    crop     -> one picture per region + whole image   (segindex.crop)
+    embed    -> L2-normalised vectors, many images' crops per batch (segindex.embed)
+    write    -> one SQL transaction per batch, then the FAISS mirror (segindex.store)
+
+Each stage is a plain function; the runner owns batching, timing and progress. A failure of one
+image (decode error, a backend choking on it) is recorded with its reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segindex.config import CropPolicy, RuntimeOptions
+from segindex.crop import crop_all, crop_whole, keep_large
+from segindex.embed.base import Embedder
+from segindex.errors import ImageDecodeError, ModelLoadError
+from segindex.images import discover, file_sha256, load_image
+from segindex.regions import Regions
+from segindex.segment.base import Segmenter
+from segindex.store.sql import ImageState, ImageWrite, Store, WriteResult
+
+STAGES = ("hash", "decode", "segment", "crop", "embed", "write")
+
+
+@dataclass
+class IngestProgress:
+    """Snapshot passed to progress callbacks after each batch."""
+
+    total: int
+    done: int
+    skipped: int
+    failed: int
+    regions: int
+    elapsed: float
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did. ``failures`` are ``(path, reason)``; ``stage_seconds`` per stage."""
+
+    seen: int = 0
+    indexed: int = 0
+    skipped: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    regions: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.indexed / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "seen": self.seen,
+            "indexed": self.indexed,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "failures": [{"path": p, "reason": r} for p, r in self.failures],
+            "regions": self.regions,
+            "seconds": round(self.seconds, 4),
+            "images_per_second": round(self.images_per_second, 4),
+            "stage_seconds": {k: round(v, 4) for k, v in self.stage_seconds.items()},
+        }
+
+
+class _Timer:
+    def __init__(self, report: IngestReport) -> None:
+        self.report = report
+
+    def __call__(self, stage: str) -> _Stage:
+        return _Stage(self.report, stage)
+
+
+class _Stage:
+    def __init__(self, report: IngestReport, stage: str) -> None:
+        self.report, self.stage = report, stage
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.report.stage_seconds[self.stage] += time.perf_counter() - self.t0
+
+
+@dataclass
+class _Decoded:
+    path: str
+    sha256: str
+    image: np.ndarray
+
+
+def plan(
+    paths: Iterable[Path], known: dict[str, ImageState], retry_failed: bool = False
+) -> tuple[list[tuple[str, str]], int, list[tuple[str, str]]]:
+    """Split paths into ``(path, sha256)`` to process, a skipped count, and unreadable files."""
+    todo: list[tuple[str, str]] = []
+    unreadable: list[tuple[str, str]] = []
+    skipped = 0
+    for p in paths:
+        path = str(p)
+        try:
+            sha = file_sha256(p)
+        except OSError as e:
+            unreadable.append((path, f"cannot read file: {e.strerror or e}"))
+            continue
+        state = known.get(path)
+        if state is not None and state.sha256 == sha and (
+            state.status == "indexed" or not retry_failed
+        ):
+            skipped += 1
+            continue
+        todo.append((path, sha))
+    return todo, skipped, unreadable
+
+
+def segment_safely(
+    segmenter: Segmenter, images: Sequence[np.ndarray], batch_size: int
+) -> list[Regions | str]:
+    """Segment a batch; if the batch fails, retry image by image so one bad image fails alone."""
+    try:
+        return list(segmenter.segment(images, batch_size=batch_size))
+    except ModelLoadError:
+        raise
+    except Exception:
+        out: list[Regions | str] = []
+        for im in images:
+            try:
+                out.append(segmenter.segment([im], batch_size=1)[0])
+            except ModelLoadError:
+                raise
+            except Exception as e:  # noqa: BLE001 - recorded as this image's failure
+                out.append(f"segmentation failed: {type(e).__name__}: {e}")
+        return out
+
+
+def whole_image_region(height: int, width: int) -> Regions:
+    """The whole image as one region (label ``image``, stuff, score 1)."""
+    return Regions.from_masks(
+        np.ones((1, height, width), dtype=bool),
+        label_ids=[-1],
+        labels=["image"],
+        scores=[1.0],
+        is_thing=[False],
+    )
+
+
+def run_ingest(
+    sources: Iterable[str | Path],
+    *,
+    store: Store,
+    segmenter: Segmenter,
+    embedder: Embedder,
+    crop: CropPolicy,
+    runtime: RuntimeOptions,
+    on_commit: Callable[[WriteResult], None],
+    progress: Callable[[IngestProgress], None] | None = None,
+    retry_failed: bool = False,
+    max_pixels: int | None = 200_000_000,
+) -> IngestReport:
+    """Ingest files/folders/globs into ``store``; ``on_commit`` mirrors each batch into vectors."""
+    report = IngestReport()
+    timer = _Timer(report)
+    t_start = time.perf_counter()
+    paths = discover(sources)
+    report.seen = len(paths)
+    with timer("hash"):
+        todo, report.skipped, unreadable = plan(paths, store.image_states(), retry_failed)
+    crop_meta = crop.to_dict()
+    for path, reason in unreadable:
+        report.failures.append((path, reason))
+    if unreadable:
+        on_commit(store.write([ImageWrite(path=p, sha256=None, error=r) for p, r in unreadable]))
+
+    def tick() -> None:
+        if progress is not None:
+            progress(
+                IngestProgress(
+                    total=report.seen,
+                    done=report.indexed + report.failed + report.skipped,
+                    skipped=report.skipped,
+                    failed=report.failed,
+                    regions=report.regions,
+                    elapsed=time.perf_counter() - t_start,
+                )
+            )
+
+    tick()
+    for start in range(0, len(todo), runtime.commit_every):
+        batch = todo[start : start + runtime.commit_every]
+        writes: list[ImageWrite] = []
+        decoded: list[_Decoded] = []
+        with timer("decode"):
+            for path, sha in batch:
+                try:
+                    decoded.append(_Decoded(path, sha, load_image(path, max_pixels=max_pixels)))
+                except ImageDecodeError as e:
+                    writes.append(ImageWrite(path=path, sha256=sha, error=str(e)))
+        with timer("segment"):
+            segs = segment_safely(segmenter, [d.image for d in decoded], runtime.segment_batch)
+        crops: list[np.ndarray] = []
+        pending: list[tuple[_Decoded, Regions, list[str]]] = []
+        with timer("crop"):
+            for d, seg in zip(decoded, segs):
+                h, w = d.image.shape[:2]
+                if isinstance(seg, str):
+                    writes.append(ImageWrite(path=d.path, sha256=d.sha256, width=w, height=h, error=seg))
+                    continue
+                kept = keep_large(seg, crop)
+                crops.extend(crop_all(d.image, kept, crop))
+                kinds = ["segment"] * len(kept)
+                if crop.whole_image:
+                    kept = Regions.concatenate([kept, whole_image_region(h, w)])
+                    crops.append(crop_whole(d.image, crop))
+                    kinds.append("image")
+                pending.append((d, kept, kinds))
+        with timer("embed"):
+            vectors = embedder.embed_images(crops, batch_size=runtime.embed_batch)
+        offset = 0
+        for d, kept, kinds in pending:
+            h, w = d.image.shape[:2]
+            n = len(kept)
+            writes.append(
+                ImageWrite(
+                    path=d.path,
+                    sha256=d.sha256,
+                    width=w,
+                    height=h,
+                    regions=kept,
+                    kinds=kinds,
+                    vectors=vectors[offset : offset + n],
+                    crop=crop_meta,
+                )
+            )
+            offset += n
+            report.indexed += 1
+            report.regions += kinds.count("segment")
+        with timer("write"):
+            on_commit(store.write(writes))
+        report.failures.extend((w.path, w.error) for w in writes if w.error is not None)
+        tick()
+    report.seconds = time.perf_counter() - t_start
+    return report

@@ -1,0 +1,66 @@
+"""Base class of segmenters: one abstract batch method, the base does validation and batching."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from segindex.regions import Regions
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise ``ValueError`` unless ``image`` is an ``HxWx3`` uint8 RGB array."""
+    if (
+        not isinstance(image, np.ndarray)
+        or image.ndim != 3
+        or image.shape[2] != 3
+        or image.dtype != np.uint8
+    ):
+        raise ValueError(
+            f"image must be HxWx3 uint8 RGB, got shape {getattr(image, 'shape', None)} "
+            f"dtype {getattr(image, 'dtype', None)}"
+        )
+
+
+class Segmenter(ABC):
+    """Turns images into ``Regions`` (masks at the original resolution).
+
+    Subclasses implement :meth:`_segment_batch`; callers use :meth:`segment`.
+    """
+
+    #: registry name; set by subclasses
+    name: str = ""
+    #: True if the backend can turn box/point prompts into masks (SAM-like)
+    promptable: bool = False
+
+    def segment(self, images: Sequence[np.ndarray], batch_size: int = 2) -> list[Regions]:
+        """Segment ``HxWx3`` uint8 RGB images; one ``Regions`` per image, in order."""
+        for im in images:
+            check_image(im)
+        out: list[Regions] = []
+        for start in range(0, len(images), batch_size):
+            batch = list(images[start : start + batch_size])
+            results = self._segment_batch(batch)
+            if len(results) != len(batch):
+                raise RuntimeError(
+                    f"{type(self).__name__} returned {len(results)} results for {len(batch)} images"
+                )
+            for im, r in zip(batch, results):
+                if r.image_size != im.shape[:2]:
+                    raise RuntimeError(
+                        f"{type(self).__name__} returned masks of size {r.image_size} "
+                        f"for an image of size {im.shape[:2]}"
+                    )
+            out.extend(results)
+        return out
+
+    @abstractmethod
+    def _segment_batch(self, images: list[np.ndarray]) -> list[Regions]:
+        """Segment one batch of validated images."""
+
+    def describe(self) -> dict[str, Any]:
+        """Settings that identify this segmenter's output (stored with the index)."""
+        return {"name": self.name}

@@ -1,0 +1,1 @@
+"""Where vectors and rows are kept: SQL metadata (SQLAlchemy) and FAISS vectors."""

@@ -1,0 +1,289 @@
+"""SQL metadata store: images, regions (with their durable vectors) and the index settings.
+
+SQLite file by default; any SQLAlchemy URL (e.g. ``postgresql+psycopg2://...``) works the same.
+Writes happen in bulk, one transaction per batch of images (Core ``insert`` executemany).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+
+from segindex.regions import Regions
+from segindex.store.schema import images, index_meta, metadata, regions
+
+
+@dataclass
+class ImageWrite:
+    """Everything to store for one image: its regions and their vectors, or why it failed.
+
+    ``regions`` and ``kinds`` ((N,) str: "segment" | "image") are parallel to ``vectors``
+    ((N, D) float32, L2-normalised).
+    """
+
+    path: str
+    sha256: str | None
+    width: int | None = None
+    height: int | None = None
+    regions: Regions | None = None
+    kinds: Sequence[str] = ()
+    vectors: np.ndarray | None = None
+    crop: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class WriteResult:
+    """What a committed batch changed, for mirroring into the vector index."""
+
+    added_ids: np.ndarray  # (M,) int64 new region ids
+    added_vectors: np.ndarray  # (M, D) float32
+    removed_ids: np.ndarray  # (R,) int64 region ids deleted (replaced or failed images)
+
+
+@dataclass(frozen=True)
+class ImageState:
+    id: int
+    sha256: str | None
+    status: str
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def make_engine(url: str) -> Engine:
+    """Engine with the pragmas SQLite needs for safe concurrent use (WAL, FKs, busy wait)."""
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+    return engine
+
+
+class Store:
+    """The metadata store of one index."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> Any | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(index_meta.c.value).where(index_meta.c.key == key)
+            ).scalar_one_or_none()
+        return None if value is None else json.loads(value)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(index_meta).where(index_meta.c.key == key))
+            conn.execute(insert(index_meta).values(key=key, value=json.dumps(value)))
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def write(self, batch: Sequence[ImageWrite]) -> WriteResult:
+        """Store a batch of images in ONE transaction; replaced images lose their old regions."""
+        now = _now()
+        removed: list[int] = []
+        region_rows: list[dict[str, Any]] = []
+        vectors: list[np.ndarray] = []
+        with self.engine.begin() as conn:
+            for item in batch:
+                image_id = conn.execute(
+                    select(images.c.id).where(images.c.path == item.path)
+                ).scalar_one_or_none()
+                n = 0 if item.regions is None else len(item.regions)
+                values = {
+                    "sha256": item.sha256,
+                    "width": item.width,
+                    "height": item.height,
+                    "status": "failed" if item.error is not None else "indexed",
+                    "error": item.error,
+                    "n_regions": n,
+                    "updated_at": now,
+                }
+                if image_id is None:
+                    image_id = conn.execute(
+                        insert(images)
+                        .values(path=item.path, created_at=now, **values)
+                        .returning(images.c.id)
+                    ).scalar_one()
+                else:
+                    old = conn.execute(
+                        select(regions.c.id).where(regions.c.image_id == image_id)
+                    ).scalars()
+                    removed.extend(old)
+                    conn.execute(delete(regions).where(regions.c.image_id == image_id))
+                    conn.execute(update(images).where(images.c.id == image_id).values(**values))
+                if item.regions is None or n == 0:
+                    continue
+                if item.vectors is None or len(item.vectors) != n or len(item.kinds) != n:
+                    raise ValueError(
+                        f"{item.path}: {n} regions need {n} vectors and kinds, got "
+                        f"{None if item.vectors is None else len(item.vectors)} and {len(item.kinds)}"
+                    )
+                region_rows.extend(_region_rows(image_id, item))
+                vectors.append(np.ascontiguousarray(item.vectors, dtype=np.float32))
+            ids: list[int] = []
+            if region_rows:
+                ids = list(
+                    conn.execute(
+                        insert(regions).returning(regions.c.id, sort_by_parameter_order=True),
+                        region_rows,
+                    ).scalars()
+                )
+        dim = vectors[0].shape[1] if vectors else 0
+        return WriteResult(
+            added_ids=np.asarray(ids, dtype=np.int64),
+            added_vectors=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
+            removed_ids=np.asarray(removed, dtype=np.int64),
+        )
+
+    def delete_images(self, image_ids: Sequence[int]) -> np.ndarray:
+        """Delete images and their regions; returns the removed region ids."""
+        with self.engine.begin() as conn:
+            removed = conn.execute(
+                select(regions.c.id).where(regions.c.image_id.in_(list(image_ids)))
+            ).scalars()
+            out = np.asarray(list(removed), dtype=np.int64)
+            conn.execute(delete(regions).where(regions.c.image_id.in_(list(image_ids))))
+            conn.execute(delete(images).where(images.c.id.in_(list(image_ids))))
+        return out
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def image_states(self) -> dict[str, ImageState]:
+        """``path -> (id, sha256, status)`` for every known image (one query)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(images.c.path, images.c.id, images.c.sha256, images.c.status))
+            return {r.path: ImageState(r.id, r.sha256, r.status) for r in rows}
+
+    def region_rows(self, ids: Sequence[int]) -> dict[int, Any]:
+        """Region rows joined with their image, keyed by region id, in ONE query."""
+        if len(ids) == 0:
+            return {}
+        cols = [c for c in regions.c if c.name != "vector"]
+        stmt = (
+            select(*cols, images.c.path, images.c.width, images.c.height)
+            .join(images, images.c.id == regions.c.image_id)
+            .where(regions.c.id.in_([int(i) for i in ids]))
+        )
+        with self.engine.connect() as conn:
+            return {r.id: r for r in conn.execute(stmt)}
+
+    def region_ids(self, kind: str | None = None) -> np.ndarray:
+        """Sorted ``(N,)`` int64 ids of all regions (optionally of one kind)."""
+        stmt = select(regions.c.id).order_by(regions.c.id)
+        if kind is not None:
+            stmt = stmt.where(regions.c.kind == kind)
+        with self.engine.connect() as conn:
+            return np.asarray(list(conn.execute(stmt).scalars()), dtype=np.int64)
+
+    def iter_vectors(self, chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(ids (n,) int64, vectors (n, D) float32)`` chunks, ordered by id."""
+        last = 0
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(regions.c.id, regions.c.vector)
+                    .where(regions.c.id > last)
+                    .order_by(regions.c.id)
+                    .limit(chunk)
+                ).all()
+            if not rows:
+                return
+            ids = np.asarray([r.id for r in rows], dtype=np.int64)
+            vecs = np.stack([np.frombuffer(r.vector, dtype="<f4") for r in rows])
+            yield ids, vecs.astype(np.float32, copy=False)
+            last = int(ids[-1])
+
+    def iter_regions(self) -> Iterator[Any]:
+        """All region rows (without vectors) joined with their image, ordered by id."""
+        cols = [c for c in regions.c if c.name != "vector"]
+        stmt = (
+            select(*cols, images.c.path, images.c.width, images.c.height)
+            .join(images, images.c.id == regions.c.image_id)
+            .order_by(regions.c.id)
+        )
+        with self.engine.connect() as conn:
+            yield from conn.execute(stmt)
+
+    def indexed_images(self) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(images).where(images.c.status == "indexed").order_by(images.c.id)
+                )
+            )
+
+    def failed_images(self) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(images.c.path, images.c.error)
+                .where(images.c.status == "failed")
+                .order_by(images.c.path)
+            )
+            return [(r.path, r.error or "") for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            by_status = dict(
+                conn.execute(select(images.c.status, func.count()).group_by(images.c.status)).all()
+            )
+            by_kind = dict(
+                conn.execute(select(regions.c.kind, func.count()).group_by(regions.c.kind)).all()
+            )
+        return {
+            "images_indexed": int(by_status.get("indexed", 0)),
+            "images_failed": int(by_status.get("failed", 0)),
+            "regions": int(by_kind.get("segment", 0)),
+            "whole_image_regions": int(by_kind.get("image", 0)),
+        }
+
+
+def _region_rows(image_id: int, item: ImageWrite) -> list[dict[str, Any]]:
+    r = item.regions
+    assert r is not None and item.vectors is not None  # checked by the caller
+    rles = r.rles()
+    areas = r.areas
+    crop = json.dumps(item.crop, sort_keys=True)
+    return [
+        {
+            "image_id": image_id,
+            "kind": str(item.kinds[i]),
+            "label_id": int(r.label_ids[i]),
+            "label": str(r.labels[i]),
+            "score": float(r.scores[i]),
+            "is_thing": bool(r.is_thing[i]),
+            "x0": float(r.boxes[i, 0]),
+            "y0": float(r.boxes[i, 1]),
+            "x1": float(r.boxes[i, 2]),
+            "y1": float(r.boxes[i, 3]),
+            "area": int(areas[i]),
+            "rle": rles[i]["counts"],
+            "crop": crop,
+            "vector": np.ascontiguousarray(item.vectors[i], dtype="<f4").tobytes(),
+        }
+        for i in range(len(r))
+    ]

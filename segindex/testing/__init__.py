@@ -1,0 +1,1 @@
+"""Deterministic fakes and tiny models for tests, notebooks and benchmarks (no network)."""
