@@ -29,7 +29,21 @@ _LAZY = {
     "Embedder": "segindex.embed",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = [
+    "EMBEDDERS",
+    "SEGMENTERS",
+    "BackendSpec",
+    "CropPolicy",
+    "Embedder",
+    "Hit",
+    "Index",
+    "IndexSettings",
+    "IngestReport",
+    "Regions",
+    "RuntimeOptions",
+    "Segmenter",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from segindex.config import BackendSpec, CropPolicy, IndexSettings, RuntimeOptions

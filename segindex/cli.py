@@ -149,7 +149,9 @@ def main() -> None:
 @click.option("--no-whole-image", is_flag=True, help="Do not index each whole image as a region.")
 @click.option("--db-url", default=None, help="SQLAlchemy URL for metadata (default: SQLite file).")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Embedder batch size.")
-@click.option("--retry-failed", is_flag=True, help="Retry files that failed before, even unchanged.")
+@click.option(
+    "--retry-failed", is_flag=True, help="Retry files that failed before, even unchanged."
+)
 @device_option
 @json_option
 @_friendly
@@ -176,7 +178,9 @@ def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
             crop = replace(crop, whole_image=False)
         idx = Index.create(index_path, crop=crop, db_url=kw["db_url"], runtime=runtime, **backend)
     with idx:
-        report = _run_with_progress(idx, list(sources), quiet=kw["as_json"], retry=kw["retry_failed"])
+        report = _run_with_progress(
+            idx, list(sources), quiet=kw["as_json"], retry=kw["retry_failed"]
+        )
     if kw["as_json"]:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -219,14 +223,27 @@ def _run_with_progress(idx: Any, sources: list[str], quiet: bool, retry: bool) -
 @index_option
 @click.option("--image", "image_path", type=click.Path(path_type=Path), help="Search by an image.")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="Number of hits.")
-@click.option("--scope", type=click.Choice(["regions", "images", "all"]), default="regions",
-              show_default=True, help="Segment regions, whole images, or both.")
+@click.option(
+    "--scope",
+    type=click.Choice(["regions", "images", "all"]),
+    default="regions",
+    show_default=True,
+    help="Segment regions, whole images, or both.",
+)
 @click.option("--no-templates", is_flag=True, help="Embed the text verbatim (no prompt templates).")
 @device_option
 @json_option
 @_friendly
-def search(text: str | None, index_path: Path, image_path: Path | None, k: int, scope: str,
-           no_templates: bool, device: str, as_json: bool) -> None:
+def search(
+    text: str | None,
+    index_path: Path,
+    image_path: Path | None,
+    k: int,
+    scope: str,
+    no_templates: bool,
+    device: str,
+    as_json: bool,
+) -> None:
     """Find the regions that best match TEXT, or --image FILE."""
     from segindex.embed import DEFAULT_TEMPLATES
     from segindex.errors import QueryError
@@ -249,7 +266,7 @@ def search(text: str | None, index_path: Path, image_path: Path | None, k: int, 
 
     table = Table(title=f"{len(hits)} hits")
     for col in ("#", "similarity", "label", "score", "bbox (x0,y0,x1,y1)", "image", "region"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for rank, h in enumerate(hits, 1):
         table.add_row(
             str(rank),
@@ -260,7 +277,11 @@ def search(text: str | None, index_path: Path, image_path: Path | None, k: int, 
             h.image_path,
             str(h.region_id),
         )
-    Console(width=max(120, Console().width)).print(table)
+    console = Console()
+    if not console.is_terminal:  # piped: never cut paths, whatever the width
+        longest = max((len(h.image_path) for h in hits), default=0)
+        console = Console(width=max(120, longest + 90))
+    console.print(table)
 
 
 @main.command()
@@ -281,8 +302,10 @@ def info(index_path: Path, as_json: bool) -> None:
     click.echo(f"index:       {data['path']}")
     click.echo(f"metadata:    {data['db_url']}")
     click.echo(f"segmenter:   {s['segmenter']['name']} {s['segmenter']['options']}")
-    click.echo(f"embedder:    {s['embedder']['name']} {s['embedder']['options']} "
-               f"(dim {data['vector_dim']})")
+    click.echo(
+        f"embedder:    {s['embedder']['name']} {s['embedder']['options']} "
+        f"(dim {data['vector_dim']})"
+    )
     click.echo(f"images:      {c['images_indexed']} indexed, {c['images_failed']} failed")
     click.echo(f"regions:     {c['regions']} (+{c['whole_image_regions']} whole-image)")
     click.echo(f"vectors:     {data['vectors']}")
@@ -294,8 +317,13 @@ def info(index_path: Path, as_json: bool) -> None:
 
 @main.command()
 @index_option
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="Where to write the COCO JSON.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Where to write the COCO JSON.",
+)
 @click.option("--include-whole-images", is_flag=True, help="Also export whole-image regions.")
 @_friendly
 def export(index_path: Path, output: Path, include_whole_images: bool) -> None:
@@ -305,8 +333,9 @@ def export(index_path: Path, output: Path, include_whole_images: bool) -> None:
     with Index.open(index_path) as idx:
         data = idx.export_coco(include_whole_images=include_whole_images)
     output.write_text(json.dumps(data))
-    click.echo(f"wrote {len(data['annotations'])} regions of {len(data['images'])} images "
-               f"to {output}")
+    click.echo(
+        f"wrote {len(data['annotations'])} regions of {len(data['images'])} images to {output}"
+    )
 
 
 @main.command()

@@ -15,8 +15,13 @@ from segindex.regions import Regions
 def keep_large(regions: Regions, policy: CropPolicy) -> Regions:
     """Drop regions smaller than ``policy.min_area_px`` pixels or ``min_area_frac`` of the image."""
     h, w = regions.image_size
-    min_area = max(policy.min_area_px, int(np.ceil(policy.min_area_frac * h * w)), 1)
-    return regions[regions.areas >= min_area]
+    areas = regions.areas
+    keep = areas >= max(policy.min_area_px, 1)
+    if policy.min_area_frac > 0:
+        # Compare fractions, not areas with ceil(frac * h * w): 0.07 * 100 == 7.000000000000001,
+        # which would drop a region of exactly 7 % of the image.
+        keep &= areas / max(h * w, 1) >= policy.min_area_frac
+    return regions[keep]
 
 
 def expand_box(
@@ -80,4 +85,6 @@ def crop_whole(image: np.ndarray, policy: CropPolicy) -> np.ndarray:
 
 def crop_all(image: np.ndarray, regions: Regions, policy: CropPolicy) -> list[np.ndarray]:
     """One crop per region, in order."""
-    return [crop_region(image, regions.masks[i], regions.boxes[i], policy) for i in range(len(regions))]
+    return [
+        crop_region(image, regions.masks[i], regions.boxes[i], policy) for i in range(len(regions))
+    ]

@@ -8,7 +8,7 @@ from segindex.store.sql import Store
 
 
 def to_coco(store: Store, include_whole_images: bool = False) -> dict[str, Any]:
-    """COCO dict: ``images``, ``categories`` (by label name), ``annotations`` with RLE, XYWH bbox."""
+    """COCO dict: ``images``, ``categories`` (by label name), ``annotations`` (RLE, XYWH)."""
     images = [
         {"id": r.id, "file_name": r.path, "width": r.width, "height": r.height}
         for r in store.indexed_images()

@@ -76,7 +76,8 @@ def discover(sources: Iterable[str | Path] | str | Path) -> list[Path]:
             found[real] = path
 
     for source in sources:
-        text = os.path.expanduser(os.fspath(source))
+        given = os.fspath(source)
+        text = os.path.expanduser(given)
         path = os.path.abspath(text)
         if os.path.isfile(path):
             add(path)
@@ -85,12 +86,12 @@ def discover(sources: Iterable[str | Path] | str | Path) -> list[Path]:
                 add(image)
         elif os.path.lexists(path):
             reason = "a broken symlink" if os.path.islink(path) else "not a file or folder"
-            raise ConfigError(f"no images found at {source!r}: {reason}")
+            raise ConfigError(f"no images found at {given!r}: {reason}")
         elif _GLOB_CHARS.intersection(text):
             if not _add_glob_matches(text, visited_dirs, add):
-                raise ConfigError(f"no images found at {source!r}")
+                raise ConfigError(f"no images found at {given!r}")
         else:
-            raise ConfigError(f"no images found at {source!r}: no such file or folder")
+            raise ConfigError(f"no images found at {given!r}: no such file or folder")
     return sorted(Path(p) for p in found.values())
 
 

@@ -1,9 +1,9 @@
 """``Index``: the Python door. An index is a directory holding the SQL store and the FAISS file.
 
-    photos.segindex/
-        segindex.json   format version and the SQL URL (default: the SQLite file below)
-        meta.sqlite     images, regions (+ durable vectors), settings
-        vectors.faiss   FAISS IndexIDMap2 over inner product, ids = region ids
+photos.segindex/
+    segindex.json   format version and the SQL URL (default: the SQLite file below)
+    meta.sqlite     images, regions (+ durable vectors), settings
+    vectors.faiss   FAISS IndexIDMap2 over inner product, ids = region ids
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from PIL import Image
 
 from segindex.config import BackendSpec, CropPolicy, IndexSettings, RuntimeOptions
 from segindex.crop import crop_whole
-from segindex.embed import EMBEDDERS, DEFAULT_TEMPLATES, Embedder
+from segindex.embed import DEFAULT_TEMPLATES, EMBEDDERS, Embedder
 from segindex.errors import (
     IndexExistsError,
     IndexMismatchError,
@@ -198,7 +198,9 @@ class Index:
     def segmenter(self) -> Segmenter:
         if self._segmenter is None:
             spec = self._segmenter_spec
-            self._segmenter = SEGMENTERS.build(spec.name, **spec.options, device=self.runtime.device)
+            self._segmenter = SEGMENTERS.build(
+                spec.name, **spec.options, device=self.runtime.device
+            )
         return self._segmenter
 
     @property
@@ -314,7 +316,9 @@ class Index:
             pixels = load_image(image)
         return self.embedder.embed_images([crop_whole(pixels, self.settings.crop)])[0]
 
-    def search_vector(self, query: np.ndarray, *, k: int = 10, scope: Scope = "regions") -> list[Hit]:
+    def search_vector(
+        self, query: np.ndarray, *, k: int = 10, scope: Scope = "regions"
+    ) -> list[Hit]:
         """The ``k`` regions nearest to a ``(D,)`` L2-normalised float32 vector."""
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         if query.shape[0] != self.dim:

@@ -119,8 +119,10 @@ def plan(
             unreadable.append((path, f"cannot read file: {e.strerror or e}"))
             continue
         state = known.get(path)
-        if state is not None and state.sha256 == sha and (
-            state.status == "indexed" or not retry_failed
+        if (
+            state is not None
+            and state.sha256 == sha
+            and (state.status == "indexed" or not retry_failed)
         ):
             skipped += 1
             continue
@@ -215,10 +217,12 @@ def run_ingest(
         crops: list[np.ndarray] = []
         pending: list[tuple[_Decoded, Regions, list[str]]] = []
         with timer("crop"):
-            for d, seg in zip(decoded, segs):
+            for d, seg in zip(decoded, segs, strict=True):
                 h, w = d.image.shape[:2]
                 if isinstance(seg, str):
-                    writes.append(ImageWrite(path=d.path, sha256=d.sha256, width=w, height=h, error=seg))
+                    writes.append(
+                        ImageWrite(path=d.path, sha256=d.sha256, width=w, height=h, error=seg)
+                    )
                     continue
                 kept = keep_large(seg, crop)
                 crops.extend(crop_all(d.image, kept, crop))

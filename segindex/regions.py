@@ -129,7 +129,7 @@ class Regions:
     @property
     def areas(self) -> np.ndarray:
         """``(N,)`` int64 pixel counts of the masks."""
-        return self.masks.reshape(len(self), -1).sum(axis=1).astype(np.int64)
+        return self.masks.sum(axis=(1, 2), dtype=np.int64)
 
     def rles(self) -> list[rle_codec.RLE]:
         """COCO RLE of each mask."""

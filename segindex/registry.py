@@ -1,7 +1,8 @@
 """Backends by name: a small registry fed by entry points and by explicit registration.
 
 Built-in segmenters and embedders are declared as entry points in ``pyproject.toml`` under
-``segindex.segmenters`` / ``segindex.embedders``, exactly as a third-party plugin would declare its own.
+``segindex.segmenters`` / ``segindex.embedders``, exactly as a third-party plugin would declare
+its own.
 Tests and notebooks may also call :meth:`Registry.register` at run time.
 """
 
@@ -28,9 +29,12 @@ class Registry(Generic[T]):
     def register(
         self, name: str, builder: Callable[..., T] | None = None, *, replace: bool = False
     ) -> Callable[..., T] | Callable[[Callable[..., T]], Callable[..., T]]:
-        """Register ``builder`` under ``name``; usable as a decorator when ``builder`` is omitted."""
+        """Register ``builder`` under ``name``; a decorator when ``builder`` is omitted."""
 
         def add(b: Callable[..., T]) -> Callable[..., T]:
+            # Read the entry points first (metadata only, no plugin import), so a name declared by a
+            # plugin is refused the same whether or not the registry was already listed.
+            self._load_entry_points()
             if not replace and name in self._builders and self._builders[name] is not b:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._builders[name] = b
@@ -39,6 +43,7 @@ class Registry(Generic[T]):
         return add(builder) if builder is not None else add
 
     def unregister(self, name: str) -> None:
+        self._load_entry_points()  # else a later first listing would bring an entry point back
         self._builders.pop(name, None)
 
     def _load_entry_points(self) -> None:

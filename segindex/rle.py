@@ -19,8 +19,7 @@ def encode(mask: np.ndarray) -> RLE:
     """Encode one ``HxW`` bool mask as compressed COCO RLE."""
     if mask.ndim != 2:
         raise ValueError(f"mask must be HxW, got shape {mask.shape}")
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    return encode_many(mask[None])[0]
 
 
 def encode_many(masks: np.ndarray) -> list[RLE]:

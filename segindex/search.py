@@ -100,6 +100,6 @@ def search_vectors(
     if allowed is not None and len(allowed) == 0:
         return []
     sims, ids = vectors.search(query.reshape(1, -1), k, allowed_ids=allowed)
-    pairs = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0]
+    pairs = [(int(i), float(s)) for i, s in zip(ids[0], sims[0], strict=True) if i >= 0]
     rows = store.region_rows([i for i, _ in pairs])
     return [hit_from_row(rows[i], s) for i, s in pairs if i in rows]

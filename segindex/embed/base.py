@@ -1,4 +1,5 @@
-"""Base class of embedders: abstract batch methods; the base batches, normalises, averages prompts."""
+"""Base class of embedders: abstract batch methods; the base batches, normalises, averages
+prompts."""
 
 from __future__ import annotations
 

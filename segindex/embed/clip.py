@@ -47,7 +47,7 @@ def _looks_like_path(s: str) -> bool:
     )
 
 
-def _short(exc: BaseException, limit: int = 300) -> str:
+def _short(exc: BaseException, limit: int = 240) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -56,9 +56,10 @@ def _local_copy_hint(model: str) -> str:
     return (
         "Download the checkpoint where you have network and pass it: "
         "--clip-pretrained /path/to/open_clip_pytorch_model.bin (or a directory with "
-        "open_clip_config.json and the weights via --clip-model DIR); Python: embedder options "
-        f"{{'model': {model!r}, 'pretrained': '/path/to/open_clip_pytorch_model.bin'}} or "
-        "{'model': '/path/to/DIR'}"
+        "open_clip_config.json and the weights via --clip-model DIR); Python: "
+        f"embedder_options={{'model': {model!r}, "
+        "'pretrained': '/path/to/open_clip_pytorch_model.bin'} or "
+        "embedder_options={'model': '/path/to/DIR'}"
     )
 
 
@@ -69,35 +70,37 @@ class OpenClipEmbedder(Embedder):
         model: open_clip model name, ``hf-hub:org/repo``, or a local model directory (plain path
             or ``local-dir:PATH``) with ``open_clip_config.json`` and weights.
         pretrained: for a model name only: an open_clip weight tag, a local checkpoint file path,
-            or ``None`` for random initialisation. Ignored (recorded as ``None``) for hub and
-            directory models, which carry their own weights.
+            or ``None`` (or ``""``) for random initialisation. Ignored (recorded as ``None``)
+            for hub and directory models, which carry their own weights.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda[:N]`` or ``mps``.
         precision: one of :data:`PRECISIONS` (``fp16``/``bf16`` keep LayerNorms in fp32).
 
     Raises:
         ModelLoadError: unknown model name or tag, missing file or directory, failed download,
             or weights that do not fit the architecture.
-        ConfigError: bad ``device`` or ``precision``.
+        ConfigError: bad ``device`` or ``precision``, or ``model``/``pretrained`` of a wrong type.
     """
 
     name = "open_clip"
 
     def __init__(
         self,
-        model: str = DEFAULT_CLIP_MODEL,
-        pretrained: str | None = DEFAULT_CLIP_PRETRAINED,
+        model: str | os.PathLike[str] = DEFAULT_CLIP_MODEL,
+        pretrained: str | os.PathLike[str] | None = DEFAULT_CLIP_PRETRAINED,
         device: str = "auto",
         precision: str = "fp32",
     ) -> None:
         if precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
         self.device = resolve_device(device)
         self.precision = precision
         # ``model``/``pretrained``: canonical identity (absolute paths); ``_model_id``: open_clip's.
         self.model, self.pretrained, self._model_id = _resolve_source(model, pretrained)
 
         self._clip, self._preprocess, self._tokenizer = self._load()
-        self._image_dtype = _floating_dtype(self._clip.visual)
+        self._image_dtype = _input_dtype(precision)
         self._dim = self._find_dim()
 
     # -- loading ------------------------------------------------------------------------------
@@ -131,7 +134,7 @@ class OpenClipEmbedder(Embedder):
                 f"could not load CLIP model {self.model!r} from the Hugging Face Hub (offline, no "
                 f"access, or unknown repository). Download the repository (open_clip_config.json "
                 f"and open_clip_pytorch_model.bin) where you have network and pass the directory: "
-                f"--clip-model DIR; Python: embedder options {{'model': '/path/to/DIR'}}. "
+                f"--clip-model DIR; Python: embedder_options={{'model': '/path/to/DIR'}}. "
                 f"Cause: {cause}"
             )
         if schema == "local-dir":
@@ -180,8 +183,10 @@ class OpenClipEmbedder(Embedder):
         tensors = []
         for i, img in enumerate(images):
             if not (isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3):
-                got = f"shape {img.shape} dtype {img.dtype}" if isinstance(img, np.ndarray) else (
-                    type(img).__name__
+                got = (
+                    f"shape {img.shape} dtype {img.dtype}"
+                    if isinstance(img, np.ndarray)
+                    else type(img).__name__
                 )
                 raise ValueError(f"image {i} must be an HxWx3 uint8 RGB array, got {got}")
             if img.dtype != np.uint8:
@@ -214,7 +219,12 @@ class OpenClipEmbedder(Embedder):
 
     def describe(self) -> dict[str, Any]:
         """Identity of the vector space: backend name, model, weights and dimension (no device)."""
-        return {"name": self.name, "model": self.model, "pretrained": self.pretrained, "dim": self.dim}
+        return {
+            "name": self.name,
+            "model": self.model,
+            "pretrained": self.pretrained,
+            "dim": self.dim,
+        }
 
     def __repr__(self) -> str:
         return (
@@ -234,7 +244,9 @@ def _schema(model_id: str) -> str | None:
     return None
 
 
-def _resolve_source(model: str, pretrained: str | None) -> tuple[str, str | None, str]:
+def _resolve_source(
+    model: str | os.PathLike[str], pretrained: str | os.PathLike[str] | None
+) -> tuple[str, str | None, str]:
     """Check ``model``/``pretrained`` before any loading; return ``(model, pretrained, model_id)``.
 
     ``model`` and ``pretrained`` come back canonical (directories and files as absolute paths,
@@ -243,11 +255,15 @@ def _resolve_source(model: str, pretrained: str | None) -> tuple[str, str | None
     """
     import open_clip
 
+    model = os.fspath(model) if isinstance(model, os.PathLike) else model
     if not isinstance(model, str) or not model.strip():
-        raise ModelLoadError(f"CLIP model must be a non-empty string, got {model!r}")
+        raise ConfigError(f"CLIP model must be a non-empty string or path, got {model!r}")
     model = model.strip()
-    if pretrained is not None and (not isinstance(pretrained, str) or not pretrained.strip()):
-        pretrained = None
+    pretrained = os.fspath(pretrained) if isinstance(pretrained, os.PathLike) else pretrained
+    if pretrained is not None and not isinstance(pretrained, str):
+        raise ConfigError(f"CLIP pretrained must be a string, path or None, got {pretrained!r}")
+    if pretrained is not None and not pretrained.strip():
+        pretrained = None  # "" (e.g. an empty CLI option) means random weights, like None
 
     if model.startswith(_HF_HUB):
         if not model[len(_HF_HUB) :].strip("/"):
@@ -262,8 +278,8 @@ def _resolve_source(model: str, pretrained: str | None) -> tuple[str, str | None
         if not (directory / "open_clip_config.json").is_file():
             raise ModelLoadError(
                 f"CLIP model directory {str(directory)!r} has no open_clip_config.json; expected "
-                f"an open_clip model directory (open_clip_config.json + open_clip_pytorch_model.bin "
-                f"or open_clip_model.safetensors)"
+                f"an open_clip model directory (open_clip_config.json + "
+                f"open_clip_pytorch_model.bin or open_clip_model.safetensors)"
             )
         return str(directory), None, f"{_LOCAL_DIR}{directory}"
 
@@ -303,13 +319,14 @@ def _resolve_source(model: str, pretrained: str | None) -> tuple[str, str | None
     )
 
 
-def _floating_dtype(module: torch.nn.Module) -> torch.dtype:
-    """dtype the tower's weights run in (inputs are cast to it; fp16/bf16 precisions)."""
+def _input_dtype(precision: str) -> torch.dtype:
+    """dtype image batches are cast to: the dtype of the towers' first (conv/linear) layers."""
     import torch
 
-    for p in module.parameters():
-        if p.is_floating_point():
-            return p.dtype
+    if "fp16" in precision:
+        return torch.float16
+    if "bf16" in precision:
+        return torch.bfloat16
     return torch.float32
 
 

@@ -48,7 +48,7 @@ class Segmenter(ABC):
                 raise RuntimeError(
                     f"{type(self).__name__} returned {len(results)} results for {len(batch)} images"
                 )
-            for im, r in zip(batch, results):
+            for im, r in zip(batch, results, strict=True):
                 if r.image_size != im.shape[:2]:
                     raise RuntimeError(
                         f"{type(self).__name__} returned masks of size {r.image_size} "

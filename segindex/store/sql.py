@@ -141,7 +141,7 @@ class Store:
                 if item.vectors is None or len(item.vectors) != n or len(item.kinds) != n:
                     raise ValueError(
                         f"{item.path}: {n} regions need {n} vectors and kinds, got "
-                        f"{None if item.vectors is None else len(item.vectors)} and {len(item.kinds)}"
+                        f"{0 if item.vectors is None else len(item.vectors)} and {len(item.kinds)}"
                     )
                 region_rows.extend(_region_rows(image_id, item))
                 vectors.append(np.ascontiguousarray(item.vectors, dtype=np.float32))
@@ -176,7 +176,9 @@ class Store:
     def image_states(self) -> dict[str, ImageState]:
         """``path -> (id, sha256, status)`` for every known image (one query)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(images.c.path, images.c.id, images.c.sha256, images.c.status))
+            rows = conn.execute(
+                select(images.c.path, images.c.id, images.c.sha256, images.c.status)
+            )
             return {r.path: ImageState(r.id, r.sha256, r.status) for r in rows}
 
     def region_rows(self, ids: Sequence[int]) -> dict[int, Any]:

@@ -61,9 +61,7 @@ class FakeSegmenter(Segmenter):
         q = quantise(image)
         counts = np.bincount(q.ravel(), minlength=len(_NAMES))
         background = int(counts.argmax())
-        present = [
-            i for i in range(len(_NAMES)) if counts[i] >= max(1, self.min_fraction * q.size)
-        ]
+        present = [i for i in range(len(_NAMES)) if counts[i] >= max(1, self.min_fraction * q.size)]
         masks = np.stack([q == i for i in present]) if present else np.zeros((0, *q.shape), bool)
         return Regions.from_masks(
             masks,

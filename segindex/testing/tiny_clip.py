@@ -11,10 +11,10 @@ The model goes through exactly the loading code a real checkpoint does
   ``OpenClipEmbedder(model=TINY_MODEL_NAME, pretrained=path)``.
 
 Vision tower: ViT, 32x32 input, 8 px patches, width 32, 2 layers. Text tower: the standard CLIP
-BPE tokenizer (vocabulary 49408, context 77), width 32, 2 layers. Joint space: :data:`TINY_EMBED_DIM`
-dimensions. About 1.6 M parameters (6 MB), built and saved in well under a second. Weights are
-seeded (``torch.manual_seed(0)`` inside a forked RNG, so the caller's RNG state is untouched): the
-same call always writes the same model.
+BPE tokenizer (vocabulary 49408, context 77), width 32, 2 layers. Joint space:
+:data:`TINY_EMBED_DIM` dimensions. About 1.6 M parameters (6 MB), built and saved in well under a
+second. Weights are seeded (``torch.manual_seed(0)`` inside a forked RNG, so the caller's RNG
+state is untouched): the same call always writes the same model.
 """
 
 from __future__ import annotations

@@ -1,0 +1,304 @@
+"""Panoptic segmentation with any transformers universal-segmentation checkpoint.
+
+Mask2Former, MaskFormer and OneFormer checkpoints (hub id or local directory) are loaded through
+``AutoModelForUniversalSegmentation`` and their own processor; one forward pass per batch (per
+inference size in the batch, see ``PanopticSegmenter._forward``), then the processor's
+``post_process_panoptic_segmentation`` per image. Every panoptic segment becomes one ``Regions``
+row with its mask at the original image resolution.
+
+torch and transformers are imported only when a segmenter is built: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from segindex.config import DEFAULT_SEGMENTER_MODEL
+from segindex.data.coco_panoptic import COCO_STUFF_NAMES
+from segindex.device import resolve_device
+from segindex.errors import ConfigError, ModelLoadError
+from segindex.regions import Regions
+from segindex.segment.base import Segmenter
+
+if TYPE_CHECKING:
+    import torch
+
+#: longest edge / shortest edge of the inference size, as in the COCO recipes (800 x 1333)
+LONGEST_EDGE_RATIO = 1333 / 800
+_PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
+#: ``config.model_type`` of the architectures whose outputs and post-processing this backend knows
+SUPPORTED_MODEL_TYPES = ("mask2former", "maskformer", "oneformer")
+
+
+class PanopticSegmenter(Segmenter):
+    """Panoptic segmenter over a transformers universal-segmentation checkpoint.
+
+    Args:
+        model: hub id (e.g. ``facebook/mask2former-swin-tiny-coco-panoptic``) or local directory
+            holding ``config.json``, the weights and the processor config.
+        device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
+        resolution: shortest edge of the inference size in pixels (the longest edge is capped at
+            ``resolution * 1333 / 800``); ``None`` keeps the processor's own default size.
+        threshold: minimum class probability of a query to become a segment, in [0, 1].
+        mask_threshold: level at which a query's soft mask is binarised, in [0, 1]. As in
+            transformers' post-processing, it applies to mask probability x class score, so a
+            query whose class score is below it never yields a segment.
+        overlap_threshold: a segment is kept only if its share of the per-pixel competition
+            between queries covers more than this fraction of its binarised mask, in [0, 1].
+        thing_ids: label ids that are countable things; by default a label is stuff when its
+            name is one of the 53 COCO-panoptic stuff names and a thing otherwise.
+
+    :meth:`segment` takes ``HxWx3`` uint8 RGB images and returns one ``Regions`` per image: one row
+    per panoptic segment, masks ``(N, H, W)`` bool at the image's own resolution and disjoint,
+    ``label_ids`` from the checkpoint's ``config.id2label``, ``labels`` its class names, ``scores``
+    the class probabilities (float32), ``is_thing`` as above.
+
+    Raises:
+        ModelLoadError: the checkpoint cannot be found, downloaded or read.
+        ConfigError: an option is out of range.
+    """
+
+    name = "panoptic"
+
+    def __init__(
+        self,
+        model: str = DEFAULT_SEGMENTER_MODEL,
+        *,
+        device: str = "auto",
+        resolution: int | None = 384,
+        threshold: float = 0.5,
+        mask_threshold: float = 0.5,
+        overlap_threshold: float = 0.8,
+        thing_ids: Iterable[int] | None = None,
+    ) -> None:
+        if resolution is not None and (
+            not isinstance(resolution, (int, np.integer))
+            or isinstance(resolution, bool)
+            or resolution < 32
+        ):
+            raise ConfigError(f"resolution must be an int >= 32 or None, got {resolution!r}")
+        for opt, value in (
+            ("threshold", threshold),
+            ("mask_threshold", mask_threshold),
+            ("overlap_threshold", overlap_threshold),
+        ):
+            if not 0.0 <= float(value) <= 1.0:
+                raise ConfigError(f"{opt} must be in [0, 1], got {value!r}")
+        self.model_id = str(model)
+        self.resolution = None if resolution is None else int(resolution)
+        self.threshold = float(threshold)
+        self.mask_threshold = float(mask_threshold)
+        self.overlap_threshold = float(overlap_threshold)
+        self.thing_ids = None if thing_ids is None else frozenset(int(i) for i in thing_ids)
+        self.device = resolve_device(device)
+
+        self.model, self.processor = _load(self.model_id)
+        self.model.to(self.device).eval()
+        config = self.model.config
+        #: OneFormer conditions on a text task ("the task is panoptic") given to its processor
+        self._needs_task_input = getattr(config, "model_type", "") == "oneformer"
+        #: ``{label id: class name}`` of the checkpoint
+        self.id2label: dict[int, str] = {int(k): str(v) for k, v in config.id2label.items()}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.model_id,
+            "resolution": self.resolution,
+            "threshold": self.threshold,
+            "mask_threshold": self.mask_threshold,
+            "overlap_threshold": self.overlap_threshold,
+            "thing_ids": None if self.thing_ids is None else sorted(self.thing_ids),
+        }
+
+    def is_thing(self, label_id: int) -> bool:
+        """Thing (True) or stuff (False) for a label id, see ``thing_ids`` in the class doc."""
+        if self.thing_ids is not None:
+            return label_id in self.thing_ids
+        return self.id2label.get(label_id, "") not in COCO_STUFF_NAMES
+
+    def _inference_size(self) -> dict[str, int] | None:
+        if self.resolution is None:
+            return None
+        return {
+            "shortest_edge": self.resolution,
+            "longest_edge": round(self.resolution * LONGEST_EDGE_RATIO),
+        }
+
+    def _prepare(self, images: list[np.ndarray]) -> Any:
+        """Processor output (``pixel_values`` (B, 3, Hp, Wp) float32, ``pixel_mask`` (B, Hp, Wp)
+        with 1 on real pixels, padding bottom/right; plus ``task_inputs`` for OneFormer) on the
+        segmenter's device."""
+        kwargs: dict[str, Any] = {"return_tensors": "pt", "input_data_format": "channels_last"}
+        size = self._inference_size()
+        if size is not None:
+            kwargs["size"] = size
+        if self._needs_task_input:
+            kwargs["task_inputs"] = ["panoptic"] * len(images)
+        return self.processor(images=images, **kwargs).to(self.device)
+
+    def _segment_batch(self, images: list[np.ndarray]) -> list[Regions]:
+        import torch
+
+        inputs = self._prepare(images)
+        results: list[Regions] = []
+        with torch.inference_mode():
+            for image, logits in zip(images, self._forward(inputs), strict=True):
+                height, width = image.shape[:2]
+                class_logits, mask_logits = logits
+                panoptic = self.processor.post_process_panoptic_segmentation(
+                    SimpleNamespace(
+                        class_queries_logits=class_logits, masks_queries_logits=mask_logits
+                    ),
+                    threshold=self.threshold,
+                    mask_threshold=self.mask_threshold,
+                    overlap_mask_area_threshold=self.overlap_threshold,
+                    label_ids_to_fuse=set(),
+                    target_sizes=[(height, width)],
+                )[0]
+                results.append(self._to_regions(panoptic, height, width))
+        return results
+
+    def _forward(self, inputs: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Run the network; per image ``(class logits (1, Q, C+1), mask logits (1, Q, h, w))``.
+
+        One forward pass per distinct inference size in the batch (usually one or two: photos
+        come in few aspect ratios). Images are never padded to a larger batch-mate: padding
+        changes the network's output (transformers#39382), and transformers' post-processing
+        stretches the padded logit map onto the image, misplacing every mask. So an image gets
+        the same regions whatever it is batched with.
+        """
+        import torch
+
+        pixel_values = inputs["pixel_values"]  # (B, 3, Hp, Wp) float32, padded bottom/right
+        batch = int(pixel_values.shape[0])
+        pixel_mask = inputs.get("pixel_mask")  # (B, Hp, Wp), 1 on real pixels
+        if pixel_mask is None:
+            sizes = [tuple(pixel_values.shape[-2:])] * batch
+        else:
+            valid = pixel_mask.bool()
+            heights = valid.any(dim=2).sum(dim=1).tolist()
+            widths = valid.any(dim=1).sum(dim=1).tolist()
+            sizes = list(zip(heights, widths, strict=True))
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, size in enumerate(sizes):
+            groups.setdefault((int(size[0]), int(size[1])), []).append(i)
+
+        per_image: list[Any] = [None] * batch
+        for (height, width), members in groups.items():
+            index = torch.tensor(members, device=pixel_values.device)
+            group_inputs = {}
+            for key, value in inputs.items():
+                if isinstance(value, torch.Tensor) and value.shape[:1] == (batch,):
+                    value = value.index_select(0, index)
+                    if key in ("pixel_values", "pixel_mask"):
+                        value = value[..., :height, :width]
+                group_inputs[key] = value
+            outputs = self.model(**group_inputs)
+            for j, i in enumerate(members):
+                per_image[i] = (
+                    outputs.class_queries_logits[j : j + 1],
+                    outputs.masks_queries_logits[j : j + 1],
+                )
+        return per_image
+
+    def _to_regions(self, panoptic: dict[str, Any], height: int, width: int) -> Regions:
+        """``{"segmentation": (H, W) int segment ids, "segments_info": [...]}`` -> ``Regions``."""
+        import torch
+
+        info = list(panoptic["segments_info"])
+        if not info:
+            return Regions.empty(height, width)
+        segmentation = panoptic["segmentation"]
+        ids = torch.tensor([s["id"] for s in info], device=segmentation.device)
+        masks = (segmentation.unsqueeze(0) == ids.view(-1, 1, 1)).cpu().numpy()  # (N, H, W) bool
+        keep = masks.reshape(len(info), -1).any(axis=1)
+        label_ids = [int(s["label_id"]) for s in info]
+        return Regions.from_masks(
+            masks,
+            label_ids=label_ids,
+            labels=[self.id2label.get(i, f"class_{i}") for i in label_ids],
+            scores=[float(s["score"]) for s in info],
+            is_thing=[self.is_thing(i) for i in label_ids],
+        )[keep]
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(_PATH_PREFIXES) or os.path.isabs(model) or Path(model).exists()
+
+
+def _hub_offline() -> bool:
+    """``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` as set now (huggingface_hub reads them only
+    once, at import)."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _load(model: str) -> tuple[Any, Any]:
+    """(network, processor) for a hub id or local directory; ``ModelLoadError`` if impossible."""
+    if _looks_like_path(model):
+        path = Path(model).expanduser()
+        if not path.exists():
+            raise ModelLoadError(f"segmenter model directory {model!r} does not exist")
+        if not path.is_dir():
+            raise ModelLoadError(
+                f"segmenter model {model!r} is a file; pass the directory that holds its "
+                "config.json, weights and preprocessor_config.json"
+            )
+        try:
+            return _from_pretrained(str(path), local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(
+                f"could not load segmenter model from directory {model!r}: {exc}"
+            ) from exc
+
+    try:
+        # The local cache first: no network round trips (and no retries when offline).
+        return _from_pretrained(model, local_files_only=True)
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        return _from_pretrained(model, local_files_only=_hub_offline())
+    except OSError as exc:
+        raise ModelLoadError(
+            f"could not load segmenter model {model!r}: not a local directory and not "
+            "downloadable (offline or wrong name). Download it where you have network (e.g. "
+            f"`hf download {model} --local-dir DIR`) and pass the directory: "
+            "--segmenter-model DIR on the CLI or segmenter_options={'model': 'DIR'} in Python."
+        ) from exc
+    except (ValueError, KeyError) as exc:
+        raise ModelLoadError(
+            f"segmenter model {model!r} is not a universal-segmentation checkpoint "
+            f"(Mask2Former, MaskFormer, OneFormer): {exc}"
+        ) from exc
+
+
+def _from_pretrained(source: str, *, local_files_only: bool) -> tuple[Any, Any]:
+    from transformers import (
+        AutoImageProcessor,
+        AutoModelForUniversalSegmentation,
+        AutoProcessor,
+    )
+
+    network = AutoModelForUniversalSegmentation.from_pretrained(
+        source, local_files_only=local_files_only
+    )
+    model_type = network.config.model_type
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ModelLoadError(
+            f"segmenter model {source!r} is a {model_type!r} checkpoint; the panoptic segmenter "
+            f"supports {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    # OneFormer's full processor tokenises the task text; the others need only images.
+    auto = AutoProcessor if model_type == "oneformer" else AutoImageProcessor
+    processor = auto.from_pretrained(source, local_files_only=local_files_only)
+    return network, processor
+
+
+__all__ = ["PanopticSegmenter"]
