@@ -61,6 +61,25 @@ class Segmenter(ABC):
     def _segment_batch(self, images: list[np.ndarray]) -> list[Regions]:
         """Segment one batch of validated images."""
 
+    def prompt(
+        self,
+        image: np.ndarray,
+        *,
+        boxes: np.ndarray | None = None,
+        points: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+    ) -> Regions:
+        """Masks for prompts on one ``HxWx3`` uint8 RGB image (promptable backends only).
+
+        boxes:        ``(B, 4)`` float32 XYXY pixels; one mask per box
+        points:       ``(P, 2)`` float32 XY pixels, with ``point_labels`` ``(P,)`` int
+                      (1 foreground, 0 background); used together with a single box, or alone
+                      for one mask
+        """
+        from segindex.errors import ConfigError
+
+        raise ConfigError(f"segmenter {self.name!r} cannot segment from box/point prompts")
+
     def describe(self) -> dict[str, Any]:
         """Settings that identify this segmenter's output (stored with the index)."""
         return {"name": self.name}

@@ -1,78 +1,23 @@
-"""The command-line door: ``segindex ingest | search | info | export | backends``.
-
-Library errors are translated here into one-line messages and exit codes; no traceback reaches a
-user unless ``SEGINDEX_DEBUG=1`` is set.
-"""
+"""Core commands: ``ingest``, ``search``, ``info``, ``export``, ``backends``."""
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from segindex.cli.common import (
+    _friendly,
+    _parse_options,
+    device_option,
+    index_option,
+    json_option,
+)
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _friendly(fn: F) -> F:
-    """Translate library errors into ``error: ...`` and exit code 1 (2 for bad usage)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from segindex.errors import ConfigError, QueryError, SegindexError
-
-        try:
-            return fn(*args, **kwargs)
-        except (ConfigError, QueryError) as e:
-            raise click.UsageError(str(e)) from None
-        except SegindexError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted; everything committed so far is kept", err=True)
-            sys.exit(130)
-        except Exception as e:  # noqa: BLE001 - last line of defence at the edge
-            if os.environ.get("SEGINDEX_DEBUG"):
-                raise
-            click.echo(
-                f"error: unexpected {type(e).__name__}: {e} (set SEGINDEX_DEBUG=1 for a traceback)",
-                err=True,
-            )
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``key=value`` pairs; values are parsed as JSON when they parse (numbers, bools, null)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
-
-
-index_option = click.option(
-    "--index",
-    "index_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Index directory (e.g. photos.segindex).",
-)
-device_option = click.option(
-    "--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda[:N]."
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
 
 def _model_options(fn: F) -> F:
@@ -133,13 +78,7 @@ def _open(index_path: Path, device: str, **backend: Any) -> Any:
     return Index.open(index_path, runtime=RuntimeOptions(device=device), **backend)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="segindex")
-def main() -> None:
-    """Object-level search for image collections: index regions, then find them by text or image."""
-
-
-@main.command()
+@click.command()
 @click.argument("sources", nargs=-1, required=True)
 @index_option
 @_model_options
@@ -218,7 +157,7 @@ def _run_with_progress(idx: Any, sources: list[str], quiet: bool, retry: bool) -
         return idx.ingest(sources, progress=show, retry_failed=retry)
 
 
-@main.command()
+@click.command()
 @click.argument("text", required=False)
 @index_option
 @click.option("--image", "image_path", type=click.Path(path_type=Path), help="Search by an image.")
@@ -284,7 +223,7 @@ def search(
     console.print(table)
 
 
-@main.command()
+@click.command()
 @index_option
 @json_option
 @_friendly
@@ -315,7 +254,7 @@ def info(index_path: Path, as_json: bool) -> None:
         click.echo(f"failed:      {f['path']}: {f['reason']}")
 
 
-@main.command()
+@click.command()
 @index_option
 @click.option(
     "-o",
@@ -338,7 +277,7 @@ def export(index_path: Path, output: Path, include_whole_images: bool) -> None:
     )
 
 
-@main.command()
+@click.command()
 @_friendly
 def backends() -> None:
     """List the registered segmenters and embedders (built-ins and plugins)."""
@@ -349,5 +288,4 @@ def backends() -> None:
     click.echo("embedders:  " + ", ".join(EMBEDDERS.names()))
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+COMMANDS = [ingest, search, info, export, backends]

@@ -1,0 +1,75 @@
+"""Shared CLI pieces: error translation at the edge, common options, KEY=VALUE parsing.
+
+Library errors become one-line messages and exit codes; no traceback reaches a user unless
+``SEGINDEX_DEBUG=1`` is set.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly(fn: F) -> F:
+    """Translate library errors into ``error: ...`` and exit code 1 (2 for bad usage)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from segindex.errors import ConfigError, QueryError, SegindexError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, QueryError) as e:
+            raise click.UsageError(str(e)) from None
+        except SegindexError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted; everything committed so far is kept", err=True)
+            sys.exit(130)
+        except Exception as e:  # noqa: BLE001 - last line of defence at the edge
+            if os.environ.get("SEGINDEX_DEBUG"):
+                raise
+            click.echo(
+                f"error: unexpected {type(e).__name__}: {e} (set SEGINDEX_DEBUG=1 for a traceback)",
+                err=True,
+            )
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs; values are parsed as JSON when they parse (numbers, bools, null)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+index_option = click.option(
+    "--index",
+    "index_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Index directory (e.g. photos.segindex).",
+)
+device_option = click.option(
+    "--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda[:N]."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
