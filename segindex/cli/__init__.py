@@ -8,6 +8,8 @@ Each module in ``COMMAND_MODULES`` defines ``COMMANDS`` (click commands); they a
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 
 import click
 
@@ -18,8 +20,15 @@ COMMAND_MODULES = [
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="segindex")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show library logs and model-loading output.")
+def main(verbose: bool) -> None:
     """Object-level search for image collections: index regions, then find them by text or image."""
+    if not verbose:
+        # Our own errors are printed as one line by the commands; keep third-party log lines and
+        # model-loading progress bars (transformers, huggingface_hub, open_clip) off the terminal.
+        logging.getLogger().setLevel(logging.CRITICAL)
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 for _module in COMMAND_MODULES:
