@@ -37,3 +37,11 @@ class IndexMismatchError(SegindexError):
 
 class QueryError(SegindexError, ValueError):
     """A search request is malformed (no query, bad k, unknown region id...)."""
+
+
+class NotFoundError(QueryError, LookupError):
+    """An image or region id that the index does not hold."""
+
+
+class IndexLockedError(SegindexError):
+    """Another process is writing to the index (ingest, delete, repair)."""

@@ -50,7 +50,8 @@ def discover(sources: Iterable[str | Path] | str | Path) -> list[Path]:
     * a **file**: included whatever its suffix (it was asked for by name; decoding decides);
     * a **folder**: walked recursively, following symlinks (each real folder is visited once, so
       symlink loops terminate); only files whose lower-cased suffix is in
-      :data:`IMAGE_EXTENSIONS` are kept, and broken symlinks are skipped;
+      :data:`IMAGE_EXTENSIONS` are kept (broken symlinks too, so ingestion records them as
+      failed; fifos, sockets and devices never);
     * a **glob pattern** (``*``, ``?``, ``[...]``; ``**`` crosses folders): matched files with an
       image suffix are kept, matched folders are walked as above.
 
@@ -121,7 +122,9 @@ def _walk_images(top: str, visited_dirs: set[str]) -> Iterator[str]:
         for name in filenames:
             if _has_image_suffix(name):
                 full = os.path.join(dirpath, name)
-                if os.path.isfile(full):  # False for broken symlinks, sockets, fifos
+                # Regular files, and broken symlinks so that ingestion records them as failed;
+                # never fifos, sockets or devices (reading those could block forever).
+                if os.path.isfile(full) or (os.path.islink(full) and not os.path.exists(full)):
                     yield full
 
 

@@ -13,6 +13,7 @@ image (decode error, a backend choking on it) is recorded with its reason and th
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from segindex.errors import ImageDecodeError, ModelLoadError
 from segindex.images import discover, file_sha256, load_image
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter
-from segindex.store.sql import ImageState, ImageWrite, Store, WriteResult
+from segindex.store.sql import ImageState, ImageWrite, Store, WriteResult, db_path
 
 STAGES = ("hash", "decode", "segment", "crop", "embed", "write")
 
@@ -116,9 +117,11 @@ def plan(
         try:
             sha = file_sha256(p)
         except OSError as e:
-            unreadable.append((path, f"cannot read file: {e.strerror or e}"))
+            broken = os.path.islink(p) and not os.path.exists(p)
+            reason = "broken symbolic link" if broken else f"cannot read file: {e.strerror or e}"
+            unreadable.append((db_path(path), reason))
             continue
-        state = known.get(path)
+        state = known.get(db_path(path))
         if (
             state is not None
             and state.sha256 == sha
@@ -131,18 +134,25 @@ def plan(
 
 
 def segment_safely(
-    segmenter: Segmenter, images: Sequence[np.ndarray], batch_size: int
+    segmenter: Segmenter,
+    images: Sequence[np.ndarray],
+    batch_size: int,
+    paths: Sequence[str] | None = None,
 ) -> list[Regions | str]:
-    """Segment a batch; if the batch fails, retry image by image so one bad image fails alone."""
+    """Segment a batch; if the batch fails, retry image by image so one bad image fails alone.
+
+    ``paths`` (parallel to ``images``) reach only segmenters that declare ``needs_paths``.
+    """
     try:
-        return list(segmenter.segment(images, batch_size=batch_size))
+        return list(segmenter.segment(images, batch_size=batch_size, paths=paths))
     except ModelLoadError:
         raise
     except Exception:
         out: list[Regions | str] = []
-        for im in images:
+        for i, im in enumerate(images):
+            one = None if paths is None else [paths[i]]
             try:
-                out.append(segmenter.segment([im], batch_size=1)[0])
+                out.append(segmenter.segment([im], batch_size=1, paths=one)[0])
             except ModelLoadError:
                 raise
             except Exception as e:  # noqa: BLE001 - recorded as this image's failure
@@ -213,7 +223,12 @@ def run_ingest(
                 except ImageDecodeError as e:
                     writes.append(ImageWrite(path=path, sha256=sha, error=str(e)))
         with timer("segment"):
-            segs = segment_safely(segmenter, [d.image for d in decoded], runtime.segment_batch)
+            segs = segment_safely(
+                segmenter,
+                [d.image for d in decoded],
+                runtime.segment_batch,
+                paths=[d.path for d in decoded],
+            )
         crops: list[np.ndarray] = []
         pending: list[tuple[_Decoded, Regions, list[str]]] = []
         with timer("crop"):
@@ -255,7 +270,7 @@ def run_ingest(
             report.regions += kinds.count("segment")
         with timer("write"):
             on_commit(store.write(writes))
-        report.failures.extend((w.path, w.error) for w in writes if w.error is not None)
+        report.failures.extend((db_path(w.path), w.error) for w in writes if w.error is not None)
         tick()
     report.seconds = time.perf_counter() - t_start
     return report

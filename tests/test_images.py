@@ -386,9 +386,12 @@ def test_discover_follows_symlinked_folder_and_dedups_by_real_path(
     assert {p.name for p in found} == {"b.png", "c.TiFf", "e.Gif"}
 
 
-def test_discover_skips_broken_symlink_in_folder(tree: Path) -> None:
+def test_discover_reports_broken_symlink_in_folder(tree: Path) -> None:
     os.symlink(tree / "gone.jpg", tree / "broken.jpg")
-    assert "broken.jpg" not in _names(discover([tree]), tree)
+    os.mkfifo(tree / "pipe.jpg")
+    names = _names(discover([tree]), tree)
+    assert "broken.jpg" in names  # kept so that ingestion records it as failed
+    assert "pipe.jpg" not in names  # reading a fifo could block forever
     with pytest.raises(ConfigError, match="broken symlink"):
         discover([tree / "broken.jpg"])  # named explicitly: an error
 

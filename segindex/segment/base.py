@@ -35,15 +35,41 @@ class Segmenter(ABC):
     name: str = ""
     #: True if the backend can turn box/point prompts into masks (SAM-like)
     promptable: bool = False
+    #: True if the backend needs each image's source path, not only its pixels (e.g. masks
+    #: read from ground-truth files); its ``_segment_batch`` then also receives ``paths``
+    needs_paths: bool = False
 
-    def segment(self, images: Sequence[np.ndarray], batch_size: int = 2) -> list[Regions]:
-        """Segment ``HxWx3`` uint8 RGB images; one ``Regions`` per image, in order."""
+    def segment(
+        self,
+        images: Sequence[np.ndarray],
+        batch_size: int = 2,
+        *,
+        paths: Sequence[str] | None = None,
+    ) -> list[Regions]:
+        """Segment ``HxWx3`` uint8 RGB images; one ``Regions`` per image, in order.
+
+        paths: the image files the pixels came from, parallel to ``images``; required by
+               backends with ``needs_paths`` (and passed on only to them), ignored by others.
+        """
         for im in images:
             check_image(im)
+        if self.needs_paths:
+            if paths is None or len(paths) != len(images):
+                from segindex.errors import ConfigError
+
+                got = "none" if paths is None else str(len(paths))
+                raise ConfigError(
+                    f"segmenter {self.name!r} needs the source path of each image: "
+                    f"got {got} paths for {len(images)} images"
+                )
         out: list[Regions] = []
         for start in range(0, len(images), batch_size):
             batch = list(images[start : start + batch_size])
-            results = self._segment_batch(batch)
+            if self.needs_paths:
+                batch_paths = [str(p) for p in paths[start : start + batch_size]]  # type: ignore[index]
+                results = self._segment_batch(batch, paths=batch_paths)  # type: ignore[call-arg]
+            else:
+                results = self._segment_batch(batch)
             if len(results) != len(batch):
                 raise RuntimeError(
                     f"{type(self).__name__} returned {len(results)} results for {len(batch)} images"
@@ -59,7 +85,8 @@ class Segmenter(ABC):
 
     @abstractmethod
     def _segment_batch(self, images: list[np.ndarray]) -> list[Regions]:
-        """Segment one batch of validated images."""
+        """Segment one batch of validated images (``needs_paths`` backends also take
+        ``paths: list[str]``, parallel to ``images``)."""
 
     def prompt(
         self,

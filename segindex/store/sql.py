@@ -7,16 +7,31 @@ Writes happen in bulk, one transaction per batch of images (Core ``insert`` exec
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from segindex.regions import Regions
 from segindex.store.schema import images, index_meta, metadata, regions
+
+if TYPE_CHECKING:
+    from segindex.query import Filters
 
 
 @dataclass
@@ -52,6 +67,19 @@ class ImageState:
     id: int
     sha256: str | None
     status: str
+
+
+def db_path(path: str) -> str:
+    """The path as stored: file names that are not valid UTF-8 keep their bytes as ``\\xNN``.
+
+    SQL text columns cannot hold the lone surrogates Python uses for such names, and one odd name
+    must not stop an ingest. The mapping is deterministic, so re-ingesting recognises the file.
+    """
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _now() -> datetime:
@@ -110,8 +138,9 @@ class Store:
         vectors: list[np.ndarray] = []
         with self.engine.begin() as conn:
             for item in batch:
+                path = db_path(item.path)
                 image_id = conn.execute(
-                    select(images.c.id).where(images.c.path == item.path)
+                    select(images.c.id).where(images.c.path == path)
                 ).scalar_one_or_none()
                 n = 0 if item.regions is None else len(item.regions)
                 values = {
@@ -126,7 +155,7 @@ class Store:
                 if image_id is None:
                     image_id = conn.execute(
                         insert(images)
-                        .values(path=item.path, created_at=now, **values)
+                        .values(path=path, created_at=now, **values)
                         .returning(images.c.id)
                     ).scalar_one()
                 else:
@@ -248,6 +277,94 @@ class Store:
             )
             return [(r.path, r.error or "") for r in rows]
 
+    # -- query helpers ----------------------------------------------------------------------
+
+    def filtered_region_ids(
+        self, kind: str | None = None, filters: Filters | None = None
+    ) -> np.ndarray | None:
+        """Sorted ``(N,)`` int64 ids of the regions of ``kind`` passing ``filters``, in ONE query;
+        ``None`` when nothing restricts (every region is allowed)."""
+        cond = _conditions(kind, filters)
+        if cond is None:
+            return None
+        stmt = select(regions.c.id).where(cond).order_by(regions.c.id)
+        if filters is not None and filters.path_prefix is not None:
+            stmt = stmt.join(images, images.c.id == regions.c.image_id)
+        with self.engine.connect() as conn:
+            return np.asarray(list(conn.execute(stmt).scalars()), dtype=np.int64)
+
+    def image_region_vectors(
+        self, image_ids: Sequence[int], kind: str | None = None, filters: Filters | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(region ids (n,) int64, image ids (n,) int64, vectors (n, D) float32)`` of the
+        regions of these images passing ``kind`` and ``filters``, in ONE query."""
+        cond = regions.c.image_id.in_([int(i) for i in image_ids])
+        extra = _conditions(kind, filters)
+        stmt = (
+            select(regions.c.id, regions.c.image_id, regions.c.vector)
+            .join(images, images.c.id == regions.c.image_id)
+            .where(cond if extra is None else and_(cond, extra))
+            .order_by(regions.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        return (
+            np.asarray([r.id for r in rows], dtype=np.int64),
+            np.asarray([r.image_id for r in rows], dtype=np.int64),
+            np.stack([np.frombuffer(r.vector, dtype="<f4") for r in rows]).astype(np.float32),
+        )
+
+    def region_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """``region id -> (D,) float32`` stored vector, for the ids that exist (ONE query)."""
+        if len(ids) == 0:
+            return {}
+        stmt = select(regions.c.id, regions.c.vector).where(regions.c.id.in_([int(i) for i in ids]))
+        with self.engine.connect() as conn:
+            return {
+                r.id: np.frombuffer(r.vector, dtype="<f4").astype(np.float32)
+                for r in conn.execute(stmt)
+            }
+
+    def image_row(self, image_id: int) -> Any | None:
+        """The image's row, or ``None``."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(images).where(images.c.id == int(image_id))).first()
+
+    def image_id_for_path(self, path: str) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(images.c.id).where(images.c.path == path)
+            ).scalar_one_or_none()
+
+    def image_with_regions(self, image_id: int) -> tuple[Any | None, list[Any]]:
+        """The image's row and its region rows (without vectors, ordered by id), read in ONE
+        transaction so they always belong together."""
+        cols = [c for c in regions.c if c.name != "vector"]
+        with self.engine.connect() as conn, conn.begin():
+            image = conn.execute(select(images).where(images.c.id == int(image_id))).first()
+            if image is None:
+                return None, []
+            rows = conn.execute(
+                select(*cols, images.c.path, images.c.width, images.c.height)
+                .join(images, images.c.id == regions.c.image_id)
+                .where(regions.c.image_id == int(image_id))
+                .order_by(regions.c.id)
+            ).all()
+        return image, rows
+
+    def labels(self) -> list[tuple[str, int]]:
+        """``(label, number of segment regions)`` pairs, most frequent first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(regions.c.label, func.count())
+                .where(regions.c.kind == "segment")
+                .group_by(regions.c.label)
+                .order_by(func.count().desc(), regions.c.label)
+            ).all()
+        return [(r[0], int(r[1])) for r in rows]
+
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             by_status = dict(
@@ -289,3 +406,29 @@ def _region_rows(image_id: int, item: ImageWrite) -> list[dict[str, Any]]:
         }
         for i in range(len(r))
     ]
+
+
+def _conditions(kind: str | None, filters: Filters | None) -> ColumnElement[bool] | None:
+    """The WHERE clause for a kind and filters (``path_prefix`` needs the images join)."""
+    conds: list[ColumnElement[bool]] = []
+    if kind is not None:
+        conds.append(regions.c.kind == kind)
+    f = filters
+    if f is not None:
+        if f.labels:
+            conds.append(regions.c.label.in_(list(f.labels)))
+        if f.exclude_labels:
+            conds.append(regions.c.label.not_in(list(f.exclude_labels)))
+        if f.min_score is not None:
+            conds.append(regions.c.score >= f.min_score)
+        if f.min_area is not None:
+            conds.append(regions.c.area >= int(f.min_area))
+        if f.max_area is not None:
+            conds.append(regions.c.area <= int(f.max_area))
+        if f.thing is not None:
+            conds.append(regions.c.is_thing == bool(f.thing))
+        if f.path_prefix is not None:
+            conds.append(images.c.path.startswith(f.path_prefix, autoescape=True))
+    if not conds:
+        return None
+    return and_(*conds)
