@@ -88,18 +88,84 @@ class CropPolicy:
 
 
 @dataclass(frozen=True)
+class LabelPolicy:
+    """Open-vocabulary names for class-agnostic regions (``label_id == -1``, e.g. SAM's masks).
+
+    At ingest each such region's crop vector is compared with CLIP text vectors of a vocabulary
+    (zero-shot classification); the best name becomes its label, its softmax probability its
+    score, and its position in the vocabulary its ``label_id``.
+
+    enabled:        name class-agnostic regions at all.
+    vocabulary:     class names; ``None`` means the 133 COCO-panoptic names in their label-id
+                    order (so ids and names match the panoptic segmenter's).
+    extra:          names appended to the vocabulary (ids continue after it).
+    min_confidence: below this probability a region keeps label ``object`` / id -1.
+    temperature:    logit scale of the softmax (CLIP's is 100).
+    """
+
+    enabled: bool = True
+    vocabulary: tuple[str, ...] | None = None
+    extra: tuple[str, ...] = ()
+    min_confidence: float = 0.0
+    temperature: float = 100.0
+
+    def __post_init__(self) -> None:
+        for name in ("vocabulary", "extra"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(
+                    f"label {name} must be a sequence of non-empty names, got {value!r}"
+                )
+            object.__setattr__(self, name, tuple(value))
+        if self.vocabulary is not None and not self.vocabulary and not self.extra:
+            raise ConfigError("label vocabulary is empty")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"label min_confidence must be in [0, 1], got {self.min_confidence}")
+        if self.temperature <= 0:
+            raise ConfigError(f"label temperature must be > 0, got {self.temperature}")
+
+    def names(self) -> tuple[str, ...]:
+        """The full vocabulary: ``vocabulary`` (or COCO panoptic) then ``extra``."""
+        if self.vocabulary is None:
+            from segindex.data.coco_panoptic import COCO_PANOPTIC_CATEGORIES
+
+            base = tuple(c["name"] for c in COCO_PANOPTIC_CATEGORIES)
+        else:
+            base = self.vocabulary
+        return base + tuple(e for e in self.extra if e not in base)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["vocabulary"] = None if self.vocabulary is None else list(self.vocabulary)
+        d["extra"] = list(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LabelPolicy:
+        d = dict(d)
+        if d.get("vocabulary") is not None:
+            d["vocabulary"] = tuple(d["vocabulary"])
+        d["extra"] = tuple(d.get("extra") or ())
+        return cls(**d)
+
+
+@dataclass(frozen=True)
 class IndexSettings:
     """What an index is made of; stored in the index and checked when it is reopened."""
 
     segmenter: BackendSpec = field(default_factory=default_segmenter)
     embedder: BackendSpec = field(default_factory=default_embedder)
     crop: CropPolicy = field(default_factory=CropPolicy)
+    labels: LabelPolicy = field(default_factory=LabelPolicy)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "segmenter": self.segmenter.to_dict(),
             "embedder": self.embedder.to_dict(),
             "crop": self.crop.to_dict(),
+            "labels": self.labels.to_dict(),
         }
 
     @classmethod
@@ -108,6 +174,8 @@ class IndexSettings:
             segmenter=BackendSpec.from_dict(d["segmenter"]),
             embedder=BackendSpec.from_dict(d["embedder"]),
             crop=CropPolicy.from_dict(d["crop"]),
+            # settings stored before labels existed get the default policy
+            labels=LabelPolicy.from_dict(d["labels"]) if "labels" in d else LabelPolicy(),
         )
 
 
@@ -118,9 +186,12 @@ class RuntimeOptions:
     device: str = "auto"
     segment_batch: int = 2
     embed_batch: int = 32
-    commit_every: int = 16  # images per SQL transaction / FAISS checkpoint
+    commit_every: int = 16  # images per SQL transaction
+    checkpoint_seconds: float = 30.0  # at most this long between FAISS file saves while ingesting
+    max_pixels: int | None = 200_000_000  # larger images are recorded as failed, not decoded
+    max_regions: int = 256  # per image: the highest-scoring (then largest) regions are kept
 
     def __post_init__(self) -> None:
-        for name in ("segment_batch", "embed_batch", "commit_every"):
+        for name in ("segment_batch", "embed_batch", "commit_every", "max_regions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -4,11 +4,20 @@ photos.segindex/
     segindex.json   format version and the SQL URL (default: the SQLite file below)
     meta.sqlite     images, regions (+ durable vectors), settings
     vectors.faiss   FAISS IndexIDMap2 over inner product, ids = region ids
+    uploads/        images added as bytes (``add_image_bytes``), named ``<sha256>.<ext>``
+
+Thread safety: searches may run in many threads while one ingest or delete runs. Writers are
+serialised; FAISS is touched only under a lock. SQL rows of a batch commit in one transaction
+before their vectors enter FAISS, and are deleted before their vectors leave it, so a search sees
+an image whole or not at all (a FAISS id without a row is skipped).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -18,18 +27,35 @@ import numpy as np
 from PIL import Image
 
 from segindex.config import BackendSpec, CropPolicy, IndexSettings, RuntimeOptions
-from segindex.crop import crop_whole
+from segindex.crop import crop_region, crop_whole
 from segindex.embed import DEFAULT_TEMPLATES, EMBEDDERS, Embedder
+from segindex.embed.base import l2_normalise
 from segindex.errors import (
+    ImageDecodeError,
     IndexExistsError,
     IndexMismatchError,
     IndexNotFoundError,
+    ModelLoadError,
+    NotFoundError,
     QueryError,
 )
-from segindex.images import load_image
+from segindex.images import DEFAULT_MAX_PIXELS, load_image
 from segindex.pipeline import IngestProgress, IngestReport, run_ingest
-from segindex.search import Hit, Scope, search_vectors
+from segindex.query import (
+    Filters,
+    Query,
+    QueryRegion,
+    RegionPrompt,
+    Term,
+    make_query,
+    resolve_region,
+)
+from segindex.search import Hit, Scope, SearchPage, hit_from_row, rank, search_vectors
 from segindex.segment import SEGMENTERS, Segmenter
+from segindex.store.check import CheckReport
+from segindex.store.check import check as check_index
+from segindex.store.check import repair as repair_index
+from segindex.store.lock import WriterLock
 from segindex.store.sql import Store, WriteResult
 from segindex.store.vectors import VectorIndex
 
@@ -37,7 +63,8 @@ FORMAT_VERSION = 1
 MANIFEST = "segindex.json"
 SQLITE_FILE = "meta.sqlite"
 VECTORS_FILE = "vectors.faiss"
-CHECKPOINT_SECONDS = 30.0
+UPLOADS_DIR = "uploads"
+TEXT_CACHE_SIZE = 512
 
 ImageInput = str | Path | bytes | np.ndarray | Image.Image
 
@@ -66,6 +93,11 @@ class Index:
         self._vectors: VectorIndex | None = None
         self._dirty = False
         self._last_save = time.monotonic()
+        self._lock = threading.RLock()  # FAISS index: load, search, add/remove, save
+        self._write_lock = threading.RLock()  # one ingest or delete at a time (threads)
+        self._writer = WriterLock(path)  # ... and across processes
+        self._generation = 0  # store generation the in-memory FAISS index reflects
+        self._text_cache: dict[tuple[str, tuple[str, ...] | None], np.ndarray] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -209,10 +241,19 @@ class Index:
 
     @property
     def vectors(self) -> VectorIndex:
-        """The FAISS index, loaded on first use and rebuilt from SQL if it is missing or stale."""
-        if self._vectors is None:
-            self._vectors = self._load_vectors()
-        return self._vectors
+        """The FAISS index: loaded on first use (rebuilt from SQL if the file is missing or
+        stale), and brought up to date with what other processes committed since (a reader
+        process sees a writer's new images without reopening)."""
+        with self._lock:
+            if self._vectors is None:
+                self._generation = self.store.generation()
+                self._vectors = self._load_vectors()
+            elif not self._writer.held:
+                generation = self.store.generation()
+                if generation != self._generation:
+                    self._sync_vectors(self._vectors)
+                    self._generation = generation
+            return self._vectors
 
     def _load_vectors(self) -> VectorIndex:
         file = self.path / VECTORS_FILE
@@ -224,22 +265,48 @@ class Index:
         vi = VectorIndex(self.dim)
         for ids, vecs in self.store.iter_vectors():
             vi.add(ids, vecs)
-        vi.save(file)
+        if self._try_writer():  # only a writer replaces the file; readers rebuild in memory
+            try:
+                vi.save(file)
+            finally:
+                self._writer.release()
         return vi
+
+    def _sync_vectors(self, vi: VectorIndex) -> None:
+        """Make ``vi`` hold exactly the SQL store's ids: drop deleted ones, add new ones."""
+        sql_ids, mem_ids = self.store.region_ids(), vi.ids()
+        vi.remove(np.setdiff1d(mem_ids, sql_ids, assume_unique=True))
+        new = np.setdiff1d(sql_ids, mem_ids, assume_unique=True)
+        if len(new):
+            found = self.store.region_vectors(new.tolist())
+            ids = np.asarray([i for i in new.tolist() if i in found], dtype=np.int64)
+            if len(ids):
+                vi.add(ids, np.stack([found[int(i)] for i in ids]))
+
+    def _try_writer(self) -> bool:
+        from segindex.errors import IndexLockedError
+
+        try:
+            self._writer.acquire()
+        except IndexLockedError:
+            return False
+        return True
 
     def flush(self) -> None:
         """Write the FAISS file if it changed since it was last saved."""
-        if self._dirty and self._vectors is not None:
-            self._vectors.save(self.path / VECTORS_FILE)
-            self._dirty = False
-            self._last_save = time.monotonic()
+        with self._lock:
+            if self._dirty and self._vectors is not None:
+                self._vectors.save(self.path / VECTORS_FILE)
+                self._dirty = False
+                self._last_save = time.monotonic()
 
     def _mirror(self, result: WriteResult) -> None:
         vi = self.vectors
-        vi.remove(result.removed_ids)
-        vi.add(result.added_ids, result.added_vectors)
-        self._dirty = self._dirty or bool(len(result.removed_ids) or len(result.added_ids))
-        if time.monotonic() - self._last_save > CHECKPOINT_SECONDS:
+        with self._lock:
+            vi.remove(result.removed_ids)
+            vi.add(result.added_ids, result.added_vectors)
+            self._dirty = self._dirty or bool(len(result.removed_ids) or len(result.added_ids))
+        if time.monotonic() - self._last_save > self.runtime.checkpoint_seconds:
             self.flush()
 
     # -- ingest -----------------------------------------------------------------------------
@@ -261,6 +328,17 @@ class Index:
             sources = [sources]
         embedder, segmenter = self.embedder, self.segmenter  # load models before any work
         _ = self.vectors
+        with self._write_lock, self._writer:
+            return self._ingest_locked(sources, embedder, segmenter, progress, retry_failed)
+
+    def _ingest_locked(
+        self,
+        sources: Iterable[str | Path],
+        embedder: Embedder,
+        segmenter: Segmenter,
+        progress: Callable[[IngestProgress], None] | None,
+        retry_failed: bool,
+    ) -> IngestReport:
         try:
             return run_ingest(
                 sources,
@@ -283,54 +361,244 @@ class Index:
         text: str | None = None,
         *,
         image: ImageInput | None = None,
+        region: RegionPrompt | None = None,
+        similar_to: int | None = None,
+        terms: Sequence[Term | tuple[str, float]] | None = None,
+        negative: str | Sequence[str] | None = None,
+        negative_weight: float = 0.5,
         k: int = 10,
+        offset: int = 0,
         scope: Scope = "regions",
+        filters: Filters | None = None,
+        min_similarity: float | None = None,
+        group_by_image: bool = False,
+        exclude_query_regions: bool = True,
         templates: Sequence[str] | None = DEFAULT_TEMPLATES,
     ) -> list[Hit]:
-        """The ``k`` regions most similar to a text or to an image, best first.
+        """Hits ``offset`` to ``offset + k`` of the regions most similar to the query, best first
+        (ties broken by region id, so pages are stable).
 
-        scope: ``regions`` (masks from the segmenter, default), ``images`` (whole-image
-        regions) or ``all``. ``templates`` wrap a text query ("a photo of a {}.") and are
-        averaged; ``None`` embeds the text verbatim.
+        Search by exactly one of: ``text``; ``image`` (a whole new image); ``region`` (a
+        :class:`~segindex.query.RegionPrompt`: a box, points or a mask on a new image);
+        ``similar_to`` (an indexed region id; the region itself is left out unless
+        ``exclude_query_regions=False``); ``terms`` (weighted ``Term``s or ``(text, weight)``).
+        ``negative`` texts are subtracted (``negative_weight`` each) before normalising.
+
+        filters: :class:`~segindex.query.Filters` applied inside the vector search, so ``k`` hits
+        come back whenever at least ``k`` regions match. min_similarity: drop weaker hits.
+        group_by_image: the best region per image, with ``Hit.image_matches``. scope:
+        ``regions`` (segmenter masks), ``images`` (whole-image regions) or ``all``. templates:
+        wrap texts ("a photo of a {}.") and average; ``None`` embeds them verbatim.
         """
-        if (text is None) == (image is None):
-            raise QueryError("give exactly one of a text or an image to search by")
-        if text is not None:
-            if not isinstance(text, str) or not text.strip():
-                raise QueryError("text query must be a non-empty string")
-            query = self.embedder.embed_texts([text.strip()], templates=templates)[0]
-        else:
-            query = self.embed_image_query(image)  # type: ignore[arg-type]
-        return self.search_vector(query, k=k, scope=scope)
+        q = make_query(
+            text,
+            image=image,
+            region=region,
+            similar_to=similar_to,
+            terms=terms,
+            negative=negative,
+            negative_weight=negative_weight,
+            k=k,
+            offset=offset,
+            scope=scope,
+            filters=filters,
+            min_similarity=min_similarity,
+            group_by_image=group_by_image,
+            exclude_query_regions=exclude_query_regions,
+            templates=templates,
+        )
+        return self.query(q).hits
+
+    def query(self, query: Query) -> SearchPage:
+        """Run a :class:`~segindex.query.Query`; the page says whether more hits follow and,
+        for region terms, which mask each region prompt resolved to (``query_regions``)."""
+        vector, regions = self.embed_query(query)
+        page = rank(vector, query, self.store, self.vectors, self._lock)
+        page.query_regions = regions
+        return page
+
+    def embed_query(self, query: Query) -> tuple[np.ndarray, list[QueryRegion]]:
+        """The ``(D,)`` L2-normalised float32 query vector: the weighted sum of the terms'
+        vectors, normalised; and the resolved region of each region term."""
+        text_vecs = iter(
+            self._embed_texts([t.text for t in query.terms if t.text is not None], query.templates)
+        )
+        ids = query.region_ids
+        stored = self.store.region_vectors(ids)
+        missing = [i for i in ids if i not in stored]
+        if missing:
+            raise NotFoundError(f"no region with id {missing[0]} in this index")
+        vecs: list[np.ndarray] = []
+        regions: list[QueryRegion] = []
+        for t in query.terms:
+            if t.text is not None:
+                vecs.append(next(text_vecs))
+            elif t.region_id is not None:
+                vecs.append(stored[int(t.region_id)])
+            elif t.image is not None:
+                vecs.append(self.embed_image_query(t.image))
+            elif t.region is not None:
+                vec, found = self.embed_region_query(t.region)
+                vecs.append(vec)
+                regions.append(found)
+            else:
+                vecs.append(self._check_vector(t.vector))
+        if len(vecs) == 1 and query.terms[0].weight == 1.0:
+            return vecs[0], regions
+        weights = np.array([t.weight for t in query.terms], dtype=np.float32)
+        combined = (weights[:, None] * np.stack(vecs)).sum(axis=0)
+        if np.linalg.norm(combined) < 1e-6:
+            raise QueryError("the query terms cancel out: nothing is left to search for")
+        return l2_normalise(combined[None])[0], regions
+
+    def _embed_texts(self, texts: list[str], templates: tuple[str, ...] | None) -> list[np.ndarray]:
+        """Text vectors, remembered for the last few hundred texts (pages of one query, repeated
+        queries and negatives embed once)."""
+        keys = [(t.strip(), templates) for t in texts]
+        with self._lock:
+            found = {k: self._text_cache[k] for k in keys if k in self._text_cache}
+        missing = [k for k in dict.fromkeys(keys) if k not in found]
+        if missing:
+            vecs = self.embedder.embed_texts([k[0] for k in missing], templates=templates)
+            found.update(zip(missing, vecs, strict=True))
+            with self._lock:
+                self._text_cache.update(zip(missing, vecs, strict=True))
+                while len(self._text_cache) > TEXT_CACHE_SIZE:
+                    self._text_cache.pop(next(iter(self._text_cache)))
+        return [found[k] for k in keys]
 
     def embed_image_query(self, image: ImageInput) -> np.ndarray:
         """``(D,)`` vector of a whole query image, cropped with the index's crop policy."""
-        if isinstance(image, np.ndarray):
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise QueryError(
-                    f"image array must be HxWx3 uint8 RGB, got shape {image.shape} "
-                    f"dtype {image.dtype}"
-                )
-            pixels = image
-        else:
-            pixels = load_image(image)
-        return self.embedder.embed_images([crop_whole(pixels, self.settings.crop)])[0]
+        return self.embedder.embed_images([crop_whole(_pixels(image), self.settings.crop)])[0]
+
+    def embed_region_query(self, prompt: RegionPrompt) -> tuple[np.ndarray, QueryRegion]:
+        """``(D,)`` vector of a region of a new image, and the region it resolved to.
+
+        The prompt becomes a mask (:func:`~segindex.query.resolve_region`: a given mask; else
+        the segmenter's mask for the box/points when it is promptable; else the box itself),
+        and the mask is cropped exactly like an indexed region, with the index's crop policy.
+        """
+        pixels = _pixels(prompt.image)
+        segmenter: Segmenter | None
+        try:
+            segmenter = self.segmenter if prompt.mask is None else None
+        except ModelLoadError:
+            if prompt.box is None:
+                raise
+            segmenter = None  # a box still works without the segmenter's model
+        found = resolve_region(pixels, prompt, segmenter)
+        crop = crop_region(pixels, found.mask, found.box, self.settings.crop)
+        return self.embedder.embed_images([crop])[0], found
 
     def search_vector(
         self, query: np.ndarray, *, k: int = 10, scope: Scope = "regions"
     ) -> list[Hit]:
         """The ``k`` regions nearest to a ``(D,)`` L2-normalised float32 vector."""
-        query = np.asarray(query, dtype=np.float32).reshape(-1)
-        if query.shape[0] != self.dim:
-            raise QueryError(f"query vector must have {self.dim} dims, got {query.shape[0]}")
+        query = self._check_vector(query)
         return search_vectors(query, store=self.store, vectors=self.vectors, k=k, scope=scope)
+
+    def _check_vector(self, vector: np.ndarray | None) -> np.ndarray:
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if v.shape[0] != self.dim or not np.isfinite(v).all():
+            raise QueryError(f"query vector must have {self.dim} finite dims, got {v.shape[0]}")
+        return v
+
+    # -- regions and images by id -----------------------------------------------------------
+
+    def region(self, region_id: int) -> Hit:
+        """The indexed region ``region_id`` (``similarity`` is NaN: there is no query)."""
+        rows = self.store.region_rows([int(region_id)])
+        if int(region_id) not in rows:
+            raise NotFoundError(f"no region with id {region_id} in this index")
+        return hit_from_row(rows[int(region_id)], float("nan"))
+
+    def image(self, image_id: int) -> tuple[Any, list[Hit]]:
+        """An indexed image's row and all its regions (whole-image region included), read
+        together so they always belong to one state of the image."""
+        row, rows = self.store.image_with_regions(int(image_id))
+        if row is None or row.status != "indexed":
+            raise NotFoundError(f"no indexed image with id {image_id} in this index")
+        return row, [hit_from_row(r, float("nan")) for r in rows]
+
+    def image_file(self, image_id: int) -> Path:
+        """The file of an indexed image (only ids are accepted, never paths)."""
+        row = self.store.image_row(int(image_id))
+        if row is None or row.status != "indexed" or not os.path.isfile(row.path):
+            raise NotFoundError(f"no indexed image file with id {image_id} in this index")
+        return Path(row.path)
+
+    # -- writes by id -----------------------------------------------------------------------
+
+    def add_image_bytes(self, data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> int:
+        """Ingest an encoded image given as bytes (an upload); returns its image id.
+
+        The file is kept as ``uploads/<sha256>.<ext>`` in the index directory, so the same
+        bytes uploaded twice are one image. Raises ImageDecodeError if it cannot be decoded.
+        """
+        import hashlib
+
+        load_image(data, max_pixels=max_pixels)  # refuse undecodable data before keeping it
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = (im.format or "img").lower()
+        ext = {"jpeg": "jpg", "mpo": "jpg", "tiff": "tif"}.get(fmt, fmt)
+        folder = self.path / UPLOADS_DIR
+        folder.mkdir(exist_ok=True)
+        target = folder / f"{hashlib.sha256(data).hexdigest()}.{ext}"
+        if not target.exists():
+            tmp = target.with_name(target.name + f".{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        self.ingest(target)
+        image_id = self.store.image_id_for_path(str(target))
+        row = None if image_id is None else self.store.image_row(image_id)
+        if row is None or row.status != "indexed":
+            reason = "not indexed" if row is None else row.error
+            raise ImageDecodeError(f"upload could not be indexed: {reason}")
+        return int(row.id)
+
+    def delete_images(self, image_ids: Sequence[int]) -> int:
+        """Delete images with their regions and vectors; returns the number of regions removed.
+
+        Unknown ids are ignored. Files this index keeps (``uploads/``) are removed too; other
+        image files are never touched.
+        """
+        ids = [int(i) for i in image_ids]
+        with self._write_lock, self._writer:
+            rows = [r for r in (self.store.image_row(i) for i in ids) if r is not None]
+            removed = self.store.delete_images(ids)  # rows go first: FAISS ids left are skipped
+            vi = self.vectors
+            with self._lock:
+                vi.remove(removed)
+                self._dirty = self._dirty or bool(len(removed))
+            self.flush()
+        uploads = (self.path / UPLOADS_DIR).resolve()
+        for r in rows:
+            path = Path(r.path).resolve()
+            if path.parent == uploads:
+                path.unlink(missing_ok=True)
+        return int(len(removed))
 
     # -- reporting --------------------------------------------------------------------------
 
+    def check(self) -> CheckReport:
+        """Verify on disk that every region row has its vector and every vector its row."""
+        return check_index(self.store, self.path / VECTORS_FILE, self.dim)
+
+    def repair(self) -> CheckReport:
+        """Restore the invariants (rebuild the FAISS file from SQL; incomplete images are marked
+        for re-ingestion); takes the writer lock. Returns a check of the result."""
+        with self._write_lock, self._writer, self._lock:
+            report = repair_index(self.store, self.path / VECTORS_FILE, self.dim)
+            self._vectors = None  # reload the rebuilt file on next use
+            self._dirty = False
+        return report
+
     def info(self) -> dict[str, Any]:
-        """Counts, models, sizes on disk and failed images."""
+        """Counts, models, sizes on disk, failed images and the integrity check."""
+        integrity = self.check()
         files = [p for p in self.path.iterdir() if p.is_file()] if self.path.exists() else []
         return {
+            "integrity": integrity.to_dict(),
             "path": str(self.path),
             "db_url": _redact(self.store.url),
             "settings": self.settings.to_dict(),
@@ -367,3 +635,18 @@ def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _pixels(image: ImageInput) -> np.ndarray:
+    """``HxWx3`` uint8 RGB pixels of a query image given in any accepted form."""
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise QueryError(
+                f"image array must be HxWx3 uint8 RGB, got shape {image.shape} dtype {image.dtype}"
+            )
+        return image
+    if not isinstance(image, (str, Path, bytes, bytearray, Image.Image)):
+        raise QueryError(
+            f"image must be a path, bytes, a PIL image or an array, got {type(image).__name__}"
+        )
+    return load_image(image)

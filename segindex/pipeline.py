@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from segindex.config import CropPolicy, RuntimeOptions
+from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions
 from segindex.crop import crop_all, crop_whole, keep_large
 from segindex.embed.base import Embedder
 from segindex.errors import ImageDecodeError, ModelLoadError
 from segindex.images import discover, file_sha256, load_image
+from segindex.labels import name_class_agnostic
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter
 from segindex.store.sql import ImageState, ImageWrite, Store, WriteResult, db_path
@@ -160,6 +161,14 @@ def segment_safely(
         return out
 
 
+def top_regions(regions: Regions, limit: int) -> Regions:
+    """At most ``limit`` regions: the highest scores first, larger areas breaking ties."""
+    if len(regions) <= limit:
+        return regions
+    order = np.lexsort((-regions.areas, -regions.scores))[:limit]
+    return regions[np.sort(order)]
+
+
 def whole_image_region(height: int, width: int) -> Regions:
     """The whole image as one region (label ``image``, stuff, score 1)."""
     return Regions.from_masks(
@@ -182,9 +191,12 @@ def run_ingest(
     on_commit: Callable[[WriteResult], None],
     progress: Callable[[IngestProgress], None] | None = None,
     retry_failed: bool = False,
-    max_pixels: int | None = 200_000_000,
+    labels: LabelPolicy | None = LabelPolicy(),  # noqa: B008 - frozen, so safe as a default
 ) -> IngestReport:
-    """Ingest files/folders/globs into ``store``; ``on_commit`` mirrors each batch into vectors."""
+    """Ingest files/folders/globs into ``store``; ``on_commit`` mirrors each batch into vectors.
+
+    ``labels`` names class-agnostic segments (SAM's) by CLIP zero-shot right after the embed
+    stage (:mod:`segindex.labels`); ``None`` leaves them as the segmenter returned them."""
     report = IngestReport()
     timer = _Timer(report)
     t_start = time.perf_counter()
@@ -219,7 +231,8 @@ def run_ingest(
         with timer("decode"):
             for path, sha in batch:
                 try:
-                    decoded.append(_Decoded(path, sha, load_image(path, max_pixels=max_pixels)))
+                    pixels = load_image(path, max_pixels=runtime.max_pixels)
+                    decoded.append(_Decoded(path, sha, pixels))
                 except ImageDecodeError as e:
                     writes.append(ImageWrite(path=path, sha256=sha, error=str(e)))
         with timer("segment"):
@@ -239,7 +252,7 @@ def run_ingest(
                         ImageWrite(path=d.path, sha256=d.sha256, width=w, height=h, error=seg)
                     )
                     continue
-                kept = keep_large(seg, crop)
+                kept = top_regions(keep_large(seg, crop), runtime.max_regions)
                 crops.extend(crop_all(d.image, kept, crop))
                 kinds = ["segment"] * len(kept)
                 if crop.whole_image:
@@ -253,6 +266,10 @@ def run_ingest(
         for d, kept, kinds in pending:
             h, w = d.image.shape[:2]
             n = len(kept)
+            if labels is not None:
+                kept = name_class_agnostic(
+                    kept, kinds, vectors[offset : offset + n], embedder, labels
+                )
             writes.append(
                 ImageWrite(
                     path=d.path,

@@ -1,19 +1,26 @@
-"""Where queries are answered: query vectors -> FAISS -> region rows (one SQL query) -> hits."""
+"""Where queries are answered: query vector -> allowed ids (one SQL query) -> FAISS with an ID
+selector -> region rows (one SQL query) -> ranked, grouped, paged hits.
+
+Hits are ordered by similarity, then by region id, so pages are stable: page after page of one
+query gives exactly the list one large query gives.
+"""
 
 from __future__ import annotations
 
+import threading
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from segindex import rle as rle_codec
 from segindex.errors import QueryError
+from segindex.query import SCOPES, Query, Scope, Term
 from segindex.store.sql import Store
 from segindex.store.vectors import VectorIndex
 
-Scope = Literal["regions", "images", "all"]
-_SCOPE_KIND: dict[str, str | None] = {"regions": "segment", "images": "image", "all": None}
+__all__ = ["Hit", "SearchPage", "Scope", "rank", "search_vectors"]
 
 
 @dataclass
@@ -22,7 +29,8 @@ class Hit:
 
     bbox:       XYXY pixels in the original image (x1/y1 exclusive)
     rle:        COCO compressed RLE of the mask (``size`` = [height, width])
-    similarity: cosine similarity of the region's vector to the query, in [-1, 1]
+    similarity: cosine similarity of the region's vector to the query, in [-1, 1] (NaN for a
+                region read by id, without a query)
     kind:       ``segment`` (a mask from the segmenter) or ``image`` (the whole image)
     """
 
@@ -38,6 +46,8 @@ class Hit:
     area: int
     rle: rle_codec.RLE
     similarity: float
+    #: with ``group_by_image``: how many of the image's regions match (filters, min similarity)
+    image_matches: int | None = None
     _mask: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def mask(self) -> np.ndarray:
@@ -47,7 +57,7 @@ class Hit:
         return self._mask
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "region_id": self.region_id,
             "image_id": self.image_id,
             "image_path": self.image_path,
@@ -59,8 +69,11 @@ class Hit:
             "bbox": [round(v, 2) for v in self.bbox],
             "area": self.area,
             "rle": dict(self.rle),
-            "similarity": round(self.similarity, 6),
+            "similarity": None if np.isnan(self.similarity) else round(self.similarity, 6),
         }
+        if self.image_matches is not None:
+            out["image_matches"] = self.image_matches
+        return out
 
 
 def check_k(k: int) -> int:
@@ -86,20 +99,111 @@ def hit_from_row(row: Any, similarity: float) -> Hit:
     )
 
 
+@dataclass
+class SearchPage:
+    """One page of hits: ``hits[j]`` is overall rank ``offset + j``; ``has_more`` when a further
+    page exists."""
+
+    hits: list[Hit]
+    k: int
+    offset: int
+    has_more: bool
+    #: for region-of-a-new-image terms: the mask each prompt resolved to (``QueryRegion``)
+    query_regions: list[Any] = field(default_factory=list)
+
+    @property
+    def next_offset(self) -> int | None:
+        return self.offset + self.k if self.has_more else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hits": [h.to_dict() for h in self.hits],
+            "k": self.k,
+            "offset": self.offset,
+            "has_more": self.has_more,
+            "next_offset": self.next_offset,
+        }
+
+
 def search_vectors(
     query: np.ndarray, *, store: Store, vectors: VectorIndex, k: int, scope: Scope
 ) -> list[Hit]:
     """Top-``k`` regions for one ``(D,)`` L2-normalised float32 query vector."""
     k = check_k(k)
-    if scope not in _SCOPE_KIND:
-        raise QueryError(f"scope must be one of {sorted(_SCOPE_KIND)}, got {scope!r}")
-    if vectors.ntotal == 0:
-        return []
-    kind = _SCOPE_KIND[scope]
-    allowed = store.region_ids(kind) if kind is not None else None
+    if scope not in SCOPES:
+        raise QueryError(f"scope must be one of {sorted(SCOPES)}, got {scope!r}")
+    return rank(query, Query(terms=(Term(vector=query),), k=k, scope=scope), store, vectors).hits
+
+
+def rank(
+    query: np.ndarray,
+    spec: Query,
+    store: Store,
+    vectors: VectorIndex,
+    lock: threading.Lock | threading.RLock | None = None,
+) -> SearchPage:
+    """The page ``spec`` asks for, for one ``(D,)`` L2-normalised float32 query vector.
+
+    Filters become the FAISS ID selector (so ``k`` hits come back whenever ``k`` regions match);
+    FAISS is asked for more candidates until the page is certain: every hit kept is strictly
+    more similar than the weakest candidate fetched, or every allowed vector was fetched.
+    ``lock`` guards the FAISS index against concurrent writers.
+    """
+    guard: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
+    exclude = set(spec.region_ids) if spec.exclude_query_regions else set()
+    allowed = store.filtered_region_ids(kind=spec.kind, filters=spec.filters)
+    if allowed is not None and exclude:
+        allowed = np.setdiff1d(allowed, np.fromiter(exclude, np.int64))
     if allowed is not None and len(allowed) == 0:
-        return []
-    sims, ids = vectors.search(query.reshape(1, -1), k, allowed_ids=allowed)
-    pairs = [(int(i), float(s)) for i, s in zip(ids[0], sims[0], strict=True) if i >= 0]
-    rows = store.region_rows([i for i, _ in pairs])
-    return [hit_from_row(rows[i], s) for i, s in pairs if i in rows]
+        return SearchPage([], spec.k, spec.offset, False)
+    need = spec.offset + spec.k + 1  # one more than the page tells whether another page exists
+    fetch = max(2 * need, 32) + len(exclude)
+    q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+    while True:
+        with guard:  # the count and the search see the same state of the index
+            total = vectors.ntotal if allowed is None else min(len(allowed), vectors.ntotal)
+            if total == 0:
+                return SearchPage([], spec.k, spec.offset, False)
+            fetch = min(fetch, total)
+            sims, ids = vectors.search(q, fetch, allowed_ids=allowed)
+        got = [(int(i), float(s)) for i, s in zip(ids[0], sims[0], strict=True) if i >= 0]
+        exhausted = len(got) < fetch or fetch >= total
+        floor = got[-1][1] if got else -np.inf
+        cands = [(i, s) for i, s in got if i not in exclude]
+        if spec.min_similarity is not None:
+            exhausted = exhausted or floor < spec.min_similarity
+            cands = [(i, s) for i, s in cands if s >= spec.min_similarity]
+        rows = store.region_rows([i for i, _ in cands])
+        # ids without a row: an image being replaced or deleted right now; skipped whole
+        ordered = sorted(((-s, i) for i, s in cands if i in rows))
+        if spec.group_by_image:
+            seen: set[int] = set()
+            best = []
+            for neg, i in ordered:
+                if rows[i].image_id not in seen:
+                    seen.add(rows[i].image_id)
+                    best.append((neg, i))
+            ordered = best
+        certain = ordered if exhausted else [(n, i) for n, i in ordered if -n > floor]
+        if exhausted or len(certain) >= need:
+            break
+        fetch *= 4
+    page = certain[spec.offset : spec.offset + spec.k]
+    hits = [hit_from_row(rows[i], -neg) for neg, i in page]
+    if spec.group_by_image and hits:
+        counts = _image_matches(query, spec, store, [h.image_id for h in hits], exclude)
+        for h in hits:
+            h.image_matches = counts.get(h.image_id, 1)
+    return SearchPage(hits, spec.k, spec.offset, len(certain) > spec.offset + spec.k)
+
+
+def _image_matches(
+    query: np.ndarray, spec: Query, store: Store, image_ids: list[int], exclude: set[int]
+) -> dict[int, int]:
+    """How many regions of each image pass the filters (and the similarity threshold)."""
+    ids, owners, vecs = store.image_region_vectors(image_ids, kind=spec.kind, filters=spec.filters)
+    keep = ~np.isin(ids, np.fromiter(exclude, np.int64, len(exclude)))
+    if spec.min_similarity is not None and len(ids):
+        keep &= vecs @ np.asarray(query, np.float32).reshape(-1) >= spec.min_similarity - 1e-6
+    found, counts = np.unique(owners[keep], return_counts=True)
+    return {int(i): int(c) for i, c in zip(found, counts, strict=True)}

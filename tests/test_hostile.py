@@ -24,8 +24,12 @@ def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
     """A tiny file claiming 30000x30000 pixels (900 M): a decompression bomb's header."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1024, 9)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + \
-        _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def encoded(img: Image.Image, fmt: str, **kw: object) -> bytes:
@@ -43,17 +47,20 @@ def build_corpus(root: Path) -> tuple[set[str], set[str]]:
         "plain.png": encoded(SCENE, "PNG"),
         "wrong_extension.jpg": encoded(SCENE, "PNG"),  # PNG bytes named .jpg
         "one_pixel.png": encoded(Image.new("RGB", (1, 1), (220, 30, 30)), "PNG"),
-        "sixteen_bit.png": encoded(Image.fromarray((np.arange(96 * 128, dtype=np.uint16)
-                                                     .reshape(96, 128) * 5)), "PNG"),
+        "sixteen_bit.png": encoded(
+            Image.fromarray(np.arange(96 * 128, dtype=np.uint16).reshape(96, 128) * 5), "PNG"
+        ),
         "cmyk.jpg": encoded(SCENE.convert("CMYK"), "JPEG"),
         "palette_transparent.png": encoded(SCENE.convert("P"), "PNG", transparency=0),
-        "animated.gif": encoded(SCENE, "GIF", save_all=True,
-                                append_images=[Image.new("RGB", SCENE.size, (0, 0, 0))]),
+        "animated.gif": encoded(
+            SCENE, "GIF", save_all=True, append_images=[Image.new("RGB", SCENE.size, (0, 0, 0))]
+        ),
         "huge_exif.jpg": encoded(SCENE, "JPEG", exif=_big_exif()),
         "rotated_exif.jpg": encoded(SCENE, "JPEG", exif=_orientation_exif(6)),
         "gray_alpha.png": encoded(SCENE.convert("LA"), "PNG"),
-        "multipage.tiff": encoded(SCENE, "TIFF", save_all=True,
-                                  append_images=[Image.new("RGB", SCENE.size)]),
+        "multipage.tiff": encoded(
+            SCENE, "TIFF", save_all=True, append_images=[Image.new("RGB", SCENE.size)]
+        ),
         "thin_strip.png": encoded(Image.new("RGB", (4000, 1), (30, 60, 220)), "PNG"),
         "UPPER.PNG": encoded(SCENE, "PNG"),
         "webp_lossless.webp": encoded(SCENE, "WEBP", lossless=True),
@@ -141,3 +148,48 @@ def test_unreadable_file_is_recorded(make_index, tmp_path: Path) -> None:
     report = idx.ingest(root)
     assert report.indexed == 1 and report.failed == 1
     assert "cannot read file" in dict(idx.store.failed_images())[str(locked)]
+
+
+def test_pixel_and_region_limits_are_configurable(tmp_path: Path) -> None:
+    from segindex import Index, RuntimeOptions
+    from segindex.pipeline import top_regions
+    from segindex.regions import Regions
+
+    root = tmp_path / "limits"
+    root.mkdir()
+    (root / "big.png").write_bytes(encoded(SCENE, "PNG"))  # 128x96 = 12288 px
+    (root / "many.png").write_bytes(
+        encoded(
+            Image.fromarray(
+                draw_scene(
+                    [
+                        ("red", (0, 0, 20, 20)),
+                        ("blue", (30, 0, 60, 40)),
+                        ("green", (70, 0, 128, 60)),
+                    ]
+                )
+            ),
+            "PNG",
+        )
+    )
+    runtime = RuntimeOptions(max_pixels=12_000, max_regions=2)
+    with Index.create(
+        tmp_path / "l.segindex", segmenter="fake", embedder="fake", runtime=runtime
+    ) as idx:
+        report = idx.ingest(root / "big.png")
+        assert report.failed == 1 and "more than the limit 12,000" in report.failures[0][1]
+    # region cap keeps the highest scores, then the largest areas
+    masks = np.zeros((4, 10, 10), bool)
+    masks[0, :1, :1] = masks[1, :5, :5] = masks[2, :3, :3] = masks[3, :9, :9] = True
+    r = Regions.from_masks(masks, scores=[0.9, 0.5, 0.9, 0.5])
+    assert top_regions(r, 2).areas.tolist() == [1, 9]
+    assert top_regions(r, 3).areas.tolist() == [1, 9, 81]
+    with Index.create(
+        tmp_path / "m.segindex",
+        segmenter="fake",
+        embedder="fake",
+        runtime=RuntimeOptions(max_regions=2),
+    ) as idx:
+        idx.ingest(root / "many.png")
+        segs = [r for r in idx.store.iter_regions() if r.kind == "segment"]
+        assert len(segs) == 2

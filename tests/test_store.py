@@ -50,11 +50,20 @@ def image_write(path: str, boxes: list[tuple[int, int, int, int]], seed: int, **
     )
 
 
-@pytest.fixture
-def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = Store(f"sqlite:///{tmp_path / 'meta.db'}")
-    yield s
-    s.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Every store test runs on SQLite and on a real PostgreSQL server (skipped if none)."""
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'meta.db'}")
+        yield s
+        s.close()
+        return
+    from tests.pg import fresh_schema
+
+    with fresh_schema() as url:
+        s = Store(url)
+        yield s
+        s.close()
 
 
 def all_vectors(store: Store, chunk: int = 20_000) -> tuple[np.ndarray, np.ndarray]:

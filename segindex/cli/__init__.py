@@ -15,6 +15,10 @@ import click
 
 COMMAND_MODULES = [
     "segindex.cli.core",
+    "segindex.cli.serve",
+    "segindex.cli.maintenance",
+    "segindex.cli.eval",
+    "segindex.cli.segment",
 ]
 
 

@@ -89,6 +89,20 @@ def _open(index_path: Path, device: str, **backend: Any) -> Any:
 @click.option("--db-url", default=None, help="SQLAlchemy URL for metadata (default: SQLite file).")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Embedder batch size.")
 @click.option(
+    "--max-pixels",
+    type=int,
+    default=200_000_000,
+    show_default=True,
+    help="Images with more pixels are recorded as failed (decompression bombs).",
+)
+@click.option(
+    "--max-regions",
+    type=int,
+    default=256,
+    show_default=True,
+    help="At most this many regions per image (highest scores kept).",
+)
+@click.option(
     "--retry-failed", is_flag=True, help="Retry files that failed before, even unchanged."
 )
 @device_option
@@ -102,7 +116,12 @@ def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
     from segindex.index import MANIFEST, Index
 
     backend = _backend_kwargs(kw)
-    runtime = RuntimeOptions(device=kw["device"], embed_batch=kw["batch_size"])
+    runtime = RuntimeOptions(
+        device=kw["device"],
+        embed_batch=kw["batch_size"],
+        max_pixels=kw["max_pixels"],
+        max_regions=kw["max_regions"],
+    )
     if (index_path / MANIFEST).exists():
         idx = Index.open(index_path, runtime=runtime, **backend)
     else:
@@ -157,11 +176,75 @@ def _run_with_progress(idx: Any, sources: list[str], quiet: bool, retry: bool) -
         return idx.ingest(sources, progress=show, retry_failed=retry)
 
 
+def _floats(n: int | None) -> Callable[[Any, Any, Any], Any]:
+    """Click callback: comma-separated numbers (exactly ``n`` of them when given)."""
+
+    def parse(_ctx: Any, param: Any, value: Any) -> Any:
+        if value is None or value == ():
+            return value
+        values = value if isinstance(value, tuple) else (value,)
+        out = []
+        for v in values:
+            try:
+                nums = [float(x) for x in v.split(",")]
+            except ValueError:
+                raise click.BadParameter(f"expected comma-separated numbers, got {v!r}") from None
+            if n is not None and len(nums) != n:
+                raise click.BadParameter(f"expected {n} comma-separated numbers, got {v!r}")
+            out.append(nums)
+        return tuple(out) if isinstance(value, tuple) else out[0]
+
+    return parse
+
+
+def _term(_ctx: Any, _param: Any, values: tuple[str, ...]) -> list[tuple[str, float]]:
+    out = []
+    for v in values:
+        text, sep, weight = v.rpartition(":")
+        try:
+            out.append((text, float(weight)) if sep else (v, 1.0))
+        except ValueError:
+            out.append((v, 1.0))
+    return out
+
+
 @click.command()
 @click.argument("text", required=False)
 @index_option
 @click.option("--image", "image_path", type=click.Path(path_type=Path), help="Search by an image.")
+@click.option(
+    "--box",
+    callback=_floats(4),
+    metavar="X0,Y0,X1,Y1",
+    help="With --image: search by this box of the image (pixels).",
+)
+@click.option(
+    "--point",
+    "points",
+    multiple=True,
+    callback=_floats(2),
+    metavar="X,Y",
+    help="With --image: a foreground point of the region (repeatable).",
+)
+@click.option(
+    "--mask",
+    "mask_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="With --image: a mask image (non-zero = region) of the same size.",
+)
+@click.option("--similar-to", type=int, default=None, help="Search by an indexed region id.")
+@click.option(
+    "--term",
+    "terms",
+    multiple=True,
+    callback=_term,
+    metavar="TEXT[:WEIGHT]",
+    help="A weighted text term (repeatable; a negative weight subtracts).",
+)
+@click.option("--negative", multiple=True, help="Text to subtract from the query (repeatable).")
+@click.option("--negative-weight", type=float, default=0.5, show_default=True)
 @click.option("-k", "k", type=int, default=10, show_default=True, help="Number of hits.")
+@click.option("--offset", type=int, default=0, show_default=True, help="Skip this many hits.")
 @click.option(
     "--scope",
     type=click.Choice(["regions", "images", "all"]),
@@ -169,35 +252,70 @@ def _run_with_progress(idx: Any, sources: list[str], quiet: bool, retry: bool) -
     show_default=True,
     help="Segment regions, whole images, or both.",
 )
+@click.option("--label", "labels", multiple=True, help="Only regions with this label (repeatable).")
+@click.option("--exclude-label", "exclude_labels", multiple=True, help="Drop this label.")
+@click.option("--min-score", type=float, default=None, help="Segmenter confidence >= this.")
+@click.option("--min-area", type=int, default=None, help="Mask area >= this many pixels.")
+@click.option("--max-area", type=int, default=None, help="Mask area <= this many pixels.")
+@click.option("--path-prefix", default=None, help="Only images whose path starts with this.")
+@click.option("--things/--stuff", "thing", default=None, help="Only things, or only stuff.")
+@click.option("--min-similarity", type=float, default=None, help="Drop weaker hits.")
+@click.option("--group-by-image", is_flag=True, help="Best region per image, with a count.")
+@click.option("--include-self", is_flag=True, help="With --similar-to: keep the region itself.")
 @click.option("--no-templates", is_flag=True, help="Embed the text verbatim (no prompt templates).")
 @device_option
 @json_option
 @_friendly
-def search(
-    text: str | None,
-    index_path: Path,
-    image_path: Path | None,
-    k: int,
-    scope: str,
-    no_templates: bool,
-    device: str,
-    as_json: bool,
-) -> None:
-    """Find the regions that best match TEXT, or --image FILE."""
+def search(text: str | None, index_path: Path, image_path: Path | None, **kw: Any) -> None:
+    """Find the regions that best match TEXT, --image FILE (or a --box/--point/--mask region
+    of it), --similar-to REGION_ID, or weighted --term's; with filters inside the search."""
     from segindex.embed import DEFAULT_TEMPLATES
     from segindex.errors import QueryError
+    from segindex.query import Filters, RegionPrompt, make_query
 
-    if (text is None) == (image_path is None):
-        raise QueryError("give a TEXT query or --image FILE (exactly one)")
-    with _open(index_path, device) as idx:
-        hits = idx.search(
-            text,
-            image=image_path,
-            k=k,
-            scope=scope,
-            templates=None if no_templates else DEFAULT_TEMPLATES,
-        )
-    if as_json:
+    region = None
+    if kw["box"] is not None or kw["points"] or kw["mask_path"] is not None:
+        if image_path is None:
+            raise QueryError("--box, --point and --mask need --image FILE")
+        mask = None
+        if kw["mask_path"] is not None:
+            import numpy as np
+            from PIL import Image
+
+            with Image.open(kw["mask_path"]) as m:
+                mask = np.asarray(m.convert("L")) > 0
+        region = RegionPrompt(image_path, box=kw["box"], points=kw["points"] or None, mask=mask)
+        image_path = None
+    filters = Filters(
+        labels=kw["labels"],
+        exclude_labels=kw["exclude_labels"],
+        min_score=kw["min_score"],
+        min_area=kw["min_area"],
+        max_area=kw["max_area"],
+        path_prefix=kw["path_prefix"],
+        thing=kw["thing"],
+    )
+    query = make_query(
+        text,
+        image=image_path,
+        region=region,
+        similar_to=kw["similar_to"],
+        terms=kw["terms"] or None,
+        negative=kw["negative"] or None,
+        negative_weight=kw["negative_weight"],
+        k=kw["k"],
+        offset=kw["offset"],
+        scope=kw["scope"],
+        filters=filters,
+        min_similarity=kw["min_similarity"],
+        group_by_image=kw["group_by_image"],
+        exclude_query_regions=not kw["include_self"],
+        templates=None if kw["no_templates"] else DEFAULT_TEMPLATES,
+    )
+    with _open(index_path, kw["device"]) as idx:
+        page = idx.query(query)
+    hits = page.hits
+    if kw["as_json"]:
         click.echo(json.dumps([h.to_dict() for h in hits], indent=2))
         return
     from rich.console import Console
@@ -206,7 +324,10 @@ def search(
     table = Table(title=f"{len(hits)} hits")
     for col in ("#", "similarity", "label", "score", "bbox (x0,y0,x1,y1)", "image", "region"):
         table.add_column(col, overflow="fold")
-    for rank, h in enumerate(hits, 1):
+    if query.group_by_image:
+        table.add_column("in image")
+    for rank, h in enumerate(hits, query.offset + 1):
+        extra = [str(h.image_matches)] if query.group_by_image else []
         table.add_row(
             str(rank),
             f"{h.similarity:.3f}",
@@ -215,12 +336,19 @@ def search(
             ",".join(f"{v:.0f}" for v in h.bbox),
             h.image_path,
             str(h.region_id),
+            *extra,
         )
     console = Console()
     if not console.is_terminal:  # piped: never cut paths, whatever the width
         longest = max((len(h.image_path) for h in hits), default=0)
         console = Console(width=max(120, longest + 90))
     console.print(table)
+    if page.query_regions:
+        r = page.query_regions[0]
+        box = ",".join(f"{v:.0f}" for v in r.box)
+        click.echo(f"query region: {r.method}, box {box}, {int(r.mask.sum())} px")
+    if page.next_offset is not None:
+        click.echo(f"more: --offset {page.next_offset}")
 
 
 @click.command()
@@ -250,6 +378,8 @@ def info(index_path: Path, as_json: bool) -> None:
     click.echo(f"vectors:     {data['vectors']}")
     for name, size in data["disk_bytes"].items():
         click.echo(f"disk:        {name} {size / 1e6:.2f} MB")
+    problems = data["integrity"]["problems"]
+    click.echo(f"integrity:   {'ok' if not problems else '; '.join(problems)}")
     for f in data["failed"]:
         click.echo(f"failed:      {f['path']}: {f['reason']}")
 

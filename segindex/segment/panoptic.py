@@ -11,9 +11,7 @@ torch and transformers are imported only when a segmenter is built: importing th
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
-from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +23,13 @@ from segindex.device import resolve_device
 from segindex.errors import ConfigError, ModelLoadError
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter
+from segindex.segment.hf import load_pretrained
 
 if TYPE_CHECKING:
     import torch
 
 #: longest edge / shortest edge of the inference size, as in the COCO recipes (800 x 1333)
 LONGEST_EDGE_RATIO = 1333 / 800
-_PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
 #: ``config.model_type`` of the architectures whose outputs and post-processing this backend knows
 SUPPORTED_MODEL_TYPES = ("mask2former", "maskformer", "oneformer")
 
@@ -229,54 +227,16 @@ class PanopticSegmenter(Segmenter):
         )[keep]
 
 
-def _looks_like_path(model: str) -> bool:
-    return model.startswith(_PATH_PREFIXES) or os.path.isabs(model) or Path(model).exists()
-
-
-def _hub_offline() -> bool:
-    """``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` as set now (huggingface_hub reads them only
-    once, at import)."""
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
 def _load(model: str) -> tuple[Any, Any]:
     """(network, processor) for a hub id or local directory; ``ModelLoadError`` if impossible."""
-    if _looks_like_path(model):
-        path = Path(model).expanduser()
-        if not path.exists():
-            raise ModelLoadError(f"segmenter model directory {model!r} does not exist")
-        if not path.is_dir():
-            raise ModelLoadError(
-                f"segmenter model {model!r} is a file; pass the directory that holds its "
-                "config.json, weights and preprocessor_config.json"
-            )
-        try:
-            return _from_pretrained(str(path), local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelLoadError(
-                f"could not load segmenter model from directory {model!r}: {exc}"
-            ) from exc
-
-    try:
-        # The local cache first: no network round trips (and no retries when offline).
-        return _from_pretrained(model, local_files_only=True)
-    except (OSError, ValueError, KeyError):
-        pass
-    try:
-        return _from_pretrained(model, local_files_only=_hub_offline())
-    except OSError as exc:
-        raise ModelLoadError(
-            f"could not load segmenter model {model!r}: not a local directory and not "
-            "downloadable (offline or wrong name). Download it where you have network (e.g. "
-            f"`hf download {model} --local-dir DIR`) and pass the directory: "
-            "--segmenter-model DIR on the CLI or segmenter_options={'model': 'DIR'} in Python."
-        ) from exc
-    except (ValueError, KeyError) as exc:
-        raise ModelLoadError(
-            f"segmenter model {model!r} is not a universal-segmentation checkpoint "
-            f"(Mask2Former, MaskFormer, OneFormer): {exc}"
-        ) from exc
+    return load_pretrained(
+        model,
+        lambda source, local_only: _from_pretrained(source, local_files_only=local_only),
+        expected="its config.json, weights and preprocessor_config.json",
+        wrong_kind=lambda exc: (
+            f"not a universal-segmentation checkpoint (Mask2Former, MaskFormer, OneFormer): {exc}"
+        ),
+    )
 
 
 def _from_pretrained(source: str, *, local_files_only: bool) -> tuple[Any, Any]:

@@ -82,6 +82,24 @@ def db_path(path: str) -> str:
         return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+_GENERATION = "generation"
+
+
+def _bump_generation(conn: Any) -> None:
+    """Increment the write generation inside the caller's transaction."""
+    current = conn.execute(
+        select(index_meta.c.value).where(index_meta.c.key == _GENERATION)
+    ).scalar_one_or_none()
+    if current is None:
+        conn.execute(insert(index_meta).values(key=_GENERATION, value="1"))
+    else:
+        conn.execute(
+            update(index_meta)
+            .where(index_meta.c.key == _GENERATION)
+            .values(value=str(int(current) + 1))
+        )
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -182,6 +200,7 @@ class Store:
                         region_rows,
                     ).scalars()
                 )
+            _bump_generation(conn)
         dim = vectors[0].shape[1] if vectors else 0
         return WriteResult(
             added_ids=np.asarray(ids, dtype=np.int64),
@@ -198,7 +217,16 @@ class Store:
             out = np.asarray(list(removed), dtype=np.int64)
             conn.execute(delete(regions).where(regions.c.image_id.in_(list(image_ids))))
             conn.execute(delete(images).where(images.c.id.in_(list(image_ids))))
+            _bump_generation(conn)
         return out
+
+    def generation(self) -> int:
+        """A counter bumped by every committed write or delete (readers use it to resync)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(index_meta.c.value).where(index_meta.c.key == _GENERATION)
+            ).scalar_one_or_none()
+        return 0 if value is None else int(value)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -1,0 +1,194 @@
+"""Evaluation commands: ``segindex eval segmentation | retrieval | make-set``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from segindex.cli.common import _friendly, device_option, index_option, json_option
+
+_gt_option = click.option(
+    "--gt",
+    "gt_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Ground truth: COCO instance JSON, or COCO panoptic JSON (PNGs beside it).",
+)
+_images_root_option = click.option(
+    "--images-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder the COCO file_name entries are relative to (else matched by path tail).",
+)
+_out_option = click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write result.json, report.md and PNG plots into this folder.",
+)
+
+
+@click.group(name="eval")
+def eval_group() -> None:
+    """Measure quality: segmentation metrics, retrieval metrics, evaluation sets."""
+
+
+@eval_group.command()
+@click.option(
+    "--pred",
+    "pred_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Predictions: an index directory, or a COCO instance/panoptic JSON file.",
+)
+@_gt_option
+@_images_root_option
+@click.option("--class-agnostic", is_flag=True, help="Ignore classes (one 'object' class).")
+@_out_option
+@json_option
+@_friendly
+def segmentation(
+    pred_path: Path,
+    gt_path: Path,
+    images_root: Path | None,
+    class_agnostic: bool,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """IoU, Dice, pixel accuracy, boundary F / Boundary IoU and PQ of --pred against --gt."""
+    from segindex.eval.coco import from_coco_dict, load_masks
+    from segindex.eval.segmentation import SegmentationOptions, evaluate_segmentation
+    from segindex.index import MANIFEST, Index
+
+    gt = load_masks(gt_path)
+    if (pred_path / MANIFEST).exists():
+        with Index.open(pred_path) as idx:
+            pred = from_coco_dict(idx.export_coco(), source=str(pred_path))
+    else:
+        pred = load_masks(pred_path)
+    opts = SegmentationOptions(
+        class_agnostic=class_agnostic,
+        images_root=str(images_root) if images_root else None,
+    )
+    result = evaluate_segmentation(pred, gt, opts)
+    _finish(result, out, as_json, "segmentation")
+
+
+@eval_group.command()
+@index_option
+@_gt_option
+@_images_root_option
+@click.option(
+    "--template",
+    "templates",
+    multiple=True,
+    help="Text query template (repeatable); default 'a photo of a {}.'.",
+)
+@click.option(
+    "-k", "ks", type=int, multiple=True, help="Cut-offs for recall@k / nDCG@k (default 1 5 10)."
+)
+@click.option("--no-image-queries", is_flag=True, help="Skip image->region queries.")
+@_out_option
+@device_option
+@json_option
+@_friendly
+def retrieval(
+    index_path: Path,
+    gt_path: Path,
+    images_root: Path | None,
+    templates: tuple[str, ...],
+    ks: tuple[int, ...],
+    no_image_queries: bool,
+    out: Path | None,
+    device: str,
+    as_json: bool,
+) -> None:
+    """Text->region and image->region recall@k, mAP, nDCG; whole-image vs region; ANN recall."""
+    from segindex.config import RuntimeOptions
+    from segindex.errors import ConfigError
+    from segindex.eval.coco import load_masks
+    from segindex.eval.retrieval import RetrievalOptions, evaluate_retrieval
+    from segindex.index import Index
+
+    if any(k < 1 for k in ks):
+        raise ConfigError(f"-k values must be >= 1, got {list(ks)}")
+    for t in templates:
+        if "{}" not in t:
+            raise ConfigError(f"template must contain '{{}}' for the class name, got {t!r}")
+    opts = RetrievalOptions(
+        templates=templates or RetrievalOptions().templates,
+        ks=ks or RetrievalOptions().ks,
+        images_root=str(images_root) if images_root else None,
+        image_queries=not no_image_queries,
+    )
+    gt = load_masks(gt_path)
+    with Index.open(index_path, runtime=RuntimeOptions(device=device)) as idx:
+        result = evaluate_retrieval(idx, gt, opts)
+    _finish(result, out, as_json, "retrieval")
+
+
+@eval_group.command("make-set")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--n", "n", type=int, default=50, show_default=True, help="Number of images.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option(
+    "--size", default="256x320", show_default=True, help="Image size as HEIGHTxWIDTH pixels."
+)
+@click.option("--max-objects", type=int, default=4, show_default=True, help="Objects per image.")
+@json_option
+@_friendly
+def make_set(out: Path, n: int, seed: int, size: str, max_objects: int, as_json: bool) -> None:
+    """Write a seeded copy-paste evaluation set (images + COCO panoptic and instance GT) to OUT."""
+    from segindex.errors import ConfigError
+    from segindex.eval.makeset import make_set as make
+
+    try:
+        h, w = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size must be HEIGHTxWIDTH, e.g. 256x320, got {size!r}") from None
+    if h < 32 or w < 32 or max_objects < 1:
+        raise ConfigError(f"--size must be at least 32x32 and --max-objects >= 1, got {size!r}")
+    info = make(out, n=n, seed=seed, size=(h, w), max_objects=max_objects)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    per = ", ".join(f"{k} {v}" for k, v in sorted(info["per_class"].items()))
+    click.echo(f"wrote {info['images']} images, {info['segments']} segments ({per}) to {out}")
+    click.echo(f"  panoptic GT:  {info['panoptic']}")
+    click.echo(f"  instance GT:  {info['instances']}")
+    click.echo(f"  images root:  {info['images_root']}")
+
+
+def _finish(result: dict[str, Any], out: Path | None, as_json: bool, kind: str) -> None:
+    files = []
+    if out is not None:
+        from segindex.eval.report import write_report
+
+        files = write_report(result, out)
+    if as_json:
+        click.echo(json.dumps(result["summary"] | {"images": result["images"]}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from segindex.eval.report import summary_rows
+
+    table = Table(title=f"{kind} evaluation")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in summary_rows(result):
+        table.add_row(name, value)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=100)
+    console.print(table)
+    click.echo("images: " + ", ".join(f"{k} {v}" for k, v in result["images"].items()))
+    if files:
+        click.echo(f"report: {files[1]} (+ {len(files) - 2} plots, {files[0].name})")
+
+
+COMMANDS = [eval_group]

@@ -1,0 +1,10 @@
+"""Where quality is measured: ground truth in, metrics and reports out.
+
+    coco          read COCO instance / panoptic masks (ground truth or predictions), match files
+    segmentation  mask IoU, semantic IoU/Dice/accuracy, boundary F and Boundary IoU, PQ/SQ/RQ
+    retrieval     recall@k, AP, nDCG; text->region, image->region, whole-image vs region, ANN
+    report        JSON + Markdown report with PNG plots (matplotlib, Agg)
+    makeset       seeded copy-paste composites written as COCO panoptic + instance ground truth
+
+Heavy imports (matplotlib, torch) happen inside the functions that need them.
+"""

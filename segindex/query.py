@@ -1,0 +1,411 @@
+"""What a search asks for: typed, validated query objects shared by the three doors.
+
+A :class:`Query` is a weighted sum of :class:`Term` vectors (text, image, a region of a new image,
+or an indexed region), plus :class:`Filters` applied inside the vector search, a similarity
+threshold, grouping by image and a page (``offset``, ``k``). Negative texts are terms with a
+negative weight. :func:`resolve_region` turns a :class:`RegionPrompt` into the mask whose crop is
+embedded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from segindex.embed.base import DEFAULT_TEMPLATES
+from segindex.errors import QueryError
+from segindex.segment.base import Segmenter
+
+Scope = Literal["regions", "images", "all"]
+SCOPES: dict[str, str | None] = {"regions": "segment", "images": "image", "all": None}
+ImageInput = str | Path | bytes | np.ndarray | Image.Image
+RegionMethod = Literal["mask", "prompt", "box", "segment"]
+
+
+def _opt_number(name: str, value: float | None, lo: float = -math.inf) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise QueryError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(float(value)) or float(value) < lo:
+        raise QueryError(f"{name} must be a finite number >= {lo}, got {value!r}")
+    return float(value)
+
+
+def _labels(name: str, value: Sequence[str] | str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    out = tuple(str(v).strip() for v in value)
+    if any(not v for v in out):
+        raise QueryError(f"{name} must be non-empty label names, got {list(value)!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Conditions on region metadata, applied inside the search (FAISS ID selector).
+
+    labels:          keep only these labels (any of them); empty keeps all
+    exclude_labels:  drop these labels
+    min_score:       segmenter confidence >= this
+    min_area/max_area: mask area in pixels, inclusive
+    path_prefix:     the image's path starts with this string (literal, no wildcards)
+    thing:           True: countable things only; False: amorphous stuff only; None: both
+    """
+
+    labels: tuple[str, ...] = ()
+    exclude_labels: tuple[str, ...] = ()
+    min_score: float | None = None
+    min_area: int | None = None
+    max_area: int | None = None
+    path_prefix: str | None = None
+    thing: bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", _labels("labels", self.labels))
+        object.__setattr__(self, "exclude_labels", _labels("exclude_labels", self.exclude_labels))
+        object.__setattr__(self, "min_score", _opt_number("min_score", self.min_score))
+        for name in ("min_area", "max_area"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
+                raise QueryError(f"{name} must be an integer number of pixels, got {v!r}")
+            if v is not None and v < 0:
+                raise QueryError(f"{name} must be >= 0, got {v}")
+        if (
+            self.min_area is not None
+            and self.max_area is not None
+            and self.min_area > self.max_area
+        ):
+            raise QueryError(f"min_area {self.min_area} is larger than max_area {self.max_area}")
+        if self.path_prefix is not None and not isinstance(self.path_prefix, str):
+            raise QueryError(f"path_prefix must be a string, got {self.path_prefix!r}")
+        if self.thing is not None and not isinstance(self.thing, bool):
+            raise QueryError(f"thing must be true, false or null, got {self.thing!r}")
+
+    @property
+    def active(self) -> bool:
+        return self != Filters()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "labels": list(self.labels),
+            "exclude_labels": list(self.exclude_labels),
+            "min_score": self.min_score,
+            "min_area": self.min_area,
+            "max_area": self.max_area,
+            "path_prefix": self.path_prefix,
+            "thing": self.thing,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class RegionPrompt:
+    """A region of a new (not indexed) image, to search by.
+
+    image:        path, encoded bytes, PIL image or ``HxWx3`` uint8 RGB array
+    box:          ``(4,)`` XYXY pixels (x1/y1 exclusive), clipped to the image
+    points:       ``(P, 2)`` XY pixels; ``point_labels`` ``(P,)`` int, 1 foreground / 0
+                  background (default: all foreground)
+    mask:         ``HxW`` bool at the image's resolution; used as is when given
+    """
+
+    image: ImageInput
+    box: Sequence[float] | np.ndarray | None = None
+    points: Sequence[Sequence[float]] | np.ndarray | None = None
+    point_labels: Sequence[int] | np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.box is None and self.points is None and self.mask is None:
+            raise QueryError("a region query needs a box, points or a mask on the image")
+        if self.box is not None:
+            box = np.asarray(self.box, dtype=np.float64).reshape(-1)
+            if box.shape != (4,) or not np.isfinite(box).all():
+                raise QueryError(f"box must be 4 finite numbers x0,y0,x1,y1, got {self.box!r}")
+            if box[2] <= box[0] or box[3] <= box[1]:
+                raise QueryError(f"box must have x1 > x0 and y1 > y0, got {box.tolist()}")
+            object.__setattr__(self, "box", box.astype(np.float32))
+        if self.points is not None:
+            pts = np.asarray(self.points, dtype=np.float64)
+            if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0 or not np.isfinite(pts).all():
+                raise QueryError(f"points must be a non-empty list of [x, y], got {self.points!r}")
+            labels = (
+                np.ones(len(pts), np.int64)
+                if self.point_labels is None
+                else np.asarray(self.point_labels).reshape(-1)
+            )
+            if labels.shape != (len(pts),) or not np.isin(labels, (0, 1)).all():
+                raise QueryError(
+                    f"point_labels must be {len(pts)} values of 1 (foreground) or 0 "
+                    f"(background), got {self.point_labels!r}"
+                )
+            if not (labels == 1).any():
+                raise QueryError("points need at least one foreground point (label 1)")
+            object.__setattr__(self, "points", pts.astype(np.float32))
+            object.__setattr__(self, "point_labels", labels.astype(np.int64))
+        if self.mask is not None:
+            m = np.asarray(self.mask)
+            if m.ndim != 2 or m.dtype != np.bool_:
+                raise QueryError(f"mask must be HxW bool, got shape {m.shape} dtype {m.dtype}")
+            if not m.any():
+                raise QueryError("mask is empty")
+
+
+@dataclass(frozen=True)
+class QueryRegion:
+    """The region a :class:`RegionPrompt` resolved to.
+
+    mask:    ``HxW`` bool at the query image's resolution
+    box:     ``(4,)`` float32 XYXY pixels, tight box of ``mask``
+    method:  ``mask`` (given), ``prompt`` (promptable segmenter), ``box`` (the box itself) or
+             ``segment`` (the automatic segment under the points)
+    """
+
+    mask: np.ndarray
+    box: np.ndarray
+    method: RegionMethod
+
+
+@dataclass(frozen=True, eq=False)
+class Term:
+    """One weighted part of a query: exactly one of
+
+    text:       a text, embedded with the index's prompt templates
+    image:      a whole new image (path, bytes, PIL or ``HxWx3`` uint8 RGB)
+    region:     a region of a new image
+    region_id:  an indexed region (its stored vector)
+    vector:     an already embedded ``(D,)`` L2-normalised float32 vector
+    """
+
+    text: str | None = None
+    image: ImageInput | None = None
+    region: RegionPrompt | None = None
+    region_id: int | None = None
+    vector: np.ndarray | None = None
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        names = ("text", "image", "region", "region_id", "vector")
+        given = [n for n in names if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise QueryError(
+                f"give exactly one of text, image, region, region_id or vector per query term, "
+                f"got {given or 'none'}"
+            )
+        if self.text is not None and (not isinstance(self.text, str) or not self.text.strip()):
+            raise QueryError("text query must be a non-empty string")
+        if self.region_id is not None and (
+            isinstance(self.region_id, bool) or not isinstance(self.region_id, (int, np.integer))
+        ):
+            raise QueryError(f"region_id must be an integer, got {self.region_id!r}")
+        w = _opt_number("weight", self.weight)
+        if w == 0:
+            raise QueryError("a term's weight must not be 0")
+        object.__setattr__(self, "weight", w)
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """A full search request. ``terms`` are summed with their weights and L2-normalised.
+
+    templates: wrap text terms ("a photo of a {}.") and average; ``None`` embeds them verbatim.
+
+    exclude_query_regions: hits never include the indexed regions used as terms (so "more like
+    this region" does not return the region itself).
+    """
+
+    terms: tuple[Term, ...]
+    k: int = 10
+    offset: int = 0
+    scope: Scope = "regions"
+    filters: Filters = field(default_factory=Filters)
+    min_similarity: float | None = None
+    group_by_image: bool = False
+    exclude_query_regions: bool = True
+    templates: tuple[str, ...] | None = DEFAULT_TEMPLATES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "terms", tuple(self.terms))
+        if self.templates is not None:
+            object.__setattr__(self, "templates", tuple(self.templates))
+        if not self.terms:
+            raise QueryError("a query needs at least one term")
+        if not any(t.weight > 0 for t in self.terms):
+            raise QueryError("a query needs at least one positive term (negatives only subtract)")
+        for name in ("k", "offset"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise QueryError(f"{name} must be an integer, got {v!r}")
+        if self.k < 1:
+            raise QueryError(f"k must be a positive integer, got {self.k!r}")
+        if self.offset < 0:
+            raise QueryError(f"offset must be >= 0, got {self.offset!r}")
+        if self.scope not in SCOPES:
+            raise QueryError(f"scope must be one of {sorted(SCOPES)}, got {self.scope!r}")
+        if not isinstance(self.filters, Filters):
+            raise QueryError(f"filters must be a Filters, got {type(self.filters).__name__}")
+        sim = _opt_number("min_similarity", self.min_similarity)
+        if sim is not None and not -1.0 <= sim <= 1.0:
+            raise QueryError(f"min_similarity must be in [-1, 1], got {sim}")
+        object.__setattr__(self, "min_similarity", sim)
+
+    @property
+    def kind(self) -> str | None:
+        return SCOPES[self.scope]
+
+    @property
+    def region_ids(self) -> list[int]:
+        return [int(t.region_id) for t in self.terms if t.region_id is not None]
+
+
+def make_query(
+    text: str | None = None,
+    *,
+    image: ImageInput | None = None,
+    region: RegionPrompt | None = None,
+    similar_to: int | None = None,
+    terms: Sequence[Term | tuple[str, float]] | None = None,
+    negative: str | Sequence[str] | None = None,
+    negative_weight: float = 0.5,
+    k: int = 10,
+    offset: int = 0,
+    scope: Scope = "regions",
+    filters: Filters | None = None,
+    min_similarity: float | None = None,
+    group_by_image: bool = False,
+    exclude_query_regions: bool = True,
+    templates: Sequence[str] | None = DEFAULT_TEMPLATES,
+) -> Query:
+    """A :class:`Query` from the keyword form used by ``Index.search`` and the CLI.
+
+    Exactly one of ``text``, ``image``, ``region``, ``similar_to`` (an indexed region id) or
+    ``terms`` (``Term`` objects or ``(text, weight)`` pairs; a negative weight subtracts).
+    ``negative`` texts are subtracted with ``negative_weight`` each.
+    """
+    given = {
+        "text": text,
+        "image": image,
+        "region": region,
+        "similar_to": similar_to,
+        "terms": terms,
+    }
+    named = [n for n, v in given.items() if v is not None]
+    if len(named) != 1:
+        raise QueryError(
+            "give exactly one of a text, an image, a region of an image, a region id "
+            f"(similar_to) or weighted terms to search by; got {named or 'none'}"
+        )
+    if text is not None:
+        if not isinstance(text, str) or not text.strip():
+            raise QueryError("text query must be a non-empty string")
+        parts = [Term(text=text.strip())]
+    elif image is not None:
+        parts = [Term(image=image)]
+    elif region is not None:
+        if not isinstance(region, RegionPrompt):
+            raise QueryError(f"region must be a RegionPrompt, got {type(region).__name__}")
+        parts = [Term(region=region)]
+    elif similar_to is not None:
+        parts = [Term(region_id=similar_to)]
+    else:
+        parts = []
+        for t in terms or ():
+            if isinstance(t, Term):
+                parts.append(t)
+            elif isinstance(t, (tuple, list)) and len(t) == 2 and isinstance(t[0], str):
+                parts.append(Term(text=t[0], weight=t[1]))
+            else:
+                raise QueryError(f"terms must be Term objects or (text, weight) pairs, got {t!r}")
+    w = _opt_number("negative_weight", negative_weight, lo=0.0)
+    negatives = _labels("negative", negative)
+    if w:
+        parts.extend(Term(text=neg, weight=-w) for neg in negatives)
+    return Query(
+        terms=tuple(parts),
+        k=k,
+        offset=offset,
+        scope=scope,
+        filters=filters if filters is not None else Filters(),
+        min_similarity=min_similarity,
+        group_by_image=group_by_image,
+        exclude_query_regions=exclude_query_regions,
+        templates=None if templates is None else tuple(templates),
+    )
+
+
+def box_mask(box: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``HxW`` bool mask of an XYXY box (rounded outwards, clipped); raises if nothing is left."""
+    x0, y0 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
+    x1, y1 = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
+    if x1 <= x0 or y1 <= y0:
+        raise QueryError(f"box {np.round(box, 2).tolist()} lies outside the {width}x{height} image")
+    mask = np.zeros((height, width), dtype=bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def resolve_region(
+    image: np.ndarray, prompt: RegionPrompt, segmenter: Segmenter | None
+) -> QueryRegion:
+    """The mask of a region prompt on an ``HxWx3`` uint8 RGB image.
+
+    * a ``mask`` is used as given;
+    * with a promptable ``segmenter`` the box and/or points become its best mask;
+    * otherwise a ``box`` is the region itself (its crop follows the index's crop policy, so the
+      margin is filled, blurred or kept like any region's background);
+    * points without a box and without a promptable segmenter pick the automatic segment that
+      holds the most foreground points (and fewest background ones).
+    """
+    from segindex.regions import boxes_from_masks
+
+    h, w = image.shape[:2]
+
+    def done(mask: np.ndarray, method: RegionMethod) -> QueryRegion:
+        return QueryRegion(mask, boxes_from_masks(mask[None])[0], method)
+
+    if prompt.mask is not None:
+        if prompt.mask.shape != (h, w):
+            raise QueryError(f"mask must be {h}x{w} like the image, got shape {prompt.mask.shape}")
+        return done(prompt.mask, "mask")
+    box = prompt.box
+    if box is not None:
+        box_mask(box, h, w)  # fails early if the box misses the image
+    if segmenter is not None and segmenter.promptable:
+        found = segmenter.prompt(
+            image,
+            boxes=None if box is None else np.asarray(box, np.float32)[None],
+            points=prompt.points,
+            point_labels=prompt.point_labels,
+        )
+        areas = found.areas
+        if len(found) and areas.max() > 0:
+            best = int(np.argmax(np.where(areas > 0, found.scores, -np.inf)))
+            return done(found.masks[best], "prompt")
+    if box is not None:
+        return done(box_mask(box, h, w), "box")
+    assert prompt.points is not None and prompt.point_labels is not None  # by RegionPrompt
+    if segmenter is None:
+        raise QueryError("points need a segmenter; give a box or a mask instead")
+    regions = segmenter.segment([image])[0]
+    xs = np.clip(prompt.points[:, 0].astype(int), 0, w - 1)
+    ys = np.clip(prompt.points[:, 1].astype(int), 0, h - 1)
+    sign = np.where(prompt.point_labels == 1, 1, -1)
+    best_mask, best_score = None, 0
+    for i in range(len(regions)):
+        inside = regions.masks[i][ys, xs]
+        if not inside[sign > 0].any():
+            continue
+        score = int((inside * sign).sum())
+        if best_mask is None or score > best_score:
+            best_mask, best_score = regions.masks[i], score
+    if best_mask is None:
+        raise QueryError("no segment of the image lies under the foreground points")
+    return done(best_mask, "segment")

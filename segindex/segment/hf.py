@@ -1,0 +1,97 @@
+"""Loading model files for segmenters: hub id or local path, offline-aware, one clear error.
+
+Every backend that loads weights by name goes through :func:`load_pretrained` (transformers
+checkpoints: a directory) or :func:`local_file` (a single weights file: ONNX graphs, torchvision
+state dicts), so a missing model always ends in a ``ModelLoadError`` that names the model and says
+how to pass a local copy. Nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from segindex.errors import ModelLoadError
+
+T = TypeVar("T")
+
+_PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
+#: how a user passes a local copy, appended to every "cannot load" message
+PASS_LOCAL_HINT = "--segmenter-model DIR on the CLI or segmenter_options={'model': 'DIR'} in Python"
+
+
+def looks_like_path(model: str) -> bool:
+    """True if ``model`` names a filesystem location rather than a hub id."""
+    return model.startswith(_PATH_PREFIXES) or os.path.isabs(model) or Path(model).exists()
+
+
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` as set now (huggingface_hub reads them only
+    once, at import)."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def load_pretrained(
+    model: str,
+    build: Callable[[str, bool], T],
+    *,
+    expected: str,
+    wrong_kind: Callable[[Exception], str] | None = None,
+) -> T:
+    """``build(source, local_files_only)`` for a hub id or a local checkpoint directory.
+
+    ``expected`` says what the directory should hold (for messages). ``wrong_kind`` turns a
+    ``ValueError``/``KeyError`` from a downloadable-but-unsuitable checkpoint into a message.
+    The local cache is tried first (no network round trips, no retries when offline).
+
+    Raises:
+        ModelLoadError: not a directory, not in the cache and not downloadable, or unreadable.
+    """
+    if looks_like_path(model):
+        path = Path(model).expanduser()
+        if not path.exists():
+            raise ModelLoadError(f"segmenter model directory {model!r} does not exist")
+        if not path.is_dir():
+            raise ModelLoadError(
+                f"segmenter model {model!r} is a file; pass the directory that holds {expected}"
+            )
+        try:
+            return build(str(path), True)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(
+                f"could not load segmenter model from directory {model!r}: {exc}"
+            ) from exc
+
+    try:
+        return build(model, True)
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        return build(model, hub_offline())
+    except OSError as exc:
+        raise ModelLoadError(
+            f"could not load segmenter model {model!r}: not a local directory and not "
+            "downloadable (offline or wrong name). Download it where you have network (e.g. "
+            f"`hf download {model} --local-dir DIR`) and pass the directory: {PASS_LOCAL_HINT}."
+        ) from exc
+    except (ValueError, KeyError) as exc:
+        detail = wrong_kind(exc) if wrong_kind is not None else f"unsuitable checkpoint: {exc}"
+        raise ModelLoadError(f"segmenter model {model!r}: {detail}") from exc
+
+
+def local_file(path: str | os.PathLike[str], what: str, option: str = "model") -> Path:
+    """``path`` as an existing file, else a ``ModelLoadError`` saying how to pass one."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        state = "is a directory" if p.is_dir() else "does not exist"
+        raise ModelLoadError(
+            f"{what} {str(path)!r} {state}; pass the file with --segmenter-option "
+            f"{option}=PATH on the CLI or segmenter_options={{'{option}': 'PATH'}} in Python"
+        )
+    return p
+
+
+__all__ = ["PASS_LOCAL_HINT", "hub_offline", "load_pretrained", "local_file", "looks_like_path"]
