@@ -53,6 +53,7 @@ class IngestReport:
     seen: int = 0
     indexed: int = 0
     skipped: int = 0
+    relinked: int = 0  # moved files re-linked to their indexed image by sha256, no model run
     failures: list[tuple[str, str]] = field(default_factory=list)
     regions: int = 0
     seconds: float = 0.0
@@ -71,6 +72,7 @@ class IngestReport:
             "seen": self.seen,
             "indexed": self.indexed,
             "skipped": self.skipped,
+            "relinked": self.relinked,
             "failed": self.failed,
             "failures": [{"path": p, "reason": r} for p, r in self.failures],
             "regions": self.regions,
@@ -132,6 +134,31 @@ def plan(
             continue
         todo.append((path, sha))
     return todo, skipped, unreadable
+
+
+def relink_moved(
+    todo: list[tuple[str, str]], known: dict[str, ImageState], store: Store
+) -> list[tuple[str, str]]:
+    """Re-link files that moved: a new path whose bytes (sha256) belong to an indexed image whose
+    old path no longer exists takes over that image, its regions and vectors, without running
+    any model. Returns what is still to be processed."""
+    gone: dict[str, list[tuple[str, ImageState]]] = {}
+    for old_path, state in known.items():
+        if state.status == "indexed" and state.sha256 and not os.path.lexists(old_path):
+            gone.setdefault(state.sha256, []).append((old_path, state))
+    if not gone:
+        return todo
+    remaining = []
+    for path, sha in todo:
+        candidates = gone.get(sha)
+        if candidates and db_path(path) not in known:
+            old_path, state = candidates.pop()
+            store.relink(state.id, path)
+            known[db_path(path)] = state
+            del known[old_path]
+        else:
+            remaining.append((path, sha))
+    return remaining
 
 
 def segment_safely(
@@ -203,7 +230,11 @@ def run_ingest(
     paths = discover(sources)
     report.seen = len(paths)
     with timer("hash"):
-        todo, report.skipped, unreadable = plan(paths, store.image_states(), retry_failed)
+        known = store.image_states()
+        todo, report.skipped, unreadable = plan(paths, known, retry_failed)
+        before = len(todo)
+        todo = relink_moved(todo, known, store)
+        report.relinked = before - len(todo)
     crop_meta = crop.to_dict()
     for path, reason in unreadable:
         report.failures.append((path, reason))
@@ -215,7 +246,7 @@ def run_ingest(
             progress(
                 IngestProgress(
                     total=report.seen,
-                    done=report.indexed + report.failed + report.skipped,
+                    done=report.indexed + report.failed + report.skipped + report.relinked,
                     skipped=report.skipped,
                     failed=report.failed,
                     regions=report.regions,

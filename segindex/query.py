@@ -43,7 +43,9 @@ def _labels(name: str, value: Sequence[str] | str | None) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         value = [value]
-    out = tuple(str(v).strip() for v in value)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise QueryError(f"{name} must be a list of label names, got {value!r}")
+    out = tuple(v.strip() for v in value)
     if any(not v for v in out):
         raise QueryError(f"{name} must be non-empty label names, got {list(value)!r}")
     return out

@@ -257,3 +257,39 @@ def test_min_area_and_whole_image_policy(make_index, photos: Path) -> None:
     idx.ingest(photos / "a.png")  # red is 40x30=1200 px, blue 60x40=2400 px
     labels = sorted(r.label for r in idx.store.iter_regions())
     assert labels == ["blue", "gray"]
+
+
+def test_moved_file_is_relinked_without_running_models(make_index, photos: Path) -> None:
+    idx = make_index()
+    idx.ingest(photos)
+    before = {h.region_id for h in idx.search("yellow", k=1)}
+    calls = idx.segmenter.calls
+    (photos / "sub" / "c.png").rename(photos / "moved_c.png")
+    report = idx.ingest(photos)
+    assert (report.indexed, report.relinked, report.skipped) == (0, 1, 3)
+    assert idx.segmenter.calls == calls  # no model ran
+    hit = idx.search("yellow", k=1)[0]
+    assert hit.region_id in before and Path(hit.image_path).name == "moved_c.png"
+    assert {Path(r.path).name for r in idx.store.indexed_images()} == {
+        "a.png",
+        "b.png",
+        "moved_c.png",
+        "d.bmp",
+    }
+    # a copy (the original still exists) is indexed as an image of its own
+    import shutil
+
+    shutil.copy(photos / "a.png", photos / "copy_of_a.png")
+    report = idx.ingest(photos)
+    assert (report.indexed, report.relinked) == (1, 0)
+
+
+def test_delete_images_removes_rows_and_vectors(make_index, photos: Path) -> None:
+    idx = make_index()
+    idx.ingest(photos)
+    victim = next(r for r in idx.store.indexed_images() if r.path.endswith("a.png"))
+    removed = idx.delete_images([victim.id])
+    assert removed == 4  # red, blue, gray, whole image
+    assert np.array_equal(idx.vectors.ids(), idx.store.region_ids())
+    assert all(not h.image_path.endswith("a.png") for h in idx.search("blue", k=20, scope="all"))
+    assert idx.check().ok

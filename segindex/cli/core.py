@@ -145,7 +145,8 @@ def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
     click.echo(
         f"indexed {report.indexed} images ({report.regions} regions) in {report.seconds:.1f}s "
         f"[{report.images_per_second:.2f} images/s]; skipped {report.skipped} unchanged; "
-        f"failed {report.failed}"
+        + (f"re-linked {report.relinked} moved; " if report.relinked else "")
+        + f"failed {report.failed}"
     )
     for path, reason in report.failures:
         click.echo(f"  failed: {path}: {reason}", err=True)

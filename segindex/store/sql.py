@@ -220,6 +220,16 @@ class Store:
             _bump_generation(conn)
         return out
 
+    def relink(self, image_id: int, new_path: str) -> None:
+        """Point an image (and so its regions and vectors) at the path its file moved to."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(images)
+                .where(images.c.id == image_id)
+                .values(path=db_path(new_path), updated_at=_now())
+            )
+            _bump_generation(conn)
+
     def generation(self) -> int:
         """A counter bumped by every committed write or delete (readers use it to resync)."""
         with self.engine.connect() as conn:

@@ -1,0 +1,112 @@
+"""Property tests (hypothesis) for query parameter validation and filtered search: any input is
+either a valid query or a QueryError (never another exception), and a valid filtered search
+returns only matching regions, k of them whenever k match."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from segindex.errors import QueryError
+from segindex.query import Filters, make_query
+from segindex.testing.fakes import PALETTE, draw_scene, register_fakes
+
+anything = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**6, 10**6),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5),
+    st.lists(st.text(max_size=4), max_size=3),
+)
+labels = st.lists(st.sampled_from([*PALETTE, "image", "nonesuch"]), max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(labels=anything, exclude=anything, min_score=anything, min_area=anything,
+       max_area=anything, prefix=anything, thing=anything)
+def test_filters_validate_or_raise_query_error(labels, exclude, min_score, min_area, max_area,
+                                               prefix, thing) -> None:
+    try:
+        f = Filters(labels=labels, exclude_labels=exclude, min_score=min_score,
+                    min_area=min_area, max_area=max_area, path_prefix=prefix, thing=thing)
+    except QueryError:
+        return
+    assert f.min_area is None or f.min_area >= 0
+    assert f.min_area is None or f.max_area is None or f.min_area <= f.max_area
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=anything, k=anything, offset=anything, scope=anything, min_sim=anything,
+       weight=anything)
+def test_query_validate_or_raise_query_error(text, k, offset, scope, min_sim, weight) -> None:
+    try:
+        q = make_query(text, k=k, offset=offset, scope=scope, min_similarity=min_sim,
+                       negative="blue" if isinstance(weight, float) else None,
+                       negative_weight=weight if isinstance(weight, float) else 0.5)
+    except QueryError:
+        return
+    assert isinstance(q.k, int) and q.k >= 1 and q.offset >= 0
+
+
+@functools.lru_cache(maxsize=1)
+def _index():  # type: ignore[no-untyped-def]
+    """One fake-backed index of 12 random scenes, shared by the examples."""
+    from segindex import Index
+
+    register_fakes()
+    root = Path(tempfile.mkdtemp(prefix="segindex-props-"))
+    rng = np.random.default_rng(0)
+    colours = [c for c in PALETTE if c != "gray"]
+    for i in range(12):
+        shapes = []
+        for _ in range(int(rng.integers(1, 4))):
+            x0, y0 = int(rng.integers(0, 90)), int(rng.integers(0, 60))
+            w, h = int(rng.integers(8, 40)), int(rng.integers(8, 36))
+            shapes.append((str(rng.choice(colours)), (x0, y0, x0 + w, y0 + h)))
+        sub = root / ("a" if i % 2 else "b")
+        sub.mkdir(exist_ok=True)
+        Image.fromarray(draw_scene(shapes)).save(sub / f"{i}.png")
+    idx = Index.create(root / "idx.segindex", segmenter="fake", embedder="fake")
+    idx.ingest(root)
+    return idx, root
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(labels=labels, exclude=labels, min_score=st.one_of(st.none(), st.floats(0, 1)),
+       min_area=st.one_of(st.none(), st.integers(0, 3000)),
+       span=st.one_of(st.none(), st.integers(0, 10000)),
+       thing=st.one_of(st.none(), st.booleans()), sub=st.sampled_from([None, "a", "b"]),
+       k=st.integers(1, 30), scope=st.sampled_from(["regions", "images", "all"]))
+def test_filtered_search_returns_exactly_the_matching_regions(
+    labels, exclude, min_score, min_area, span, thing, sub, k, scope
+) -> None:
+    idx, root = _index()
+    max_area = None if span is None else (min_area or 0) + span
+    prefix = None if sub is None else str(root / sub) + "/"
+    f = Filters(labels=labels, exclude_labels=exclude, min_score=min_score, min_area=min_area,
+                max_area=max_area, path_prefix=prefix, thing=thing)
+    hits = idx.search("red", k=k, scope=scope, filters=f)
+    kinds = {"regions": {"segment"}, "images": {"image"}, "all": {"segment", "image"}}[scope]
+
+    def ok(r) -> bool:  # type: ignore[no-untyped-def]
+        return (
+            r.kind in kinds
+            and (not labels or r.label in labels)
+            and r.label not in exclude
+            and (min_score is None or r.score >= min_score)
+            and (min_area is None or r.area >= min_area)
+            and (max_area is None or r.area <= max_area)
+            and (prefix is None or r.path.startswith(prefix))
+            and (thing is None or bool(r.is_thing) == thing)
+        )
+
+    matching = [r for r in idx.store.iter_regions() if ok(r)]
+    assert len(hits) == min(k, len(matching))
+    ids = {r.id for r in matching}
+    assert all(h.region_id in ids for h in hits)
+    sims = [h.similarity for h in hits]
+    assert sims == sorted(sims, reverse=True)
