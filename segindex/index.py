@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from segindex.config import BackendSpec, CropPolicy, IndexSettings, RuntimeOptions
+from segindex.config import BackendSpec, CropPolicy, IndexSettings, LabelPolicy, RuntimeOptions
 from segindex.crop import crop_region, crop_whole
 from segindex.embed import DEFAULT_TEMPLATES, EMBEDDERS, Embedder
 from segindex.embed.base import l2_normalise
@@ -111,6 +111,7 @@ class Index:
         embedder: str | BackendSpec | None = None,
         embedder_options: dict[str, Any] | None = None,
         crop: CropPolicy | None = None,
+        labels: LabelPolicy | None = None,
         db_url: str | None = None,
         runtime: RuntimeOptions | None = None,
         exist_ok: bool = False,
@@ -136,6 +137,7 @@ class Index:
             segmenter=_spec(segmenter, segmenter_options, IndexSettings().segmenter),
             embedder=_spec(embedder, embedder_options, IndexSettings().embedder),
             crop=crop or CropPolicy(),
+            labels=labels or LabelPolicy(),
         )
         runtime = runtime or RuntimeOptions()
         embedder_obj = EMBEDDERS.build(
@@ -346,6 +348,7 @@ class Index:
                 segmenter=segmenter,
                 embedder=embedder,
                 crop=self.settings.crop,
+                labels=self.settings.labels,
                 runtime=self.runtime,
                 on_commit=self._mirror,
                 progress=progress,

@@ -129,3 +129,25 @@ def test_ingest_names_class_agnostic_regions(agnostic, photos: Path, make_index)
         for a in segments
     )
     assert wholes and all(names[a["category_id"]]["name"] == "image" for a in wholes)
+
+
+def test_index_label_policy_is_used_at_ingest(agnostic, photos: Path, make_index) -> None:  # type: ignore[no-untyped-def]
+    """The index's own vocabulary names the regions: colour words name the fake's colour masks."""
+    colours = ("red", "green", "blue", "yellow", "orange", "gray", "white")
+    idx = make_index(segmenter="fake_agnostic", labels=LabelPolicy(vocabulary=colours))
+    idx.ingest([photos])
+    segs = [r for r in idx.store.iter_regions() if r.kind == "segment"]
+    from tests.conftest import scene_truth
+
+    for r in segs:
+        name = Path(r.path).relative_to(photos).as_posix()
+        truth = scene_truth(name)
+        assert r.label in truth and r.label_id == colours.index(r.label)
+    idx.close()
+    from segindex import Index
+
+    with Index.open(idx.path) as again:
+        assert again.settings.labels.vocabulary == colours
+    off = make_index("off.segindex", segmenter="fake_agnostic", labels=LabelPolicy(enabled=False))
+    off.ingest([photos / "a.png"])
+    assert {r.label for r in off.store.iter_regions() if r.kind == "segment"} == {"object"}
