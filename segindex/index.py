@@ -3,7 +3,9 @@
 photos.segindex/
     segindex.json   format version and the SQL URL (default: the SQLite file below)
     meta.sqlite     images, regions (+ durable vectors), settings
-    vectors.faiss   FAISS IndexIDMap2 over inner product, ids = region ids
+    vectors.faiss   FAISS IndexIDMap2 over inner product, ids = region ids; flat, HNSW or IVF-PQ
+                    inside (``segindex.store.kinds``: chosen by size unless set; stored as the
+                    ``vector_index`` setting; ``reindex`` rebuilds it from SQL)
     uploads/        images added as bytes (``add_image_bytes``), named ``<sha256>.<ext>``
 
 Thread safety: searches may run in many threads while one ingest or delete runs. Writers are
@@ -50,11 +52,21 @@ from segindex.query import (
     make_query,
     resolve_region,
 )
-from segindex.search import Hit, Scope, SearchPage, hit_from_row, rank, search_vectors
+from segindex.search import (
+    Hit,
+    Scope,
+    SearchPage,
+    hit_from_row,
+    rank,
+    search_vectors,
+    search_vectors_batch,
+)
 from segindex.segment import SEGMENTERS, Segmenter
 from segindex.store.check import CheckReport
 from segindex.store.check import check as check_index
 from segindex.store.check import repair as repair_index
+from segindex.store.kinds import META_KEY as KIND_META_KEY
+from segindex.store.kinds import KindSpec
 from segindex.store.lock import WriterLock
 from segindex.store.sql import Store, WriteResult
 from segindex.store.vectors import VectorIndex
@@ -115,8 +127,12 @@ class Index:
         db_url: str | None = None,
         runtime: RuntimeOptions | None = None,
         exist_ok: bool = False,
+        vector_index: KindSpec | None = None,
     ) -> Index:
         """Create a new index directory (or open it if ``exist_ok`` and it exists).
+
+        ``vector_index`` picks the FAISS index kind (default: ``auto``, by size; see
+        :mod:`segindex.store.kinds`); :meth:`reindex` changes it later.
 
         The embedder is loaded once here to record its vector dimension; a missing model fails
         now with :class:`~segindex.errors.ModelLoadError`, before any work is done.
@@ -149,6 +165,7 @@ class Index:
         store.set_meta("settings", settings.to_dict())
         store.set_meta("embedder_identity", embedder_obj.describe())
         store.set_meta("vector_dim", embedder_obj.dim)
+        store.set_meta(KIND_META_KEY, (vector_index or KindSpec()).to_dict())
         manifest = {"format": FORMAT_VERSION, "db_url": db_url}
         (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
         index = cls(path, store, settings, runtime)
@@ -257,16 +274,36 @@ class Index:
                     self._generation = generation
             return self._vectors
 
+    @property
+    def kind_spec(self) -> KindSpec:
+        """The configured vector index kind (``vector_index`` setting; ``auto`` if unset)."""
+        return KindSpec.from_dict(self.store.get_meta(KIND_META_KEY))
+
+    def _fetch_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.store.vectors_by_id(ids)
+
+    def _build_vectors(self, spec: KindSpec) -> VectorIndex:
+        """A FAISS index of the kind ``spec`` picks for the stored vectors, built from SQL."""
+        return VectorIndex.build(
+            self.dim,
+            spec,
+            self.store.region_count(),
+            self.store.iter_vectors(),
+            sample=self.store.sample_vectors,
+            fetch=self._fetch_vectors,
+        )
+
     def _load_vectors(self) -> VectorIndex:
         file = self.path / VECTORS_FILE
         sql_ids = self.store.region_ids()
+        spec = self.kind_spec
         if file.exists():
-            vi = VectorIndex.load(file, self.dim)
+            vi = VectorIndex.load(file, self.dim, spec=spec, fetch=self._fetch_vectors)
             if np.array_equal(vi.ids(), sql_ids):
                 return vi
-        vi = VectorIndex(self.dim)
-        for ids, vecs in self.store.iter_vectors():
-            vi.add(ids, vecs)
+        # missing or stale (ids differ: a crash before the last checkpoint, or a foreign file):
+        # rebuilt from SQL; ids are never reused, but a foreign file's vectors cannot be trusted
+        vi = self._build_vectors(spec)
         if self._try_writer():  # only a writer replaces the file; readers rebuild in memory
             try:
                 vi.save(file)
@@ -342,7 +379,7 @@ class Index:
         retry_failed: bool,
     ) -> IngestReport:
         try:
-            return run_ingest(
+            report = run_ingest(
                 sources,
                 store=self.store,
                 segmenter=segmenter,
@@ -356,6 +393,47 @@ class Index:
             )
         finally:
             self.flush()
+        self._migrate_kind()
+        return report
+
+    def _migrate_kind(self) -> None:
+        """After an ingest: rebuild once if the index grew past its kind (``auto`` crossing a
+        size threshold, or ``ivfpq`` that now has enough vectors to train)."""
+        spec = self.kind_spec
+        with self._lock:
+            vi = self.vectors
+            if spec.target(vi.ntotal, self.dim) != vi.kind:
+                self._replace_vectors(self._build_vectors(spec))
+
+    def _replace_vectors(self, vi: VectorIndex) -> None:
+        """Install a freshly built index and write it (caller holds the writer lock)."""
+        vi.save(self.path / VECTORS_FILE)
+        self._vectors = vi
+        self._generation = self.store.generation()
+        self._dirty = False
+        self._last_save = time.monotonic()
+
+    def reindex(
+        self, kind: str | None = None, *, factory: str | None = None, spec: KindSpec | None = None
+    ) -> dict[str, Any]:
+        """Rebuild the FAISS index from the vectors stored in SQL (no model runs), as ``kind``
+        (``auto``, ``flat``, ``hnsw``, ``ivfpq``; default: the configured one) or a FAISS
+        ``factory`` string; the choice is stored. Written atomically; takes the writer lock.
+        Returns the new index's description."""
+        current = self.kind_spec
+        if spec is None:
+            changes: dict[str, Any] = {}
+            if kind is not None:
+                changes["kind"] = kind
+            if factory is not None or kind is not None:
+                changes["factory"] = factory
+            spec = KindSpec.from_dict({**current.to_dict(), **changes})
+        with self._write_lock, self._writer, self._lock:
+            self.store.optimize()
+            vi = self._build_vectors(spec)
+            self._replace_vectors(vi)
+            self.store.set_meta(KIND_META_KEY, spec.to_dict())
+            return {**vi.describe(), "spec": spec.to_dict()}
 
     # -- search -----------------------------------------------------------------------------
 
@@ -500,6 +578,18 @@ class Index:
         query = self._check_vector(query)
         return search_vectors(query, store=self.store, vectors=self.vectors, k=k, scope=scope)
 
+    def search_vectors_batch(
+        self, queries: np.ndarray, *, k: int = 10, scope: Scope = "regions"
+    ) -> list[list[Hit]]:
+        """The ``k`` regions nearest to each of ``(Q, D)`` L2-normalised float32 queries, in one
+        FAISS call (BLAS for exact search) and one SQL read of the hit rows."""
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim or not np.isfinite(q).all():
+            raise QueryError(f"queries must be (Q, {self.dim}) finite float32, got shape {q.shape}")
+        return search_vectors_batch(
+            q, store=self.store, vectors=self.vectors, k=k, scope=scope, lock=self._lock
+        )
+
     def _check_vector(self, vector: np.ndarray | None) -> np.ndarray:
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         if v.shape[0] != self.dim or not np.isfinite(v).all():
@@ -591,7 +681,9 @@ class Index:
         """Restore the invariants (rebuild the FAISS file from SQL; incomplete images are marked
         for re-ingestion); takes the writer lock. Returns a check of the result."""
         with self._write_lock, self._writer, self._lock:
-            report = repair_index(self.store, self.path / VECTORS_FILE, self.dim)
+            report = repair_index(
+                self.store, self.path / VECTORS_FILE, self.dim, spec=self.kind_spec
+            )
             self._vectors = None  # reload the rebuilt file on next use
             self._dirty = False
         return report
@@ -609,6 +701,7 @@ class Index:
             "vector_dim": self.dim,
             "counts": self.store.counts(),
             "vectors": self.vectors.ntotal,
+            "vector_index": {**self.vectors.describe(), "spec": self.kind_spec.to_dict()},
             "disk_bytes": {p.name: p.stat().st_size for p in sorted(files)},
             "failed": [{"path": p, "reason": r} for p, r in self.store.failed_images()],
         }

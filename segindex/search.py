@@ -20,7 +20,7 @@ from segindex.query import SCOPES, Query, Scope, Term
 from segindex.store.sql import Store
 from segindex.store.vectors import VectorIndex
 
-__all__ = ["Hit", "SearchPage", "Scope", "rank", "search_vectors"]
+__all__ = ["Hit", "SearchPage", "Scope", "rank", "search_vectors", "search_vectors_batch"]
 
 
 @dataclass
@@ -135,6 +135,36 @@ def search_vectors(
     return rank(query, Query(terms=(Term(vector=query),), k=k, scope=scope), store, vectors).hits
 
 
+def search_vectors_batch(
+    queries: np.ndarray,
+    *,
+    store: Store,
+    vectors: VectorIndex,
+    k: int,
+    scope: Scope,
+    lock: threading.Lock | threading.RLock | None = None,
+) -> list[list[Hit]]:
+    """Top-``k`` regions for each of ``(Q, D)`` L2-normalised float32 queries: ONE FAISS call
+    (batches use BLAS) and ONE SQL read of the hit rows. Candidates whose row is gone (an image
+    being replaced right now) are skipped, so a list can be shorter than ``k`` in that moment."""
+    k = check_k(k)
+    if scope not in SCOPES:
+        raise QueryError(f"scope must be one of {sorted(SCOPES)}, got {scope!r}")
+    guard: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
+    allowed = store.filtered_region_ids(kind=SCOPES[scope])
+    if allowed is not None and len(allowed) == 0:
+        return [[] for _ in range(len(queries))]
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    with guard:
+        sims, ids = vectors.search(q, k + 8, allowed_ids=allowed)
+    rows = store.region_rows(sorted({int(i) for i in ids.ravel() if i >= 0}))
+    out = []
+    for srow, irow in zip(sims, ids, strict=True):
+        found = sorted((-float(s), int(i)) for s, i in zip(srow, irow, strict=True) if i in rows)
+        out.append([hit_from_row(rows[i], -neg) for neg, i in found[:k]])
+    return out
+
+
 def rank(
     query: np.ndarray,
     spec: Query,
@@ -151,9 +181,9 @@ def rank(
     """
     guard: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
     exclude = set(spec.region_ids) if spec.exclude_query_regions else set()
+    # the (cached, shared) allowed set is used as is: query regions are dropped from the
+    # candidates below, and ``fetch`` asks for that many more
     allowed = store.filtered_region_ids(kind=spec.kind, filters=spec.filters)
-    if allowed is not None and exclude:
-        allowed = np.setdiff1d(allowed, np.fromiter(exclude, np.int64))
     if allowed is not None and len(allowed) == 0:
         return SearchPage([], spec.k, spec.offset, False)
     need = spec.offset + spec.k + 1  # one more than the page tells whether another page exists

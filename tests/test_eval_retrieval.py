@@ -111,7 +111,7 @@ def test_retrieval_on_known_truth_is_perfect(colour_set, make_index) -> None:  #
     assert s["text_map"] == pytest.approx(1.0)
     assert s["image_map"] == pytest.approx(1.0)
     assert s["region_image_map"] == pytest.approx(1.0)
-    assert s["ann_recall@10"] == 1.0 and r["ann"]["index_kind"] == "flat (exact)"
+    assert s["ann_recall@10"] == 1.0 and r["ann"]["index_kind"] == "flat"
     rows = {x["name"]: x for x in r["text_to_region"]["per_class"]}
     assert rows["red"]["n_relevant"] == 3 and rows["red"]["recall@3"] == 1.0
     assert rows["red"]["recall@1"] == pytest.approx(1 / 3)

@@ -1,4 +1,4 @@
-"""Maintenance commands: ``check`` and ``repair``."""
+"""Maintenance commands: ``check``, ``repair`` and ``reindex``."""
 
 from __future__ import annotations
 
@@ -58,4 +58,40 @@ def repair(index_path: Path, as_json: bool) -> None:
         sys.exit(1)
 
 
-COMMANDS = [check, repair]
+@click.command()
+@index_option
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "flat", "hnsw", "ivfpq"]),
+    default=None,
+    help="Index kind (default: keep the configured one). auto: flat under 100k vectors, "
+    "HNSW under 2M, IVF-PQ above.",
+)
+@click.option(
+    "--factory",
+    default=None,
+    help="A FAISS factory string instead of the defaults, e.g. 'HNSW64,Flat' or 'IVF4096,PQ64'.",
+)
+@json_option
+@_friendly
+def reindex(index_path: Path, kind: str | None, factory: str | None, as_json: bool) -> None:
+    """Rebuild the vector index from the vectors stored in SQL (no models run), optionally as
+    another kind; the file is replaced atomically and the choice is remembered."""
+    import time
+
+    from segindex.index import Index
+
+    t0 = time.perf_counter()
+    with Index.open(index_path) as idx:
+        described = idx.reindex(kind, factory=factory)
+    described["seconds"] = round(time.perf_counter() - t0, 2)
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+        return
+    click.echo(
+        f"rebuilt as {described['kind']}: {described['vectors']} vectors "
+        f"in {described['seconds']} s"
+    )
+
+
+COMMANDS = [check, repair, reindex]

@@ -266,7 +266,7 @@ def ann_recall(index: Any, queries: np.ndarray, k: int = 10) -> dict[str, Any]:
         keep = np.isin(ids, list(segments))
         ids_all.append(ids[keep])
         vecs_all.append(vecs[keep])
-    kind = getattr(index.vectors, "kind", "flat (exact)")
+    kind = index.vectors.kind
     if not ids_all or sum(len(i) for i in ids_all) == 0 or len(queries) == 0:
         return {"index_kind": kind, "k": k, "recall": None, "queries": 0}
     vecs = np.concatenate(vecs_all)

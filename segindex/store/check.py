@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select, update
 
+from segindex.store.kinds import KindSpec
 from segindex.store.schema import images, regions
-from segindex.store.sql import Store
+from segindex.store.sql import Store, _bump_generation
 from segindex.store.vectors import VectorIndex
 
 
@@ -119,7 +120,7 @@ def _malformed_vector_rows(store: Store, dim: int) -> list[int]:
         last = int(rows[-1].id)
 
 
-def repair(store: Store, vector_file: Path, dim: int) -> CheckReport:
+def repair(store: Store, vector_file: Path, dim: int, spec: KindSpec | None = None) -> CheckReport:
     """Restore the invariants and return a fresh :func:`check` of the result.
 
     Malformed vector rows and incomplete images are dropped and their images marked ``failed``
@@ -128,6 +129,7 @@ def repair(store: Store, vector_file: Path, dim: int) -> CheckReport:
     """
     before = check(store, vector_file, dim)
     with store.engine.begin() as conn:
+        _bump_generation(conn)  # readers resync, cached allowed-id sets are dropped
         if before.bad_vector_rows:
             hit = conn.execute(
                 select(regions.c.image_id).where(regions.c.id.in_(before.bad_vector_rows))
@@ -157,8 +159,12 @@ def repair(store: Store, vector_file: Path, dim: int) -> CheckReport:
                     n_regions=0,
                 )
             )
-    vi = VectorIndex(dim)
-    for ids, vecs in store.iter_vectors():
-        vi.add(ids, vecs)
+    vi = VectorIndex.build(  # as the index kind ``spec`` picks (default ``auto``)
+        dim,
+        spec or KindSpec(),
+        store.region_count(),
+        store.iter_vectors(),
+        sample=store.sample_vectors,
+    )
     vi.save(vector_file)
     return check(store, vector_file, dim)

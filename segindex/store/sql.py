@@ -128,6 +128,9 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         metadata.create_all(self.engine)
+        # (kind, filters) -> (generation, read-only sorted ids): a search reuses the allowed set
+        # (and FAISS the selector built on it) until a write bumps the generation
+        self._allowed: dict[tuple[str | None, Filters | None], tuple[int, np.ndarray]] = {}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -262,12 +265,34 @@ class Store:
             return {r.id: r for r in conn.execute(stmt)}
 
     def region_ids(self, kind: str | None = None) -> np.ndarray:
-        """Sorted ``(N,)`` int64 ids of all regions (optionally of one kind)."""
-        stmt = select(regions.c.id).order_by(regions.c.id)
+        """Sorted ``(N,)`` int64 ids of all regions (optionally of one kind).
+
+        Sorted here, not by SQL: without ORDER BY, SQLite reads the ids from a small covering
+        index instead of walking the table's rows (~2 KB each, with their vectors), which at 1M
+        regions is ~0.3 s instead of 6-14 s."""
+        stmt = select(regions.c.id)
         if kind is not None:
             stmt = stmt.where(regions.c.kind == kind)
         with self.engine.connect() as conn:
-            return np.asarray(list(conn.execute(stmt).scalars()), dtype=np.int64)
+            if kind is None:  # the open path: the DBAPI cursor directly, no Row objects
+                cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cur.execute(f"SELECT id FROM {regions.name}")
+                    found = [r[0] for r in cur.fetchall()]
+                finally:
+                    cur.close()
+            else:
+                found = conn.execute(stmt).scalars().all()
+        ids = np.fromiter(found, dtype=np.int64, count=len(found))
+        ids.sort()
+        return ids
+
+    def optimize(self) -> None:
+        """Refresh the query planner's statistics (SQLite ``ANALYZE``), so filters use the most
+        selective index (e.g. ``label`` rather than ``kind``). Run by ``reindex``."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE")
 
     def iter_vectors(self, chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(ids (n,) int64, vectors (n, D) float32)`` chunks, ordered by id."""
@@ -286,6 +311,37 @@ class Store:
             vecs = np.stack([np.frombuffer(r.vector, dtype="<f4") for r in rows])
             yield ids, vecs.astype(np.float32, copy=False)
             last = int(ids[-1])
+
+    def region_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(regions)).scalar_one())
+
+    def vectors_by_id(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(found ids (m,) int64 ascending, vectors (m, D) float32)`` for the ids that exist,
+        read in chunks of 10k ids (bound-parameter limits)."""
+        want = np.unique(np.asarray(ids, dtype=np.int64))
+        out_ids: list[int] = []
+        out_vecs: list[bytes] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(want), 10_000):
+                chunk = [int(i) for i in want[start : start + 10_000]]
+                rows = conn.execute(
+                    select(regions.c.id, regions.c.vector)
+                    .where(regions.c.id.in_(chunk))
+                    .order_by(regions.c.id)
+                ).all()
+                out_ids.extend(r.id for r in rows)
+                out_vecs.extend(r.vector for r in rows)
+        if not out_ids:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        vecs = np.frombuffer(b"".join(out_vecs), dtype="<f4").reshape(len(out_ids), -1)
+        return np.asarray(out_ids, dtype=np.int64), vecs.astype(np.float32)
+
+    def sample_vectors(self, k: int, seed: int = 0) -> np.ndarray:
+        """``(min(k, N), D)`` float32 vectors of regions drawn uniformly at random."""
+        ids = self.region_ids()
+        pick = np.random.default_rng(seed).choice(len(ids), size=min(k, len(ids)), replace=False)
+        return self.vectors_by_id(ids[pick])[1]
 
     def iter_regions(self) -> Iterator[Any]:
         """All region rows (without vectors) joined with their image, ordered by id."""
@@ -325,11 +381,23 @@ class Store:
         cond = _conditions(kind, filters)
         if cond is None:
             return None
-        stmt = select(regions.c.id).where(cond).order_by(regions.c.id)
+        key = (kind, filters if filters is not None and filters.active else None)
+        generation = self.generation()
+        cached = self._allowed.get(key)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        stmt = select(regions.c.id).where(cond)  # sorted below (see region_ids)
         if filters is not None and filters.path_prefix is not None:
             stmt = stmt.join(images, images.c.id == regions.c.image_id)
         with self.engine.connect() as conn:
-            return np.asarray(list(conn.execute(stmt).scalars()), dtype=np.int64)
+            found = conn.execute(stmt).scalars().all()
+        ids = np.fromiter(found, dtype=np.int64, count=len(found))
+        ids.sort()
+        ids.flags.writeable = False
+        if len(self._allowed) >= 32:
+            self._allowed.pop(next(iter(self._allowed)))
+        self._allowed[key] = (generation, ids)
+        return ids
 
     def image_region_vectors(
         self, image_ids: Sequence[int], kind: str | None = None, filters: Filters | None = None

@@ -1,16 +1,60 @@
 """FAISS vector index whose ids are the SQL region ids (``IndexIDMap2`` over inner product).
 
 Vectors are L2-normalised float32, so inner product is cosine similarity. The file is a cache of
-the vectors kept in SQL: it is written atomically (temp file + fsync + rename) and rebuilt from
-SQL whenever it does not hold exactly the ids the SQL store holds.
+the vectors kept in SQL: it is written atomically (temp file + fsync + rename) and rebuilt or
+resynced from SQL whenever it does not hold exactly the ids the SQL store holds.
+
+The inner index is one of the kinds of :mod:`segindex.store.kinds` (flat, HNSW, IVF-PQ).
+
+Removal: flat and IVF remove for real. HNSW cannot remove, so a removed id is a tombstone: its
+slot in the ``IndexIDMap2`` id map becomes ``-1`` (saved with the file, so the file still holds
+exactly the live ids), and searches skip ``-1`` with an ID selector. When a quarter of the slots
+are dead the graph is rebuilt from its own stored vectors.
+
+Filtered search (``allowed_ids``), so ``k`` hits come back whenever ``k`` allowed vectors exist:
+
+* a small allowed set (<= 4k ids, or <= 2 % of the index up to 20k) is scored exactly: its vectors
+  are read from the flat storage (flat, HNSW) or from SQL (``fetch``, IVF-PQ) and multiplied with
+  the queries, which is both faster than any index walk and exact;
+* a larger set goes through FAISS with an ID selector: flat scans exactly; HNSW widens
+  ``efSearch`` by 1 / selectivity and IVF ``nprobe`` likewise, and if either still returns fewer
+  than ``k`` the allowed set is scored exhaustively.
+
+Loading memory-maps the vector storage where FAISS supports it (``IO_FLAG_MMAP_IFC``: flat and
+HNSW storage; IVF lists), so opening a 2 GB index costs page-cache lookups, not a copy. A mapped
+index is read-only: the first write reloads it into memory.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from segindex.store.kinds import Kind, KindSpec, kind_of
+from segindex.store.kinds import build as build_faiss
+
+#: allowed sets up to this size, or up to this fraction of an index with at most
+#: ``EXACT_MAX_IDS`` allowed, are scored exactly (beyond that a gather of their vectors costs
+#: more than a filtered index walk)
+EXACT_MIN_IDS = 4_096
+EXACT_MAX_IDS = 20_000
+EXACT_MAX_FRACTION = 0.02
+#: batches of at least this many queries use BLAS (FAISS compares queries x dim)
+BLAS_MIN_QUERIES = 16
+#: an ANN index asked for more than this many (or this fraction of itself) scans exactly
+ANN_MAX_K_FRACTION = 0.05
+ANN_MAX_K = 2048
+#: HNSW is compacted when this fraction of its slots are tombstones
+COMPACT_FRACTION = 0.25
+_SCAN_CHUNK = 65_536
+_NO_SIM = np.float32(-3.4028235e38)  # what FAISS returns for a missing inner-product hit
+
+Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def _faiss():  # type: ignore[no-untyped-def]
@@ -20,18 +64,80 @@ def _faiss():  # type: ignore[no-untyped-def]
 
 
 class VectorIndex:
-    """Exact inner-product search over ``(N, D)`` float32 vectors keyed by int64 ids."""
+    """Inner-product search over ``(N, D)`` float32 vectors keyed by int64 ids.
 
-    def __init__(self, dim: int, index: object | None = None) -> None:
+    fetch: optional ``ids (n,) int64 -> (found ids (m,) int64, vectors (m, D) float32)`` reading
+    exact stored vectors (from SQL); used to score small filtered sets exactly on IVF-PQ, whose
+    own vectors are compressed.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        index: object | None = None,
+        *,
+        spec: KindSpec | None = None,
+        fetch: Fetch | None = None,
+    ) -> None:
         faiss = _faiss()
         self.dim = dim
-        self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        if self._index.d != dim:  # type: ignore[attr-defined]
-            raise ValueError(f"vector index has dimension {self._index.d}, expected {dim}")  # type: ignore[attr-defined]
+        self.spec = spec or KindSpec()
+        self.fetch = fetch
+        self._index: Any = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        if self._index.d != dim:
+            raise ValueError(f"vector index has dimension {self._index.d}, expected {dim}")
+        if not hasattr(self._index, "id_map"):
+            raise ValueError(
+                f"vector index must be an IndexIDMap2, got {type(self._index).__name__}"
+            )
+        self.kind: Kind = kind_of(self._index)
+        self._mapped: tuple[Path, tuple[int, int, int]] | None = None
+        self._lookup: tuple[np.ndarray, np.ndarray] | None = None  # (order, sorted slot ids)
+        self._sel_cache: tuple[np.ndarray, Any] | None = None
+        self._dead = int(np.count_nonzero(self._slot_ids() < 0))
+
+    # -- construction ------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: Path, dim: int) -> VectorIndex:
-        return cls(dim, _faiss().read_index(str(path)))
+    def load(
+        cls,
+        path: Path,
+        dim: int,
+        *,
+        mmap: bool = True,
+        spec: KindSpec | None = None,
+        fetch: Fetch | None = None,
+    ) -> VectorIndex:
+        """Read a saved index, memory-mapped where FAISS can (falls back to reading it)."""
+        faiss = _faiss()
+        index = None
+        if mmap:
+            try:
+                index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+            except RuntimeError:
+                index = None
+        mapped = index is not None
+        if index is None:
+            index = faiss.read_index(str(path))
+        vi = cls(dim, index, spec=spec, fetch=fetch)
+        if mapped:
+            vi._mapped = (path, _stamp(path))
+        return vi
+
+    @classmethod
+    def build(
+        cls,
+        dim: int,
+        spec: KindSpec,
+        n: int,
+        chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+        *,
+        sample: Callable[[int], np.ndarray] | None = None,
+        fetch: Fetch | None = None,
+    ) -> VectorIndex:
+        """An index of the kind ``spec`` picks for ``n`` vectors, holding all ``chunks``
+        (``(ids (m,) int64, vectors (m, D) float32)``); IVF-PQ trains on ``sample(k)``."""
+        return cls(dim, build_faiss(spec, dim, n, chunks, sample), spec=spec, fetch=fetch)
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash leaves either the old file or the new one, never a mix."""
@@ -47,17 +153,84 @@ class VectorIndex:
         finally:
             os.close(dir_fd)
 
+    # -- contents ----------------------------------------------------------------------------
+
     @property
     def ntotal(self) -> int:
-        return int(self._index.ntotal)  # type: ignore[attr-defined]
+        """Live vectors (tombstones excluded)."""
+        return int(self._index.ntotal) - self._dead
+
+    @property
+    def mapped(self) -> bool:
+        return self._mapped is not None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "vectors": self.ntotal,
+            "tombstones": self._dead,
+            "memory_mapped": self.mapped,
+        }
+
+    def _slot_ids(self) -> np.ndarray:
+        """``(slots,)`` int64 copy of the id map (``-1``: tombstone)."""
+        return _faiss().vector_to_array(self._index.id_map).astype(np.int64, copy=False)
 
     def ids(self) -> np.ndarray:
         """Sorted ``(N,)`` int64 ids held."""
-        ids = _faiss().vector_to_array(self._index.id_map)  # type: ignore[attr-defined]
-        return np.sort(ids.astype(np.int64))
+        ids = self._slot_ids()
+        return np.sort(ids[ids >= 0] if self._dead else ids)
+
+    def _positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(found ids (m,) int64, their slots (m,) int64)`` for the ``ids`` held."""
+        if self._lookup is None:
+            slots = self._slot_ids()
+            order = np.argsort(slots, kind="stable")
+            self._lookup = (order, slots[order])
+        order, sorted_ids = self._lookup
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():  # the store's sets come sorted
+            ids = np.unique(ids)
+        ids = ids[ids >= 0]
+        at = np.searchsorted(sorted_ids, ids)
+        at_ok = np.minimum(at, max(len(sorted_ids) - 1, 0))
+        found = (at < len(sorted_ids)) & (sorted_ids[at_ok] == ids) if len(sorted_ids) else at < 0
+        return ids[found], order[at_ok[found]]
+
+    def _storage(self) -> np.ndarray | None:
+        """``(slots, D)`` float32 view of the exact vectors (flat, HNSW); ``None`` for IVF-PQ.
+        Valid until the next add or remove (callers hold the index lock)."""
+        faiss = _faiss()
+        inner = faiss.downcast_index(self._index.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            inner = faiss.downcast_index(inner.storage)
+        if not isinstance(inner, faiss.IndexFlat) or inner.ntotal == 0:
+            return (
+                None
+                if not isinstance(inner, faiss.IndexFlat)
+                else np.zeros((0, self.dim), np.float32)
+            )
+        n = int(inner.ntotal)
+        return faiss.rev_swig_ptr(inner.get_xb(), n * self.dim).reshape(n, self.dim)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _own(self) -> None:
+        """Make a memory-mapped index writable: reload the same file into memory (or copy)."""
+        if self._mapped is None:
+            return
+        faiss = _faiss()
+        path, stamp = self._mapped
+        if path.exists() and _stamp(path) == stamp:
+            index = faiss.read_index(str(path))
+        else:  # the file was replaced since: copy what we have mapped
+            index = faiss.deserialize_index(faiss.serialize_index(self._index))
+        self._index = index
+        self._mapped = None
+        self._lookup = None
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add ``(N, D)`` float32 vectors under ``(N,)`` int64 ids."""
+        """Add ``(N, D)`` L2-normalised float32 vectors under ``(N,)`` int64 ids."""
         if len(ids) == 0:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -65,30 +238,198 @@ class VectorIndex:
             raise ValueError(
                 f"vectors must be ({len(ids)}, {self.dim}) float32, got shape {vectors.shape}"
             )
-        self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))  # type: ignore[attr-defined]
+        self._own()
+        self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        self._lookup = None
 
     def remove(self, ids: np.ndarray) -> int:
+        """Remove the ``(N,)`` int64 ids held; returns how many were."""
         if len(ids) == 0:
             return 0
-        sel = _faiss().IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
-        return int(self._index.remove_ids(sel))  # type: ignore[attr-defined]
+        self._own()
+        if self.kind != "hnsw":
+            sel = _faiss().IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
+            removed = int(self._index.remove_ids(sel))
+            self._lookup = None
+            return removed
+        found, slots = self._positions(np.asarray(ids))
+        if len(found) == 0:
+            return 0
+        view = _faiss().rev_swig_ptr(self._index.id_map.data(), self._index.id_map.size())
+        view[slots] = -1
+        self._index.construct_rev_map()
+        self._dead += len(found)
+        self._lookup = None
+        if self._dead > COMPACT_FRACTION * self._index.ntotal:
+            self._compact()
+        return len(found)
+
+    def _compact(self) -> None:
+        """Rebuild the HNSW graph from its own live vectors (drops the tombstones)."""
+        slots = self._slot_ids()
+        live = np.flatnonzero(slots >= 0)
+        storage = self._storage()
+        assert storage is not None  # HNSW keeps flat storage
+        vecs = np.ascontiguousarray(storage[live])
+        spec = KindSpec(**{**self.spec.to_dict(), "kind": "hnsw"})
+        self._index = build_faiss(spec, self.dim, len(live), [(slots[live], vecs)])
+        self._dead = 0
+        self._lookup = None
+
+    # -- search ------------------------------------------------------------------------------
 
     def search(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` by inner product for ``(Q, D)`` float32 queries.
+        """Top-``k`` by inner product for ``(Q, D)`` L2-normalised float32 queries.
 
-        Returns ``(similarities (Q, k) float32, ids (Q, k) int64)``, id ``-1`` where fewer than
-        ``k`` vectors exist. ``allowed_ids`` restricts the search inside FAISS (ID selector), so
-        ``k`` hits come back whenever ``k`` allowed vectors exist.
+        Returns ``(similarities (Q, k) float32, ids (Q, k) int64)``, best first, id ``-1`` where
+        fewer than ``k`` vectors exist. ``allowed_ids`` restricts the search (exact scoring of
+        small sets, FAISS ID selectors for large ones), so ``k`` hits come back whenever ``k``
+        allowed vectors exist. Exact for flat; approximate ranking for HNSW / IVF-PQ.
         """
         faiss = _faiss()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries must be (Q, {self.dim}) float32, got shape {queries.shape}")
-        k = max(1, min(k, self.ntotal)) if self.ntotal else 1
-        if allowed_ids is None:
-            return self._index.search(queries, k)  # type: ignore[attr-defined,no-any-return]
-        sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
-        params = faiss.SearchParameters(sel=sel)
-        return self._index.search(queries, k, params=params)  # type: ignore[attr-defined,no-any-return]
+        faiss.cvar.distance_compute_blas_threshold = BLAS_MIN_QUERIES * self.dim
+        live = self.ntotal
+        k = max(1, min(k, live)) if live else 1
+        if live == 0:
+            return _empty(len(queries), k)
+        if allowed_ids is not None:
+            allowed = allowed_ids if allowed_ids.dtype == np.int64 else allowed_ids.astype(np.int64)
+            m = len(allowed)
+            if m <= EXACT_MIN_IDS or m <= min(EXACT_MAX_IDS, EXACT_MAX_FRACTION * live):
+                return self._exact_subset(queries, k, allowed)
+            return self._search_filtered(queries, k, allowed)
+        if self.kind == "flat":
+            return self._index.search(queries, k)  # type: ignore[no-any-return]
+        if k > min(ANN_MAX_K, ANN_MAX_K_FRACTION * live):  # a large share: scan it all
+            return self._exhaustive(queries, k, None)
+        return self._ann(queries, k, None, 1.0)
+
+    def _ann(
+        self, queries: np.ndarray, k: int, sel: Any | None, selectivity: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """HNSW / IVF search, its beam or probes widened by ``1 / selectivity``."""
+        faiss = _faiss()
+        if self._dead and sel is None:
+            sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.array([-1], np.int64)))
+        widen = 1.0 / max(selectivity, 1e-6)
+        if self.kind == "hnsw":
+            ef = int(min(max(self.spec.ef_search * min(widen, 8.0), 2 * k * widen, k), 16_384))
+            params = faiss.SearchParametersHNSW(efSearch=max(ef, k))
+        else:
+            nlist = int(faiss.downcast_index(self._index.index).nlist)
+            nprobe = int(min(nlist, math.ceil(self.spec.nprobe * widen)))
+            params = faiss.SearchParametersIVF(nprobe=max(1, nprobe))
+        if sel is not None:
+            params.sel = sel
+        return self._index.search(queries, k, params=params)  # type: ignore[no-any-return]
+
+    def _selector(self, allowed: np.ndarray) -> Any:
+        """``IDSelectorBatch`` over ``allowed``; the last one is kept while the same array comes
+        again (the store hands out one shared array per filter until its next write)."""
+        cached = self._sel_cache
+        if cached is not None and cached[0] is allowed:
+            return cached[1]
+        sel = _faiss().IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        if not allowed.flags.writeable:  # only shared read-only arrays are worth keeping
+            self._sel_cache = (allowed, sel)
+        return sel
+
+    def _search_filtered(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        faiss = _faiss()
+        sel = self._selector(allowed)
+        if self.kind == "flat":
+            return self._index.search(queries, k, params=faiss.SearchParameters(sel=sel))  # type: ignore[no-any-return]
+        selectivity = min(1.0, len(allowed) / max(self.ntotal, 1))
+        sims, ids = self._ann(queries, k, sel, selectivity)
+        want = min(k, len(allowed))
+        if (ids >= 0).sum(axis=1).min() >= want:
+            return sims, ids
+        return self._exhaustive(queries, k, allowed)
+
+    def _exact_subset(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``k`` over the allowed ids' own vectors."""
+        storage = self._storage()
+        if storage is not None:
+            ids, slots = self._positions(allowed)
+            vecs = storage[slots]
+        elif self.fetch is not None:
+            held, _ = self._positions(allowed)
+            ids, vecs = self.fetch(held)
+        else:  # IVF-PQ without exact vectors: every list, only the allowed ids
+            return self._exhaustive(queries, k, allowed)
+        return _top_k(queries @ np.asarray(vecs, np.float32).T, np.asarray(ids, np.int64), k)
+
+    def _exhaustive(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Score every (allowed) live vector: a chunked BLAS scan of the flat storage, or IVF with
+        every list probed."""
+        faiss = _faiss()
+        storage = self._storage()
+        if storage is None:
+            nlist = int(faiss.downcast_index(self._index.index).nlist)
+            params = faiss.SearchParametersIVF(nprobe=nlist)
+            if allowed is not None:
+                params.sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed))
+            return self._index.search(queries, k, params=params)  # type: ignore[no-any-return]
+        slot_ids = self._slot_ids()
+        keep = slot_ids >= 0
+        if allowed is not None:
+            keep &= np.isin(slot_ids, allowed)
+        best_s = np.full((len(queries), 0), _NO_SIM, np.float32)
+        best_i = np.zeros((len(queries), 0), np.int64)
+        for start in range(0, len(slot_ids), _SCAN_CHUNK):
+            sl = np.flatnonzero(keep[start : start + _SCAN_CHUNK]) + start
+            if len(sl) == 0:
+                continue
+            sims = queries @ storage[sl].T
+            s, i = _top_k(sims, slot_ids[sl], k)
+            best_s, best_i = _top_k(
+                np.concatenate([best_s, s], axis=1), None, k, np.concatenate([best_i, i], axis=1)
+            )
+        if best_s.shape[1] < k:
+            pad_s, pad_i = _empty(len(queries), k - best_s.shape[1])
+            best_s, best_i = np.hstack([best_s, pad_s]), np.hstack([best_i, pad_i])
+        return best_s, best_i
+
+
+def _empty(q: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((q, k), _NO_SIM, np.float32), np.full((q, k), -1, np.int64)
+
+
+def _top_k(
+    sims: np.ndarray, ids: np.ndarray | None, k: int, ids2d: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` columns of ``sims (Q, m)`` per row (ties by id), padded with ``-1``.
+
+    Column ids are ``ids (m,)`` or per row ``ids2d (Q, m)``."""
+    q, m = sims.shape
+    cols = np.broadcast_to(ids, (q, m)) if ids2d is None else ids2d
+    if m == 0:
+        return _empty(q, k)
+    take = min(k, m)
+    if take < m:
+        part = np.argpartition(-sims, take - 1, axis=1)[:, :take]
+        sims = np.take_along_axis(sims, part, axis=1)
+        cols = np.take_along_axis(cols, part, axis=1)
+    order = np.lexsort((cols, -sims), axis=1)
+    s = np.take_along_axis(sims, order, axis=1).astype(np.float32, copy=False)
+    i = np.take_along_axis(cols, order, axis=1).astype(np.int64, copy=False)
+    if take < k:
+        pad_s, pad_i = _empty(q, k - take)
+        return np.hstack([s, pad_s]), np.hstack([i, pad_i])
+    return s, i
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
