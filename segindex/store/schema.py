@@ -8,6 +8,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -69,3 +70,7 @@ regions = Table(
     Column("vector", LargeBinary, nullable=False),
     sqlite_autoincrement=True,
 )
+
+# Covers label filters (with the scope's kind) from the index alone: region rows are large
+# because they carry their vectors, so reading them to test a label is slow at scale.
+Index("ix_segindex_regions_label_kind", regions.c.label, regions.c.kind)
