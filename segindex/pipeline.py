@@ -1,7 +1,7 @@
 """The ingest runner: stages composed over batches of images.
 
     plan     -> which files are new or changed (sha256 of the bytes identifies an image)
-    decode   -> HxWx3 uint8 RGB                       (segindex.images)
+    decode   -> HxWx3 uint8 RGB                       (segindex.images, in worker processes)
     segment  -> Regions per image                      (segindex.segment)
     crop     -> one picture per region + whole image   (segindex.crop)
     embed    -> L2-normalised vectors, many images' crops per batch (segindex.embed)
@@ -9,13 +9,21 @@
 
 Each stage is a plain function; the runner owns batching, timing and progress. A failure of one
 image (decode error, a backend choking on it) is recorded with its reason and the run goes on.
+
+Decoding overlaps the model work: while batch ``i`` is segmented and embedded, batch ``i + 1`` is
+decoded by ``RuntimeOptions.decode_workers`` spawned processes (never more than one batch ahead,
+so memory stays flat). The "decode" stage time is then the time the runner *waits* for pixels.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +114,83 @@ class _Decoded:
     path: str
     sha256: str
     image: np.ndarray
+
+
+def _exit_with_parent() -> None:
+    """In a decode worker: end this process when the ingesting process dies (even by SIGKILL),
+    so no orphan outlives it holding its stdout/stderr open."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="segindex-parent-watch", daemon=True).start()
+
+
+def decode_one(path: str, max_pixels: int | None) -> np.ndarray | str:
+    """Decode one file to ``HxWx3`` uint8 RGB, or the reason it cannot be (``ImageDecodeError``).
+
+    Module-level so spawned worker processes can run it; any other exception propagates."""
+    try:
+        return load_image(path, max_pixels=max_pixels)
+    except ImageDecodeError as e:
+        return str(e)
+
+
+class _Prefetcher:
+    """Decodes batches of ``(path, sha256)``: ``submit`` starts one in the worker pool, ``take``
+    returns its ``(path, sha256, pixels or reason)`` in order. With ``workers == 0``, or after the
+    pool broke (a worker killed, e.g. out of memory), decoding happens inline in ``take``."""
+
+    def __init__(self, workers: int, max_pixels: int | None) -> None:
+        self.workers, self.max_pixels = workers, max_pixels
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _get_pool(self) -> ProcessPoolExecutor | None:
+        if self.workers > 0 and self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent,
+            )
+        return self._pool
+
+    def submit(self, batch: list[tuple[str, str]]) -> list[Future[np.ndarray | str]] | None:
+        pool = self._get_pool()
+        if pool is None:
+            return None
+        try:
+            return [pool.submit(decode_one, path, self.max_pixels) for path, _ in batch]
+        except BrokenProcessPool:
+            self._broken()
+            return None
+
+    def take(
+        self, batch: list[tuple[str, str]], futures: list[Future[np.ndarray | str]] | None
+    ) -> Iterator[tuple[str, str, np.ndarray | str]]:
+        for i, (path, sha) in enumerate(batch):
+            result: np.ndarray | str | None = None
+            if futures is not None:
+                try:
+                    result = futures[i].result()
+                except BrokenProcessPool:
+                    futures = None
+                    self._broken()
+            if result is None:
+                result = decode_one(path, self.max_pixels)
+            yield path, sha, result
+
+    def _broken(self) -> None:
+        self.workers = 0
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def plan(
@@ -235,7 +320,6 @@ def run_ingest(
         before = len(todo)
         todo = relink_moved(todo, known, store)
         report.relinked = before - len(todo)
-    crop_meta = crop.to_dict()
     for path, reason in unreadable:
         report.failures.append((path, reason))
     if unreadable:
@@ -255,17 +339,59 @@ def run_ingest(
             )
 
     tick()
-    for start in range(0, len(todo), runtime.commit_every):
-        batch = todo[start : start + runtime.commit_every]
+    step = runtime.commit_every
+    batches = [todo[i : i + step] for i in range(0, len(todo), step)]
+    prefetch = _Prefetcher(runtime.decode_processes, runtime.max_pixels)
+    try:
+        _run_batches(
+            batches,
+            prefetch,
+            store=store,
+            segmenter=segmenter,
+            embedder=embedder,
+            crop=crop,
+            runtime=runtime,
+            on_commit=on_commit,
+            labels=labels,
+            report=report,
+            timer=timer,
+            tick=tick,
+        )
+    finally:
+        prefetch.close()
+    report.seconds = time.perf_counter() - t_start
+    return report
+
+
+def _run_batches(
+    batches: list[list[tuple[str, str]]],
+    prefetch: _Prefetcher,
+    *,
+    store: Store,
+    segmenter: Segmenter,
+    embedder: Embedder,
+    crop: CropPolicy,
+    runtime: RuntimeOptions,
+    on_commit: Callable[[WriteResult], None],
+    labels: LabelPolicy | None,
+    report: IngestReport,
+    timer: _Timer,
+    tick: Callable[[], None],
+) -> None:
+    """The per-batch stages. Batch 0 is decoded inline (the pool starts meanwhile); each later
+    batch was submitted to the decode workers before the previous one went to the models."""
+    crop_meta = crop.to_dict()
+    futures: list[Future[np.ndarray | str]] | None = None
+    for b, batch in enumerate(batches):
         writes: list[ImageWrite] = []
         decoded: list[_Decoded] = []
         with timer("decode"):
-            for path, sha in batch:
-                try:
-                    pixels = load_image(path, max_pixels=runtime.max_pixels)
+            for path, sha, pixels in prefetch.take(batch, futures):
+                if isinstance(pixels, str):
+                    writes.append(ImageWrite(path=path, sha256=sha, error=pixels))
+                else:
                     decoded.append(_Decoded(path, sha, pixels))
-                except ImageDecodeError as e:
-                    writes.append(ImageWrite(path=path, sha256=sha, error=str(e)))
+        futures = prefetch.submit(batches[b + 1]) if b + 1 < len(batches) else None
         with timer("segment"):
             segs = segment_safely(
                 segmenter,
@@ -320,5 +446,3 @@ def run_ingest(
             on_commit(store.write(writes))
         report.failures.extend((db_path(w.path), w.error) for w in writes if w.error is not None)
         tick()
-    report.seconds = time.perf_counter() - t_start
-    return report

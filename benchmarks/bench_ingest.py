@@ -1,0 +1,288 @@
+"""Ingest at the speed of the models? End-to-end ingest vs isolated model passes vs a naive loop.
+
+    python benchmarks/bench_ingest.py [--n 12] [--device cpu] [--decode-workers 1]
+                                      [--commit-every 4] [--no-results]
+
+N real photos (scikit-image's bundled ones, cycled through several sizes to reach N) go through
+real-size random-weight models: Mask2Former swin-tiny COCO-panoptic architecture (from
+bench_core_ingest.real_size_mask2former, 384 px) and open_clip ViT-B-32 (pretrained=None). In
+one run, on the same inputs and the same model instances (warmed up first):
+
+* pipeline: ``Index.ingest`` end to end (decode in worker processes, batched segmentation,
+  crops of many images embedded together, one SQL transaction per batch, batched FAISS adds);
+* isolated: only the model forward passes, timed alone - ``segmenter.segment`` on each batch of
+  the pipeline's images and ``embedder.embed_images`` on exactly the crops the pipeline embeds;
+  the ratio pipeline / isolated is the runner's overhead (target <= 1.15 on CPU);
+* naive: one image at a time (decode, segment one image), one crop at a time
+  (``embed_images([crop])``), one commit per region row (``Store.write`` of a one-region
+  ``ImageWrite``, then its FAISS add); the speed-up pipeline vs naive (target >= 3x).
+
+Results are printed and, unless ``--no-results``, written as the ingest section of
+benchmarks/RESULTS.md (other sections are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core_ingest import real_size_mask2former  # noqa: E402
+
+SCALES = (1.0, 0.75, 0.5)
+SECTION = "## Ingest"
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def photos(root: Path, n: int) -> Path:
+    """``n`` JPEGs: the ten bundled photos, each at 100 %, 75 % and 50 % in turn."""
+    from skimage import data
+
+    root.mkdir(parents=True, exist_ok=True)
+    left, right, _ = data.stereo_motorcycle()
+    arrays = {
+        "astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(),
+        "rocket": data.rocket(), "ihc": data.immunohistochemistry(),
+        "hubble": data.hubble_deep_field(), "moto_left": left, "moto_right": right,
+        "camera": data.camera(), "coins": data.coins(),
+    }
+    names = list(arrays)
+    for i in range(n):
+        name = names[i % len(names)]
+        scale = SCALES[(i + i // len(names)) % len(SCALES)]
+        im = Image.fromarray(arrays[name])
+        if scale != 1.0:
+            im = im.resize((round(im.width * scale), round(im.height * scale)), Image.BICUBIC)
+        im.save(root / f"{i:03d}_{name}_{int(scale * 100)}.jpg", quality=92)
+    return root
+
+
+def crops_for(image, regions, crop, runtime) -> tuple[list[np.ndarray], object, list[str]]:  # type: ignore[no-untyped-def]
+    """Exactly what the runner embeds for one image (segments kept, then the whole image)."""
+    from segindex.crop import crop_all, crop_whole, keep_large
+    from segindex.pipeline import top_regions, whole_image_region
+    from segindex.regions import Regions
+
+    kept = top_regions(keep_large(regions, crop), runtime.max_regions)
+    crops = list(crop_all(image, kept, crop))
+    kinds = ["segment"] * len(kept)
+    if crop.whole_image:
+        h, w = image.shape[:2]
+        kept = Regions.concatenate([kept, whole_image_region(h, w)])
+        crops.append(crop_whole(image, crop))
+        kinds.append("image")
+    return crops, kept, kinds
+
+
+def isolated(files, seg, emb, crop, runtime) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Model forward passes alone, batched as the pipeline batches them; decode/crop untimed."""
+    from segindex.images import load_image
+
+    t_seg = t_emb = 0.0
+    n_crops = 0
+    step = runtime.commit_every
+    for b in range(0, len(files), step):
+        images = [load_image(f, max_pixels=runtime.max_pixels) for f in files[b : b + step]]
+        t0 = time.perf_counter()
+        segs = seg.segment(images, batch_size=runtime.segment_batch, paths=files[b : b + step])
+        t_seg += time.perf_counter() - t0
+        crops: list[np.ndarray] = []
+        for im, regions in zip(images, segs, strict=True):
+            crops.extend(crops_for(im, regions, crop, runtime)[0])
+        t0 = time.perf_counter()
+        emb.embed_images(crops, batch_size=runtime.embed_batch)
+        t_emb += time.perf_counter() - t0
+        n_crops += len(crops)
+    return {"segment_s": t_seg, "embed_s": t_emb, "total_s": t_seg + t_emb, "crops": n_crops}
+
+
+def naive(files, seg, emb, crop, runtime, index) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """One image, one crop, one committed row at a time."""
+    from segindex.images import file_sha256, load_image
+    from segindex.store.sql import ImageWrite
+
+    split = dict.fromkeys(["decode", "segment", "crop", "embed", "write"], 0.0)
+    rows = 0
+    t_start = time.perf_counter()
+    for f in files:
+        t0 = time.perf_counter()
+        sha = file_sha256(f)
+        image = load_image(f, max_pixels=runtime.max_pixels)
+        t1 = time.perf_counter()
+        regions = seg.segment([image], batch_size=1, paths=[f])[0]
+        t2 = time.perf_counter()
+        crops, kept, kinds = crops_for(image, regions, crop, runtime)
+        t3 = time.perf_counter()
+        vectors = [emb.embed_images([c], batch_size=1)[0] for c in crops]
+        t4 = time.perf_counter()
+        h, w = image.shape[:2]
+        for j, v in enumerate(vectors):
+            result = index.store.write([ImageWrite(
+                path=f"{f}#{j}", sha256=sha, width=w, height=h, regions=kept[j : j + 1],
+                kinds=[kinds[j]], vectors=v[None, :], crop=crop.to_dict(),
+            )])
+            index._mirror(result)
+            rows += 1
+        t5 = time.perf_counter()
+        for k, a, b in (("decode", t0, t1), ("segment", t1, t2), ("crop", t2, t3),
+                        ("embed", t3, t4), ("write", t4, t5)):
+            split[k] += b - a
+    index.flush()
+    return {"total_s": time.perf_counter() - t_start, "rows": rows, **split}
+
+
+def machine(device: str) -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return (f"{os.cpu_count()} cores ({cpu}){mem}, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), device {device}")
+
+
+def write_results(text: str) -> None:
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    # replace an earlier ingest section (up to the next "## " heading), keep everything else
+    pattern = re.compile(rf"^{re.escape(SECTION)}.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(old):
+        new = pattern.sub(lambda _: text.rstrip() + "\n\n", old).rstrip() + "\n"
+    else:
+        new = old.rstrip() + "\n\n" + text.rstrip() + "\n"
+    RESULTS.write_text(new)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=12, help="number of photos")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--decode-workers", type=int, default=None, help="default: auto")
+    ap.add_argument("--commit-every", type=int, default=4, help="images per batch/transaction")
+    ap.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
+    args = ap.parse_args()
+    from segindex import RuntimeOptions
+
+    args.decode_workers = RuntimeOptions(decode_workers=args.decode_workers).decode_processes
+
+    from segindex import Index, RuntimeOptions
+
+    desc = machine(args.device)
+    print(f"machine: {desc}")
+    runtime = RuntimeOptions(device=args.device, commit_every=args.commit_every,
+                             decode_workers=args.decode_workers)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        folder = photos(work / "photos", args.n)
+        files = sorted(str(p) for p in folder.iterdir())
+        seg_opts = {"model": str(real_size_mask2former(work / "m2f-real")), "resolution": 384}
+        emb_opts = {"model": "ViT-B-32", "pretrained": None}
+        t0 = time.perf_counter()
+        idx = Index.create(work / "pipeline.segindex", segmenter_options=seg_opts,
+                           embedder_options=emb_opts, runtime=runtime)
+        seg, emb = idx.segmenter, idx.embedder
+        load_s = time.perf_counter() - t0
+        # warm-up at the real shapes (batch of segment_batch photos, a full embed batch), so
+        # first-call costs (allocator, oneDNN kernel selection) land in none of the timed runs
+        warm = [np.array(Image.open(f).convert("RGB")) for f in files[: runtime.segment_batch]]
+        seg.segment(warm, batch_size=runtime.segment_batch)
+        seg.segment(warm[:1], batch_size=1)
+        emb.embed_images([warm[0]] * runtime.embed_batch, batch_size=runtime.embed_batch)
+        emb.embed_images(warm[:1], batch_size=1)
+        crop = idx.settings.crop
+
+        print(f"{args.n} photos, models loaded in {load_s:.1f} s; running the pipeline ...")
+        report = idx.ingest(folder)
+        assert report.indexed == args.n, report.failures
+        idx.close()
+        print("isolated model passes ...")
+        iso = isolated(files, seg, emb, crop, runtime)
+        print("naive loop ...")
+        nidx = Index.create(work / "naive.segindex", segmenter_options=seg_opts,
+                            embedder_options=emb_opts, runtime=runtime)
+        nai = naive(files, seg, emb, crop, runtime, nidx)
+        nidx.close()
+
+    stages = {k: round(v, 3) for k, v in report.stage_seconds.items()}
+    rows = report.regions + report.indexed  # segment rows + one whole-image row per image
+    ratio = report.seconds / iso["total_s"]
+    speedup = nai["total_s"] / report.seconds
+    res = {
+        "n_images": args.n, "regions": report.regions, "region_rows": rows,
+        "crops_embedded": iso["crops"],
+        "regions_per_image": round(report.regions / args.n, 1),
+        "pipeline_s": round(report.seconds, 2),
+        "images_per_s": round(args.n / report.seconds, 3),
+        "regions_per_s": round(report.regions / report.seconds, 2),
+        "pipeline_stage_s": stages,
+        "isolated_segment_s": round(iso["segment_s"], 2),
+        "isolated_embed_s": round(iso["embed_s"], 2),
+        "isolated_models_s": round(iso["total_s"], 2),
+        "ratio_pipeline_to_models": round(ratio, 3),
+        "naive_s": round(nai["total_s"], 2),
+        "naive_images_per_s": round(args.n / nai["total_s"], 3),
+        "naive_stage_s": {k: round(nai[k], 3) for k in ("decode", "segment", "crop", "embed",
+                                                       "write")},
+        "speedup_vs_naive": round(speedup, 2),
+        "model_load_s": round(load_s, 1),
+        "decode_workers": args.decode_workers, "commit_every": args.commit_every,
+        "segment_batch": runtime.segment_batch, "embed_batch": runtime.embed_batch,
+    }
+    print(json.dumps(res, indent=2))
+    if args.no_results:
+        return
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    total = sum(report.stage_seconds.values())
+    split = ", ".join(f"{k} {v:.1f} s ({v / total:.0%})" for k, v in report.stage_seconds.items())
+    nsplit = ", ".join(f"{k} {nai[k]:.1f} s" for k in ("decode", "segment", "crop", "embed",
+                                                       "write"))
+    met = lambda ok: "met" if ok else "**missed**"  # noqa: E731
+    text = f"""{SECTION} ({args.n} real photos, bench_ingest.py --n {args.n})
+
+Run {when} on {desc}. Models: Mask2Former swin-tiny COCO-panoptic architecture at 384 px and
+open_clip ViT-B-32, both random weights of the real sizes. Runtime: commit_every
+{args.commit_every}, segment_batch {runtime.segment_batch}, embed_batch {runtime.embed_batch},
+decode_workers {args.decode_workers}. {report.regions} segments ({rows} region rows with the
+whole-image ones, {iso['crops']} crops embedded) from {args.n} images.
+
+| measure | value | target | |
+|---|---|---|---|
+| pipeline images/s | {res['images_per_s']} | | |
+| pipeline regions/s | {res['regions_per_s']} | | |
+| pipeline end to end | {res['pipeline_s']} s | | |
+| isolated model passes (segment + embed) | {res['isolated_models_s']} s ({res['isolated_segment_s']} + {res['isolated_embed_s']}) | | |
+| ratio end to end / isolated models | {res['ratio_pipeline_to_models']} | <= 1.15 | {met(ratio <= 1.15)} |
+| naive loop | {res['naive_s']} s ({res['naive_images_per_s']} images/s) | | |
+| speed-up vs naive | {res['speedup_vs_naive']}x | >= 3x | {met(speedup >= 3)} |
+
+Pipeline stage split: {split}. Naive stage split: {nsplit}.
+"""  # noqa: E501
+    write_results(text)
+    print(f"wrote the ingest section of {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
