@@ -21,18 +21,22 @@ from pathlib import Path
 from PIL import Image
 
 
-def photos(root: Path) -> Path:
+def bundled_photos() -> dict[str, object]:
+    """The ten real photos bundled with scikit-image, by short name (HxWx3 or HxW uint8)."""
     from skimage import data
 
-    root.mkdir(parents=True, exist_ok=True)
     left, right, _ = data.stereo_motorcycle()
-    arrays = {
+    return {
         "astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(),
         "rocket": data.rocket(), "ihc": data.immunohistochemistry(),
         "hubble": data.hubble_deep_field(), "moto_left": left, "moto_right": right,
         "camera": data.camera(), "coins": data.coins(),
     }
-    for name, arr in arrays.items():
+
+
+def photos(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, arr in bundled_photos().items():
         Image.fromarray(arr).save(root / f"{name}.jpg", quality=92)
     return root
 

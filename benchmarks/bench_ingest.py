@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core_ingest import real_size_mask2former  # noqa: E402
+from bench_core_ingest import bundled_photos, real_size_mask2former  # noqa: E402
 
 SCALES = (1.0, 0.75, 0.5)
 SECTION = "## Ingest"
@@ -47,16 +47,8 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 def photos(root: Path, n: int) -> Path:
     """``n`` JPEGs: the ten bundled photos, each at 100 %, 75 % and 50 % in turn."""
-    from skimage import data
-
     root.mkdir(parents=True, exist_ok=True)
-    left, right, _ = data.stereo_motorcycle()
-    arrays = {
-        "astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(),
-        "rocket": data.rocket(), "ihc": data.immunohistochemistry(),
-        "hubble": data.hubble_deep_field(), "moto_left": left, "moto_right": right,
-        "camera": data.camera(), "coins": data.coins(),
-    }
+    arrays = bundled_photos()
     names = list(arrays)
     for i in range(n):
         name = names[i % len(names)]
