@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from segindex.device import check_precision
 from segindex.errors import ConfigError
 
 DEFAULT_SEGMENTER = "panoptic"
@@ -182,7 +183,12 @@ class IndexSettings:
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How to run (not stored with the index): device, batch sizes and decode parallelism.
+    """How to run (not stored with the index): device, precision, batch sizes and decode
+    parallelism.
+
+    device:         ``auto`` (CUDA when present), ``cpu``, ``cuda[:N]`` or ``mps``.
+    precision:      ``auto``, ``fp32``, ``fp16`` or ``bf16`` for the torch backends (see
+                    :mod:`segindex.device`; ``auto`` is bf16/fp16 on CUDA, fp32 elsewhere).
 
     decode_workers: processes that decode the next batch of images while the current one is
                     segmented and embedded (at most one batch ahead, so memory stays flat);
@@ -193,6 +199,7 @@ class RuntimeOptions:
     """
 
     device: str = "auto"
+    precision: str = "auto"
     segment_batch: int = 2
     embed_batch: int = 32
     commit_every: int = 16  # images per SQL transaction
@@ -205,6 +212,7 @@ class RuntimeOptions:
         for name in ("segment_batch", "embed_batch", "commit_every", "max_regions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_precision(self.precision)
         if self.decode_workers is not None and self.decode_workers < 0:
             raise ConfigError(f"decode_workers must be >= 0, got {self.decode_workers}")
 

@@ -33,6 +33,7 @@ from segindex.crop import crop_region, crop_whole
 from segindex.embed import DEFAULT_TEMPLATES, EMBEDDERS, Embedder
 from segindex.embed.base import l2_normalise
 from segindex.errors import (
+    ConfigError,
     ImageDecodeError,
     IndexExistsError,
     IndexMismatchError,
@@ -156,8 +157,11 @@ class Index:
             labels=labels or LabelPolicy(),
         )
         runtime = runtime or RuntimeOptions()
-        embedder_obj = EMBEDDERS.build(
-            settings.embedder.name, **settings.embedder.options, device=runtime.device
+        embedder_obj = EMBEDDERS.build_on(
+            settings.embedder.name,
+            settings.embedder.options,
+            device=runtime.device,
+            precision=runtime.precision,
         )
         path.mkdir(parents=True, exist_ok=True)
         url = db_url or f"sqlite:///{(path / SQLITE_FILE).resolve()}"
@@ -235,7 +239,12 @@ class Index:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             spec = self.settings.embedder
-            emb = EMBEDDERS.build(spec.name, **spec.options, device=self.runtime.device)
+            emb = EMBEDDERS.build_on(
+                spec.name,
+                spec.options,
+                device=self.runtime.device,
+                precision=self.runtime.precision,
+            )
             stored = self.store.get_meta("embedder_identity")
             if stored is not None and stored != emb.describe():
                 raise IndexMismatchError(
@@ -249,8 +258,11 @@ class Index:
     def segmenter(self) -> Segmenter:
         if self._segmenter is None:
             spec = self._segmenter_spec
-            self._segmenter = SEGMENTERS.build(
-                spec.name, **spec.options, device=self.runtime.device
+            self._segmenter = SEGMENTERS.build_on(
+                spec.name,
+                spec.options,
+                device=self.runtime.device,
+                precision=self.runtime.precision,
             )
         return self._segmenter
 
@@ -414,15 +426,27 @@ class Index:
         self._last_save = time.monotonic()
 
     def reindex(
-        self, kind: str | None = None, *, factory: str | None = None, spec: KindSpec | None = None
+        self,
+        kind: str | None = None,
+        *,
+        factory: str | None = None,
+        spec: KindSpec | None = None,
+        **params: Any,
     ) -> dict[str, Any]:
         """Rebuild the FAISS index from the vectors stored in SQL (no model runs), as ``kind``
         (``auto``, ``flat``, ``hnsw``, ``ivfpq``; default: the configured one) or a FAISS
-        ``factory`` string; the choice is stored. Written atomically; takes the writer lock.
-        Returns the new index's description."""
+        ``factory`` string, with any other :class:`KindSpec` field given in ``params`` (e.g.
+        ``ef_construction=200``); the choice is stored. Written atomically; takes the writer
+        lock. Returns the new index's description."""
         current = self.kind_spec
+        known = sorted(set(KindSpec.__dataclass_fields__) - {"kind", "factory"})
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown index-kind parameter(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            )
         if spec is None:
-            changes: dict[str, Any] = {}
+            changes: dict[str, Any] = dict(params)
             if kind is not None:
                 changes["kind"] = kind
             if factory is not None or kind is not None:

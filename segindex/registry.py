@@ -8,7 +8,8 @@ Tests and notebooks may also call :meth:`Registry.register` at run time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -75,6 +76,28 @@ class Registry(Generic[T]):
     def build(self, name: str, **options: object) -> T:
         """Instantiate the backend ``name`` with keyword ``options``."""
         return self.get(name)(**options)
+
+    def build_on(
+        self, name: str, options: Mapping[str, object], *, device: str, precision: str = "auto"
+    ) -> T:
+        """Instantiate ``name`` with ``options`` on ``device`` (every backend takes ``device``).
+
+        ``precision`` is passed only to backends whose builder names a ``precision`` parameter
+        (the torch ones; an ONNX graph or a fake has its own), and never overrides a
+        ``precision`` already in ``options``.
+        """
+        builder = self.get(name)
+        extra: dict[str, object] = {"device": device}
+        if "precision" not in options and _names_parameter(builder, "precision"):
+            extra["precision"] = precision
+        return builder(**options, **extra)
+
+
+def _names_parameter(builder: Callable[..., object], parameter: str) -> bool:
+    try:
+        return parameter in inspect.signature(builder).parameters
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return False
 
 
 class _LazyEntryPoint:

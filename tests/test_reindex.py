@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from segindex import Index
 from segindex.cli import main
+from segindex.errors import ConfigError
 from segindex.store.kinds import KindSpec
 
 
@@ -112,3 +113,35 @@ def test_cli_reindex(tmp_path: Path, photos: Path) -> None:
     assert r.exit_code == 2
     r = CliRunner().invoke(main, ["reindex", "--index", str(path), "--factory", "LSH"])
     assert r.exit_code == 2 and "segindex builds Flat" in r.output
+
+
+def test_reindex_parameters_are_applied_and_remembered(make_index, photos: Path) -> None:
+    import faiss
+
+    idx = make_index()
+    idx.ingest(photos)
+    assert KindSpec().ef_construction == 100  # the default graph quality
+    idx.reindex("hnsw", ef_construction=64, ef_search=48, hnsw_m=12)
+    inner = faiss.downcast_index(idx.vectors._index.index)
+    assert inner.hnsw.efConstruction == 64 and inner.hnsw.nb_neighbors(1) == 12
+    assert (idx.kind_spec.ef_construction, idx.kind_spec.ef_search) == (64, 48)
+    idx.reindex()  # keeps the configured kind and parameters
+    assert idx.kind_spec.hnsw_m == 12 and idx.vectors.kind == "hnsw"
+    with pytest.raises(ConfigError, match="unknown index-kind parameter.*ef_constructoin"):
+        idx.reindex(ef_constructoin=10)
+    with pytest.raises(ConfigError, match="ef_search must be an integer"):
+        idx.reindex(ef_search="wide")
+    assert idx.kind_spec.ef_search == 48  # a refused change changes nothing
+
+
+def test_cli_reindex_set(tmp_path: Path, photos: Path) -> None:
+    path = tmp_path / "cli.segindex"
+    with Index.create(path, segmenter="fake", embedder="fake") as idx:
+        idx.ingest(photos)
+    args = ["reindex", "--index", str(path), "--kind", "hnsw", "--json"]
+    r = CliRunner().invoke(main, [*args, "--set", "ef_construction=50", "--set", "ef_search=20"])
+    assert r.exit_code == 0, r.output
+    spec = json.loads(r.stdout)["spec"]
+    assert (spec["ef_construction"], spec["ef_search"]) == (50, 20)
+    r = CliRunner().invoke(main, [*args, "--set", "efsearch=20"])
+    assert r.exit_code == 2 and "unknown index-kind parameter(s) efsearch" in r.output

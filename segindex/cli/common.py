@@ -69,7 +69,21 @@ index_option = click.option(
     type=click.Path(path_type=Path),
     help="Index directory (e.g. photos.segindex).",
 )
-device_option = click.option(
+_device = click.option(
     "--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda[:N]."
 )
+_precision = click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="What the torch models compute in: auto = bf16/fp16 on CUDA, fp32 elsewhere.",
+)
+
+
+def device_option(f: Any) -> Any:
+    """``--device`` and ``--precision``, which always go together."""
+    return _device(_precision(f))
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")

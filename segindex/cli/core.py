@@ -71,11 +71,12 @@ def _backend_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _open(index_path: Path, device: str, **backend: Any) -> Any:
+def _open(index_path: Path, device: str, precision: str = "auto", **backend: Any) -> Any:
     from segindex.config import RuntimeOptions
     from segindex.index import Index
 
-    return Index.open(index_path, runtime=RuntimeOptions(device=device), **backend)
+    runtime = RuntimeOptions(device=device, precision=precision)
+    return Index.open(index_path, runtime=runtime, **backend)
 
 
 @click.command()
@@ -118,6 +119,7 @@ def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
     backend = _backend_kwargs(kw)
     runtime = RuntimeOptions(
         device=kw["device"],
+        precision=kw["precision"],
         embed_batch=kw["batch_size"],
         max_pixels=kw["max_pixels"],
         max_regions=kw["max_regions"],
@@ -313,7 +315,7 @@ def search(text: str | None, index_path: Path, image_path: Path | None, **kw: An
         exclude_query_regions=not kw["include_self"],
         templates=None if kw["no_templates"] else DEFAULT_TEMPLATES,
     )
-    with _open(index_path, kw["device"]) as idx:
+    with _open(index_path, kw["device"], kw["precision"]) as idx:
         page = idx.query(query)
     hits = page.hits
     if kw["as_json"]:

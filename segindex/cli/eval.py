@@ -105,6 +105,7 @@ def retrieval(
     no_image_queries: bool,
     out: Path | None,
     device: str,
+    precision: str,
     as_json: bool,
 ) -> None:
     """Text->region and image->region recall@k, mAP, nDCG; whole-image vs region; ANN recall."""
@@ -126,7 +127,7 @@ def retrieval(
         image_queries=not no_image_queries,
     )
     gt = load_masks(gt_path)
-    with Index.open(index_path, runtime=RuntimeOptions(device=device)) as idx:
+    with Index.open(index_path, runtime=RuntimeOptions(device=device, precision=precision)) as idx:
         result = evaluate_retrieval(idx, gt, opts)
     _finish(result, out, as_json, "retrieval")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from segindex.cli.common import _friendly, index_option, json_option
+from segindex.cli.common import _friendly, _parse_options, index_option, json_option
 
 
 def _print(report: dict[str, object], as_json: bool) -> None:
@@ -72,18 +72,33 @@ def repair(index_path: Path, as_json: bool) -> None:
     default=None,
     help="A FAISS factory string instead of the defaults, e.g. 'HNSW64,Flat' or 'IVF4096,PQ64'.",
 )
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An index-kind parameter, e.g. ef_construction=200, ef_search=256, hnsw_m=48, "
+    "nprobe=64, flat_max=50000 (repeatable).",
+)
 @json_option
 @_friendly
-def reindex(index_path: Path, kind: str | None, factory: str | None, as_json: bool) -> None:
+def reindex(
+    index_path: Path,
+    kind: str | None,
+    factory: str | None,
+    settings: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Rebuild the vector index from the vectors stored in SQL (no models run), optionally as
-    another kind; the file is replaced atomically and the choice is remembered."""
+    another kind or with other parameters; the file is replaced atomically and the choice is
+    remembered."""
     import time
 
     from segindex.index import Index
 
     t0 = time.perf_counter()
     with Index.open(index_path) as idx:
-        described = idx.reindex(kind, factory=factory)
+        described = idx.reindex(kind, factory=factory, **_parse_options(settings))
     described["seconds"] = round(time.perf_counter() - t0, 2)
     if as_json:
         click.echo(json.dumps(described, indent=2))

@@ -105,7 +105,9 @@ def segment(image_path: Path, output: Path, **kw: Any) -> None:
     seg_opts = _parse_options(kw["segmenter_option"])
     if kw["segmenter_model"]:
         seg_opts["model"] = kw["segmenter_model"]
-    segmenter = SEGMENTERS.build(kw["segmenter"], **seg_opts, device=kw["device"])
+    segmenter = SEGMENTERS.build_on(
+        kw["segmenter"], seg_opts, device=kw["device"], precision=kw["precision"]
+    )
 
     if boxes or points:
         regions = segmenter.prompt(
@@ -161,7 +163,7 @@ def _embedder(kw: dict[str, Any]) -> Any:
         options["model"] = kw["clip_model"]
     if kw["clip_pretrained"]:
         options["pretrained"] = kw["clip_pretrained"]
-    return EMBEDDERS.build(name, **options, device=kw["device"])
+    return EMBEDDERS.build_on(name, options, device=kw["device"], precision=kw["precision"])
 
 
 COMMANDS = [segment]

@@ -46,6 +46,7 @@ def serve(
     max_upload_mb: float,
     max_upload_megapixels: float,
     device: str,
+    precision: str,
 ) -> None:
     """Serve INDEX over HTTP: the web page at /, the API (OpenAPI docs at /docs)."""
     import uvicorn
@@ -60,7 +61,9 @@ def serve(
         max_upload_pixels=max(1, int(max_upload_megapixels * 1e6)),
         cors_origins=cors_origin,
     )
-    with Index.open(index_path, runtime=RuntimeOptions(device=device)) as index:
+    with Index.open(
+        index_path, runtime=RuntimeOptions(device=device, precision=precision)
+    ) as index:
         _ = index.vectors  # load (or rebuild) the vector index before taking requests
         app = create_app(index, settings)
         if host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:

@@ -25,14 +25,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from segindex.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
-from segindex.device import resolve_device
+from segindex.device import resolve_device, resolve_precision, to_device
 from segindex.embed.base import Embedder
 from segindex.errors import ConfigError, ModelLoadError
 
 if TYPE_CHECKING:
     import torch
 
-PRECISIONS = ("fp32", "fp16", "bf16", "pure_fp16", "pure_bf16")
+#: ``auto``/``fp32``/``fp16``/``bf16`` as in :mod:`segindex.device` (weights cast, LayerNorms kept
+#: in float32); ``pure_fp16``/``pure_bf16`` cast every weight
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "pure_fp16", "pure_bf16")
 _HF_HUB = "hf-hub:"
 _LOCAL_DIR = "local-dir:"
 _WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".npz", ".ckpt")
@@ -73,7 +75,9 @@ class OpenClipEmbedder(Embedder):
             or ``None`` (or ``""``) for random initialisation. Ignored (recorded as ``None``)
             for hub and directory models, which carry their own weights.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda[:N]`` or ``mps``.
-        precision: one of :data:`PRECISIONS` (``fp16``/``bf16`` keep LayerNorms in fp32).
+        precision: one of :data:`PRECISIONS`; ``auto`` is ``bf16`` (or ``fp16``) on CUDA and
+            ``fp32`` elsewhere. ``fp16``/``bf16`` keep LayerNorms in fp32; vectors come back
+            float32 whatever the precision.
 
     Raises:
         ModelLoadError: unknown model name or tag, missing file or directory, failed download,
@@ -88,19 +92,23 @@ class OpenClipEmbedder(Embedder):
         model: str | os.PathLike[str] = DEFAULT_CLIP_MODEL,
         pretrained: str | os.PathLike[str] | None = DEFAULT_CLIP_PRETRAINED,
         device: str = "auto",
-        precision: str = "fp32",
+        precision: str = "auto",
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
             )
         self.device = resolve_device(device)
-        self.precision = precision
+        self.precision = (
+            precision
+            if precision.startswith("pure_")
+            else resolve_precision(precision, self.device)
+        )
         # ``model``/``pretrained``: canonical identity (absolute paths); ``_model_id``: open_clip's.
         self.model, self.pretrained, self._model_id = _resolve_source(model, pretrained)
 
         self._clip, self._preprocess, self._tokenizer = self._load()
-        self._image_dtype = _input_dtype(precision)
+        self._image_dtype = _input_dtype(self.precision)
         self._dim = self._find_dim()
 
     # -- loading ------------------------------------------------------------------------------
@@ -194,7 +202,7 @@ class OpenClipEmbedder(Embedder):
             if img.shape[0] == 0 or img.shape[1] == 0:
                 raise ValueError(f"image {i} is empty, got shape {img.shape}")
             tensors.append(self._preprocess(Image.fromarray(np.ascontiguousarray(img))))
-        batch = torch.stack(tensors).to(device=self.device, dtype=self._image_dtype)
+        batch = to_device(torch.stack(tensors), self.device).to(dtype=self._image_dtype)
         with torch.inference_mode():
             feats = self._clip.encode_image(batch)
         return _to_numpy(feats)
@@ -212,7 +220,7 @@ class OpenClipEmbedder(Embedder):
     def _encode_text(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        tokens = self._tokenizer(texts).to(self.device)
+        tokens = to_device(self._tokenizer(texts), self.device)
         with torch.inference_mode():
             feats = self._clip.encode_text(tokens)
         return _to_numpy(feats)

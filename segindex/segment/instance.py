@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from segindex.device import resolve_device
+from segindex.device import autocast, resolve_device, resolve_precision, to_device
 from segindex.errors import ConfigError, ModelLoadError
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter
@@ -34,6 +34,8 @@ class InstanceSegmenter(Segmenter):
     Args:
         weights: ``"DEFAULT"`` (torchvision's COCO weights, downloaded once) or a local file path.
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16``: autocast precision of the network
+            (see :mod:`segindex.device`); scores and masks come back as float32/bool.
         score_threshold: minimum detection score, in [0, 1].
         mask_threshold: level at which soft masks are binarised, in [0, 1].
         min_area: masks with fewer pixels are dropped (>= 0).
@@ -55,6 +57,7 @@ class InstanceSegmenter(Segmenter):
         weights: str = "DEFAULT",
         *,
         device: str = "auto",
+        precision: str = "auto",
         score_threshold: float = 0.5,
         mask_threshold: float = 0.5,
         min_area: int = 0,
@@ -85,6 +88,7 @@ class InstanceSegmenter(Segmenter):
         self.max_detections = int(max_detections)
         self.min_size, self.max_size = int(min_size), int(max_size)
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.model, num_classes = _load(
             self.weights,
             box_detections_per_img=self.max_detections,
@@ -110,11 +114,12 @@ class InstanceSegmenter(Segmenter):
         import torch
 
         tensors = [
-            torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1))).to(self.device).float()
-            / 255.0
+            to_device(torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1))), self.device)
+            .float()
+            .div_(255.0)
             for im in images
         ]
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.precision):
             detections = self.model(tensors)
         return [self._to_regions(d, im.shape[:2]) for d, im in zip(detections, images, strict=True)]
 

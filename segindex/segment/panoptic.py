@@ -19,7 +19,7 @@ import numpy as np
 
 from segindex.config import DEFAULT_SEGMENTER_MODEL
 from segindex.data.coco_panoptic import COCO_STUFF_NAMES
-from segindex.device import resolve_device
+from segindex.device import autocast, resolve_device, resolve_precision, to_device
 from segindex.errors import ConfigError, ModelLoadError
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter
@@ -41,6 +41,8 @@ class PanopticSegmenter(Segmenter):
         model: hub id (e.g. ``facebook/mask2former-swin-tiny-coco-panoptic``) or local directory
             holding ``config.json``, the weights and the processor config.
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (see :mod:`segindex.device`): the
+            network runs under autocast in that precision; post-processing is always float32.
         resolution: shortest edge of the inference size in pixels (the longest edge is capped at
             ``resolution * 1333 / 800``); ``None`` keeps the processor's own default size.
         threshold: minimum class probability of a query to become a segment, in [0, 1].
@@ -69,6 +71,7 @@ class PanopticSegmenter(Segmenter):
         model: str = DEFAULT_SEGMENTER_MODEL,
         *,
         device: str = "auto",
+        precision: str = "auto",
         resolution: int | None = 384,
         threshold: float = 0.5,
         mask_threshold: float = 0.5,
@@ -95,6 +98,7 @@ class PanopticSegmenter(Segmenter):
         self.overlap_threshold = float(overlap_threshold)
         self.thing_ids = None if thing_ids is None else frozenset(int(i) for i in thing_ids)
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
 
         self.model, self.processor = _load(self.model_id)
         self.model.to(self.device).eval()
@@ -139,7 +143,7 @@ class PanopticSegmenter(Segmenter):
             kwargs["size"] = size
         if self._needs_task_input:
             kwargs["task_inputs"] = ["panoptic"] * len(images)
-        return self.processor(images=images, **kwargs).to(self.device)
+        return to_device(self.processor(images=images, **kwargs), self.device)
 
     def _segment_batch(self, images: list[np.ndarray]) -> list[Regions]:
         import torch
@@ -198,11 +202,12 @@ class PanopticSegmenter(Segmenter):
                     if key in ("pixel_values", "pixel_mask"):
                         value = value[..., :height, :width]
                 group_inputs[key] = value
-            outputs = self.model(**group_inputs)
+            with autocast(self.device, self.precision):
+                outputs = self.model(**group_inputs)
             for j, i in enumerate(members):
                 per_image[i] = (
-                    outputs.class_queries_logits[j : j + 1],
-                    outputs.masks_queries_logits[j : j + 1],
+                    outputs.class_queries_logits[j : j + 1].float(),
+                    outputs.masks_queries_logits[j : j + 1].float(),
                 )
         return per_image
 

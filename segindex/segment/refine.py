@@ -153,7 +153,7 @@ class RefinedSegmenter(Segmenter):
 
     Args:
         base: registry name of the segmenter whose masks are refined.
-        base_options: its options (``device`` is passed on).
+        base_options: its options (``device`` and ``precision`` are passed on).
         method: ``smooth``, ``sam`` or ``crf`` (see the module doc).
         radius, eps: ``smooth`` settings.
         refiner: registry name of the SAM backend for ``sam`` (``sam_onnx`` or ``sam``).
@@ -175,6 +175,7 @@ class RefinedSegmenter(Segmenter):
         refiner_options: dict[str, Any] | None = None,
         min_iou: float = 0.5,
         device: str = "auto",
+        precision: str = "auto",
     ) -> None:
         from segindex.segment import SEGMENTERS
 
@@ -186,11 +187,15 @@ class RefinedSegmenter(Segmenter):
             raise ConfigError(f"radius must be >= 1 and eps > 0, got {radius}, {eps}")
         self.method = method
         self.radius, self.eps, self.min_iou = int(radius), float(eps), float(min_iou)
-        self.base = SEGMENTERS.build(base, **dict(base_options or {}), device=device)
+        self.base = SEGMENTERS.build_on(
+            base, dict(base_options or {}), device=device, precision=precision
+        )
         self.promptable = self.base.promptable
         self.refiner = None
         if method == "sam":
-            self.refiner = SEGMENTERS.build(refiner, **dict(refiner_options or {}), device=device)
+            self.refiner = SEGMENTERS.build_on(
+                refiner, dict(refiner_options or {}), device=device, precision=precision
+            )
             if not hasattr(self.refiner, "prompt_each"):
                 raise ConfigError(f"refiner {refiner!r} is not a SAM backend (sam, sam_onnx)")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from segindex.device import resolve_device
+from segindex.device import autocast, resolve_device, resolve_precision, to_device
 from segindex.segment.hf import load_pretrained
 from segindex.segment.sam_auto import SamLikeSegmenter
 
@@ -30,6 +30,9 @@ class SamSegmenter(SamLikeSegmenter):
             SlimSAM/MedSAM checkpoints in the same format) or a local directory with
             ``config.json``, the weights and ``preprocessor_config.json``.
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16``: autocast precision of the image
+            encoder and mask decoder (see :mod:`segindex.device`); masks are post-processed in
+            float32.
         multimask: in automatic mode, take SAM's three candidate masks per point (as
             segment-anything does) instead of one.
         **sam_options: see :class:`~segindex.segment.sam_auto.SamLikeSegmenter`.
@@ -46,6 +49,7 @@ class SamSegmenter(SamLikeSegmenter):
         model: str = DEFAULT_SAM_MODEL,
         *,
         device: str = "auto",
+        precision: str = "auto",
         multimask: bool = True,
         **sam_options: Any,
     ) -> None:
@@ -53,6 +57,7 @@ class SamSegmenter(SamLikeSegmenter):
         self.model_id = str(model)
         self.multimask = bool(multimask)
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.model, self.processor = load_pretrained(
             self.model_id,
             _from_pretrained,
@@ -75,8 +80,10 @@ class SamSegmenter(SamLikeSegmenter):
         inputs = self.processor(
             images=image, return_tensors="pt", input_data_format="channels_last"
         )
-        with torch.inference_mode():
-            embedding = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device))
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            embedding = self.model.get_image_embeddings(
+                to_device(inputs["pixel_values"], self.device)
+            )
         original = [int(v) for v in inputs["original_sizes"][0]]
         reshaped = [int(v) for v in inputs["reshaped_input_sizes"][0]]
         return {
@@ -109,13 +116,14 @@ class SamSegmenter(SamLikeSegmenter):
         if boxes is not None:
             b = boxes * np.concatenate([scale, scale])
             kwargs["input_boxes"] = torch.from_numpy(np.array(b[None], dtype=np.float32))
-        kwargs = {k: v.to(self.device) for k, v in kwargs.items()}
+        kwargs = to_device(kwargs, self.device)
         with torch.inference_mode():
-            out = self.model(
-                image_embeddings=state["embedding"],
-                multimask_output=multimask and self.multimask,
-                **kwargs,
-            )
+            with autocast(self.device, self.precision):
+                out = self.model(
+                    image_embeddings=state["embedding"],
+                    multimask_output=multimask and self.multimask,
+                    **kwargs,
+                )
             (logits,) = self.processor.image_processor.post_process_masks(
                 out.pred_masks.float().cpu(),
                 state["original_sizes"],

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from segindex.data.coco_panoptic import COCO_STUFF_NAMES
-from segindex.device import resolve_device
+from segindex.device import autocast, resolve_device, resolve_precision, to_device
 from segindex.errors import ConfigError
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter
@@ -42,6 +42,8 @@ class SemanticSegmenter(Segmenter):
         model: hub id (default ``nvidia/segformer-b0-finetuned-ade-512-512``) or a local
             directory with ``config.json``, weights and ``preprocessor_config.json``.
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16``: autocast precision of the network
+            (see :mod:`segindex.device`); probabilities are computed in float32.
         min_area: components with fewer pixels are dropped (>= 1).
         ignore_labels: class ids never turned into regions (e.g. a "background" class).
         thing_ids: class ids that are countable things; by default a class is stuff when its
@@ -58,6 +60,7 @@ class SemanticSegmenter(Segmenter):
         model: str = DEFAULT_SEMANTIC_MODEL,
         *,
         device: str = "auto",
+        precision: str = "auto",
         min_area: int = 64,
         ignore_labels: Iterable[int] = (),
         thing_ids: Iterable[int] | None = None,
@@ -73,6 +76,7 @@ class SemanticSegmenter(Segmenter):
         self.ignore_labels = frozenset(int(i) for i in ignore_labels)
         self.thing_ids = None if thing_ids is None else frozenset(int(i) for i in thing_ids)
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.model, self.processor = load_pretrained(
             self.model_id,
             _from_pretrained,
@@ -106,7 +110,11 @@ class SemanticSegmenter(Segmenter):
                 inputs = self.processor(
                     images=image, return_tensors="pt", input_data_format="channels_last"
                 )
-                logits = self.model(pixel_values=inputs["pixel_values"].to(self.device)).logits
+                with autocast(self.device, self.precision):
+                    logits = self.model(
+                        pixel_values=to_device(inputs["pixel_values"], self.device)
+                    ).logits
+                logits = logits.float()
                 logits = torch.nn.functional.interpolate(
                     logits, size=image.shape[:2], mode="bilinear", align_corners=False
                 )[0]

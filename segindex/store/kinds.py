@@ -70,7 +70,7 @@ class KindSpec:
     flat_max: int = 100_000
     hnsw_max: int = 2_000_000
     hnsw_m: int = 32
-    ef_construction: int = 40
+    ef_construction: int = 100
     ef_search: int = 128
     nlist: int = 0
     pq_m: int = 0
@@ -84,7 +84,12 @@ class KindSpec:
             raise ConfigError(
                 f"factory must be a non-empty FAISS factory string, got {self.factory!r}"
             )
-        for name in ("flat_max", "hnsw_max", "hnsw_m", "ef_construction", "ef_search", "nprobe"):
+        ints = ("flat_max", "hnsw_max", "hnsw_m", "ef_construction", "ef_search", "nprobe")
+        for name in (*ints, "nlist", "pq_m", "train_sample"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+        for name in ints:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.nlist < 0 or self.pq_m < 0 or self.train_sample < 1:
