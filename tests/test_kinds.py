@@ -195,3 +195,31 @@ def test_large_k_on_hnsw_is_exact_and_batch_equals_single() -> None:
     import faiss
 
     assert faiss.cvar.distance_compute_blas_threshold == vmod.BLAS_MIN_QUERIES * DIM
+
+
+@pytest.mark.parametrize("share", [0.5, 0.9])
+def test_broad_filter_on_hnsw_post_filters_an_unfiltered_search(share: float, monkeypatch) -> None:
+    vi = build("hnsw")
+    allowed = np.sort(np.random.default_rng(7).choice(IDS, int(share * N), replace=False))
+    monkeypatch.setattr(vmod, "EXACT_MIN_IDS", 0)  # as if the set were too large to score
+    monkeypatch.setattr(vmod, "EXACT_MAX_IDS", 0)  # exactly
+    calls: list[bool] = []
+    ann = vi._ann
+    monkeypatch.setattr(
+        vi, "_ann", lambda q, k, sel, s: calls.append(sel is None) or ann(q, k, sel, s)
+    )
+    sims, got = vi.search(Q, 10, allowed_ids=allowed)
+    assert calls == [True]  # one unfiltered graph search, no selector
+    assert np.isin(got, allowed).all() and got.shape == (len(Q), 10)
+    assert (np.diff(sims, axis=1) <= 1e-6).all()  # best first
+    assert recall(got, exact(Q, 10, allowed)) >= 0.95
+    # allowed ids that are rare among the nearest candidates: falls back to the selector
+    far = np.sort(IDS[np.argsort(X @ Q[0])[: N // 2]])  # the half least similar to Q[0]
+    calls.clear()
+    _, got = vi.search(Q[:1], 10, allowed_ids=far)
+    assert calls == [True, False] and np.isin(got, far).all() and (got >= 0).all()
+    # when the candidates needed would be too many, the selector search is used instead
+    monkeypatch.setattr(vmod, "ANN_MAX_K", 1)
+    calls.clear()
+    _, got = vi.search(Q, 10, allowed_ids=allowed)
+    assert calls == [False] and np.isin(got, allowed).all()

@@ -48,6 +48,9 @@ EXACT_MAX_FRACTION = 0.02
 BLAS_MIN_QUERIES = 16
 #: an ANN index asked for more than this many (or this fraction of itself) scans exactly
 ANN_MAX_K_FRACTION = 0.05
+#: allowed sets holding at least this share of the vectors are searched by post-filtering an
+#: unfiltered ANN search (a selector slows every graph step; most candidates pass anyway)
+POSTFILTER_MIN_FRACTION = 0.5
 ANN_MAX_K = 2048
 #: HNSW is compacted when this fraction of its slots are tombstones
 COMPACT_FRACTION = 0.25
@@ -347,11 +350,37 @@ class VectorIndex:
         if self.kind == "flat":
             return self._index.search(queries, k, params=faiss.SearchParameters(sel=sel))  # type: ignore[no-any-return]
         selectivity = min(1.0, len(allowed) / max(self.ntotal, 1))
+        if selectivity >= POSTFILTER_MIN_FRACTION:
+            found = self._postfiltered(queries, k, sel, selectivity)
+            if found is not None:
+                return found
         sims, ids = self._ann(queries, k, sel, selectivity)
         want = min(k, len(allowed))
         if (ids >= 0).sum(axis=1).min() >= want:
             return sims, ids
         return self._exhaustive(queries, k, allowed)
+
+    def _postfiltered(
+        self, queries: np.ndarray, k: int, sel: Any, selectivity: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Top-``k`` allowed hits from an unfiltered ANN search for about ``1.5 k / selectivity``
+        candidates; ``None`` when some query got fewer than ``k`` allowed (the caller then
+        searches with the selector)."""
+        wide = int(math.ceil(1.5 * k / selectivity)) + 8
+        if wide > min(ANN_MAX_K, ANN_MAX_K_FRACTION * self.ntotal):
+            return None
+        sims, ids = self._ann(queries, wide, None, 1.0)
+        keep = np.zeros(ids.shape, dtype=bool)
+        for (row, col), i in np.ndenumerate(ids):
+            keep[row, col] = i >= 0 and bool(sel.is_member(int(i)))
+        if keep.sum(axis=1).min() < k:
+            return None
+        out_s = np.empty((len(queries), k), np.float32)
+        out_i = np.empty((len(queries), k), np.int64)
+        for row in range(len(queries)):
+            out_s[row] = sims[row][keep[row]][:k]
+            out_i[row] = ids[row][keep[row]][:k]
+        return out_s, out_i
 
     def _exact_subset(
         self, queries: np.ndarray, k: int, allowed: np.ndarray
