@@ -12,7 +12,9 @@ image (decode error, a backend choking on it) is recorded with its reason and th
 
 Decoding overlaps the model work: while batch ``i`` is segmented and embedded, batch ``i + 1`` is
 decoded by ``RuntimeOptions.decode_workers`` spawned processes (never more than one batch ahead,
-so memory stays flat). The "decode" stage time is then the time the runner *waits* for pixels.
+so memory stays flat), which also resize and normalise each image for the segmenter when it
+has a :meth:`~segindex.segment.base.Segmenter.preprocessor`. The "decode" stage time is then
+the time the runner *waits* for pixels.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,6 +117,7 @@ class _Decoded:
     path: str
     sha256: str
     image: np.ndarray
+    prepared: Any = None  # the segmenter's network input, made in a decode worker
 
 
 def _exit_with_parent() -> None:
@@ -140,13 +144,42 @@ def decode_one(path: str, max_pixels: int | None) -> np.ndarray | str:
         return str(e)
 
 
+#: what the decode stage yields per image: pixels and the segmenter's prepared input (``None``
+#: when decoded inline or without a preprocessor), or the reason the file cannot be decoded
+Decoded = tuple[np.ndarray, Any] | str
+
+
+def decode_and_prepare(
+    path: str, max_pixels: int | None, prepare: Callable[[np.ndarray], Any] | None
+) -> Decoded:
+    """:func:`decode_one`, then the segmenter's ``prepare`` (resize, normalise) on the pixels,
+    in the worker process. A ``prepare`` failure leaves it to the segmenter (``None``), which
+    then prepares the image itself and reports any error as that image's failure."""
+    pixels = decode_one(path, max_pixels)
+    if isinstance(pixels, str):
+        return pixels
+    prepared = None
+    if prepare is not None:
+        try:
+            prepared = prepare(pixels)
+        except Exception:  # noqa: BLE001 - the segmenter retries and reports it
+            prepared = None
+    return pixels, prepared
+
+
 class _Prefetcher:
     """Decodes batches of ``(path, sha256)``: ``submit`` starts one in the worker pool, ``take``
-    returns its ``(path, sha256, pixels or reason)`` in order. With ``workers == 0``, or after the
-    pool broke (a worker killed, e.g. out of memory), decoding happens inline in ``take``."""
+    returns its ``(path, sha256, (pixels, prepared) or reason)`` in order. Workers also run the
+    segmenter's ``prepare`` (resize, normalise). With ``workers == 0``, or after the pool broke
+    (a worker killed, e.g. out of memory), decoding happens inline in ``take``, unprepared."""
 
-    def __init__(self, workers: int, max_pixels: int | None) -> None:
-        self.workers, self.max_pixels = workers, max_pixels
+    def __init__(
+        self,
+        workers: int,
+        max_pixels: int | None,
+        prepare: Callable[[np.ndarray], Any] | None = None,
+    ) -> None:
+        self.workers, self.max_pixels, self.prepare = workers, max_pixels, prepare
         self._pool: ProcessPoolExecutor | None = None
 
     def _get_pool(self) -> ProcessPoolExecutor | None:
@@ -158,21 +191,24 @@ class _Prefetcher:
             )
         return self._pool
 
-    def submit(self, batch: list[tuple[str, str]]) -> list[Future[np.ndarray | str]] | None:
+    def submit(self, batch: list[tuple[str, str]]) -> list[Future[Decoded]] | None:
         pool = self._get_pool()
         if pool is None:
             return None
         try:
-            return [pool.submit(decode_one, path, self.max_pixels) for path, _ in batch]
+            return [
+                pool.submit(decode_and_prepare, path, self.max_pixels, self.prepare)
+                for path, _ in batch
+            ]
         except BrokenProcessPool:
             self._broken()
             return None
 
     def take(
-        self, batch: list[tuple[str, str]], futures: list[Future[np.ndarray | str]] | None
-    ) -> Iterator[tuple[str, str, np.ndarray | str]]:
+        self, batch: list[tuple[str, str]], futures: list[Future[Decoded]] | None
+    ) -> Iterator[tuple[str, str, Decoded]]:
         for i, (path, sha) in enumerate(batch):
-            result: np.ndarray | str | None = None
+            result: Decoded | None = None
             if futures is not None:
                 try:
                     result = futures[i].result()
@@ -180,7 +216,7 @@ class _Prefetcher:
                     futures = None
                     self._broken()
             if result is None:
-                result = decode_one(path, self.max_pixels)
+                result = decode_and_prepare(path, self.max_pixels, None)
             yield path, sha, result
 
     def _broken(self) -> None:
@@ -251,13 +287,17 @@ def segment_safely(
     images: Sequence[np.ndarray],
     batch_size: int,
     paths: Sequence[str] | None = None,
+    prepared: Sequence[Any] | None = None,
 ) -> list[Regions | str]:
     """Segment a batch; if the batch fails, retry image by image so one bad image fails alone.
 
-    ``paths`` (parallel to ``images``) reach only segmenters that declare ``needs_paths``.
+    ``paths`` (parallel to ``images``) reach only segmenters that declare ``needs_paths``;
+    ``prepared`` (parallel too) only segmenters with a preprocessor.
     """
     try:
-        return list(segmenter.segment(images, batch_size=batch_size, paths=paths))
+        return list(
+            segmenter.segment(images, batch_size=batch_size, paths=paths, prepared=prepared)
+        )
     except ModelLoadError:
         raise
     except Exception:
@@ -265,7 +305,7 @@ def segment_safely(
         for i, im in enumerate(images):
             one = None if paths is None else [paths[i]]
             try:
-                out.append(segmenter.segment([im], batch_size=1, paths=one)[0])
+                out.append(segmenter.segment([im], batch_size=1, paths=one)[0])  # unprepared
             except ModelLoadError:
                 raise
             except Exception as e:  # noqa: BLE001 - recorded as this image's failure
@@ -341,7 +381,10 @@ def run_ingest(
     tick()
     step = runtime.commit_every
     batches = [todo[i : i + step] for i in range(0, len(todo), step)]
-    prefetch = _Prefetcher(runtime.decode_processes, runtime.max_pixels)
+    workers = runtime.decode_processes
+    prefetch = _Prefetcher(
+        workers, runtime.max_pixels, segmenter.preprocessor() if workers > 0 else None
+    )
     try:
         _run_batches(
             batches,
@@ -381,16 +424,16 @@ def _run_batches(
     """The per-batch stages. Batch 0 is decoded inline (the pool starts meanwhile); each later
     batch was submitted to the decode workers before the previous one went to the models."""
     crop_meta = crop.to_dict()
-    futures: list[Future[np.ndarray | str]] | None = None
+    futures: list[Future[Decoded]] | None = None
     for b, batch in enumerate(batches):
         writes: list[ImageWrite] = []
         decoded: list[_Decoded] = []
         with timer("decode"):
-            for path, sha, pixels in prefetch.take(batch, futures):
-                if isinstance(pixels, str):
-                    writes.append(ImageWrite(path=path, sha256=sha, error=pixels))
+            for path, sha, result in prefetch.take(batch, futures):
+                if isinstance(result, str):
+                    writes.append(ImageWrite(path=path, sha256=sha, error=result))
                 else:
-                    decoded.append(_Decoded(path, sha, pixels))
+                    decoded.append(_Decoded(path, sha, *result))
         futures = prefetch.submit(batches[b + 1]) if b + 1 < len(batches) else None
         with timer("segment"):
             segs = segment_safely(
@@ -398,6 +441,7 @@ def _run_batches(
                 [d.image for d in decoded],
                 runtime.segment_batch,
                 paths=[d.path for d in decoded],
+                prepared=[d.prepared for d in decoded],
             )
         crops: list[np.ndarray] = []
         pending: list[tuple[_Decoded, Regions, list[str]]] = []

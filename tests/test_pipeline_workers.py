@@ -140,3 +140,91 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# -- resizing in the workers: the segmenter's preprocessor ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_m2f(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from segindex.testing.tiny_models import save_tiny_mask2former
+
+    return save_tiny_mask2former(tmp_path_factory.mktemp("m2f") / "mask2former")
+
+
+def _panoptic(model: Path):  # type: ignore[no-untyped-def]
+    from segindex.segment.panoptic import PanopticSegmenter
+
+    return PanopticSegmenter(str(model), device="cpu", resolution=64)
+
+
+def _same(a, b) -> None:  # type: ignore[no-untyped-def]
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x.masks, y.masks)
+        np.testing.assert_array_equal(x.scores, y.scores)
+        assert list(x.labels) == list(y.labels)
+
+
+def test_panoptic_preprocessor_gives_exactly_the_segmenters_own_input(tiny_m2f: Path) -> None:
+    import pickle
+
+    seg = _panoptic(tiny_m2f)
+    prepare = seg.preprocessor()
+    assert prepare is not None
+    prepare = pickle.loads(pickle.dumps(prepare))  # what a spawned worker receives
+    rng = np.random.default_rng(0)
+    images = [
+        rng.integers(0, 256, shape, dtype=np.uint8)
+        for shape in [(96, 128, 3), (80, 60, 3), (96, 128, 3)]
+    ]
+    prepared = [prepare(im) for im in images]
+    assert all(p.dtype == np.float32 and p.ndim == 3 and p.shape[0] == 3 for p in prepared)
+    assert prepared[0].shape[1:] != (96, 128)  # resized to the inference size
+    own = seg.segment(images, batch_size=3)
+    _same(seg.segment(images, batch_size=3, prepared=prepared), own)
+    _same(seg.segment(images, batch_size=3, prepared=[prepared[0], None, prepared[2]]), own)
+    with pytest.raises(ValueError, match="2 prepared inputs for 3 images"):
+        seg.segment(images, prepared=prepared[:2])
+
+
+def test_backends_without_preprocessor_ignore_prepared() -> None:
+    from segindex.testing.fakes import FakeSegmenter
+
+    seg = FakeSegmenter()
+    assert seg.preprocessor() is None
+    img = draw_scene([("red", (10, 10, 50, 40))])
+    _same(seg.segment([img], prepared=["anything"]), seg.segment([img]))
+
+
+def test_workers_prepare_the_segmenter_input(tiny_m2f: Path, tmp_path: Path) -> None:
+    """With decode workers, batches after the first reach the segmenter prepared (resized and
+    normalised in the worker), and the index is identical to one built inline."""
+    from segindex import Index
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        size = (96, 128, 3) if i % 2 else (80, 60, 3)
+        Image.fromarray(rng.integers(0, 256, size, dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "x_broken.png").write_bytes(b"nope")
+    results = {}
+    for workers in (0, 1):
+        seg = _panoptic(tiny_m2f)
+        seen: list[bool] = []
+        inner = seg._segment_batch
+        seg._segment_batch = lambda ims, prepared=None, _i=inner, _s=seen: (  # type: ignore[method-assign]
+            _s.extend(p is not None for p in (prepared or [None] * len(ims))) or _i(ims, prepared)
+        )
+        runtime = RuntimeOptions(commit_every=2, decode_workers=workers)
+        with Index.create(
+            tmp_path / f"w{workers}", segmenter="fake", embedder="fake", runtime=runtime
+        ) as idx:
+            idx._segmenter = seg
+            report = idx.ingest(folder)
+            assert (report.indexed, report.failed) == (5, 1) and report.regions > 0
+            results[workers] = (snapshot(idx)[0], seen)
+    assert results[1][0] == results[0][0]  # same rows, masks' boxes and areas
+    assert not any(results[0][1])  # inline: the segmenter prepares every image itself
+    assert results[1][1][:2] == [False, False] and all(results[1][1][2:])  # batch 0 is inline

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,14 +45,21 @@ class Segmenter(ABC):
         batch_size: int = 2,
         *,
         paths: Sequence[str] | None = None,
+        prepared: Sequence[Any] | None = None,
     ) -> list[Regions]:
         """Segment ``HxWx3`` uint8 RGB images; one ``Regions`` per image, in order.
 
         paths: the image files the pixels came from, parallel to ``images``; required by
                backends with ``needs_paths`` (and passed on only to them), ignored by others.
+        prepared: what :meth:`preprocessor` made of each image (``None`` entries allowed),
+               parallel to ``images``; passed on only to backends that have a preprocessor.
         """
         for im in images:
             check_image(im)
+        if prepared is not None and len(prepared) != len(images):
+            raise ValueError(f"got {len(prepared)} prepared inputs for {len(images)} images")
+        if prepared is not None and self.preprocessor() is None:
+            prepared = None
         if self.needs_paths:
             if paths is None or len(paths) != len(images):
                 from segindex.errors import ConfigError
@@ -65,11 +72,12 @@ class Segmenter(ABC):
         out: list[Regions] = []
         for start in range(0, len(images), batch_size):
             batch = list(images[start : start + batch_size])
+            extra: dict[str, Any] = {}
             if self.needs_paths:
-                batch_paths = [str(p) for p in paths[start : start + batch_size]]  # type: ignore[index]
-                results = self._segment_batch(batch, paths=batch_paths)  # type: ignore[call-arg]
-            else:
-                results = self._segment_batch(batch)
+                extra["paths"] = [str(p) for p in paths[start : start + batch_size]]  # type: ignore[index]
+            if prepared is not None:
+                extra["prepared"] = list(prepared[start : start + batch_size])
+            results = self._segment_batch(batch, **extra)
             if len(results) != len(batch):
                 raise RuntimeError(
                     f"{type(self).__name__} returned {len(results)} results for {len(batch)} images"
@@ -86,7 +94,19 @@ class Segmenter(ABC):
     @abstractmethod
     def _segment_batch(self, images: list[np.ndarray]) -> list[Regions]:
         """Segment one batch of validated images (``needs_paths`` backends also take
-        ``paths: list[str]``, parallel to ``images``)."""
+        ``paths: list[str]``, backends with a :meth:`preprocessor` ``prepared: list``, both
+        parallel to ``images``)."""
+
+    def preprocessor(self) -> Callable[[np.ndarray], Any] | None:
+        """A picklable function from one ``HxWx3`` uint8 RGB image to this backend's network
+        input (resized, normalised), or ``None``.
+
+        The ingest runner calls it in its decode worker processes, so resizing and normalising
+        overlap the model work of the previous batch; the results come back through
+        ``segment(..., prepared=...)``. It must give exactly what the backend computes itself
+        from the image, and ``_segment_batch`` must accept ``prepared`` entries that are
+        ``None`` (decoded inline, or the preprocessor failed on that image)."""
+        return None
 
     def prompt(
         self,

@@ -11,7 +11,8 @@ torch and transformers are imported only when a segmenter is built: importing th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -133,25 +134,49 @@ class PanopticSegmenter(Segmenter):
             "longest_edge": round(self.resolution * LONGEST_EDGE_RATIO),
         }
 
-    def _prepare(self, images: list[np.ndarray]) -> Any:
-        """Processor output (``pixel_values`` (B, 3, Hp, Wp) float32, ``pixel_mask`` (B, Hp, Wp)
-        with 1 on real pixels, padding bottom/right; plus ``task_inputs`` for OneFormer) on the
-        segmenter's device."""
+    def _processor_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"return_tensors": "pt", "input_data_format": "channels_last"}
         size = self._inference_size()
         if size is not None:
             kwargs["size"] = size
+        return kwargs
+
+    def preprocessor(self) -> Callable[[np.ndarray], Any] | None:
+        """Resize + normalise one image (run by the ingest runner's decode workers); ``None``
+        for OneFormer, whose text task input is built with the batch."""
+        if self._needs_task_input:
+            return None
+        return functools.partial(_prepare_one, self.processor, self._processor_kwargs())
+
+    def _prepare(self, images: list[np.ndarray]) -> tuple[list[torch.Tensor], dict[str, Any]]:
+        """Per image its unpadded network input ``(3, h, w)`` float32 (resized, normalised);
+        plus batch-aligned extra inputs (``task_inputs`` for OneFormer)."""
+        kwargs = self._processor_kwargs()
         if self._needs_task_input:
             kwargs["task_inputs"] = ["panoptic"] * len(images)
-        return to_device(self.processor(images=images, **kwargs), self.device)
+        out = self.processor(images=images, **kwargs)
+        pixels = _unpad(out["pixel_values"], out.get("pixel_mask"))
+        extra = {k: v for k, v in out.items() if k not in ("pixel_values", "pixel_mask")}
+        return pixels, extra
 
-    def _segment_batch(self, images: list[np.ndarray]) -> list[Regions]:
+    def _segment_batch(
+        self, images: list[np.ndarray], prepared: list[Any] | None = None
+    ) -> list[Regions]:
         import torch
 
-        inputs = self._prepare(images)
+        pixels: list[Any] = list(prepared) if prepared is not None else [None] * len(images)
+        missing = [i for i, p in enumerate(pixels) if p is None]
+        extra: dict[str, Any] = {}
+        if missing:
+            made, extra = self._prepare([images[i] for i in missing])
+            for i, t in zip(missing, made, strict=True):
+                pixels[i] = t
+            if extra and len(missing) != len(images):
+                raise RuntimeError("OneFormer inputs cannot be part prepared")
+        tensors = [torch.as_tensor(p) for p in pixels]
         results: list[Regions] = []
         with torch.inference_mode():
-            for image, logits in zip(images, self._forward(inputs), strict=True):
+            for image, logits in zip(images, self._forward(tensors, extra), strict=True):
                 height, width = image.shape[:2]
                 class_logits, mask_logits = logits
                 panoptic = self.processor.post_process_panoptic_segmentation(
@@ -167,8 +192,11 @@ class PanopticSegmenter(Segmenter):
                 results.append(self._to_regions(panoptic, height, width))
         return results
 
-    def _forward(self, inputs: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Run the network; per image ``(class logits (1, Q, C+1), mask logits (1, Q, h, w))``.
+    def _forward(
+        self, pixels: list[torch.Tensor], extra: dict[str, Any]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Run the network on ``(3, h, w)`` inputs; per image ``(class logits (1, Q, C+1),
+        mask logits (1, Q, h', w'))`` as float32.
 
         One forward pass per distinct inference size in the batch (usually one or two: photos
         come in few aspect ratios). Images are never padded to a larger batch-mate: padding
@@ -178,32 +206,24 @@ class PanopticSegmenter(Segmenter):
         """
         import torch
 
-        pixel_values = inputs["pixel_values"]  # (B, 3, Hp, Wp) float32, padded bottom/right
-        batch = int(pixel_values.shape[0])
-        pixel_mask = inputs.get("pixel_mask")  # (B, Hp, Wp), 1 on real pixels
-        if pixel_mask is None:
-            sizes = [tuple(pixel_values.shape[-2:])] * batch
-        else:
-            valid = pixel_mask.bool()
-            heights = valid.any(dim=2).sum(dim=1).tolist()
-            widths = valid.any(dim=1).sum(dim=1).tolist()
-            sizes = list(zip(heights, widths, strict=True))
         groups: dict[tuple[int, int], list[int]] = {}
-        for i, size in enumerate(sizes):
-            groups.setdefault((int(size[0]), int(size[1])), []).append(i)
-
-        per_image: list[Any] = [None] * batch
+        for i, p in enumerate(pixels):
+            groups.setdefault((int(p.shape[-2]), int(p.shape[-1])), []).append(i)
+        per_image: list[Any] = [None] * len(pixels)
         for (height, width), members in groups.items():
-            index = torch.tensor(members, device=pixel_values.device)
-            group_inputs = {}
-            for key, value in inputs.items():
-                if isinstance(value, torch.Tensor) and value.shape[:1] == (batch,):
-                    value = value.index_select(0, index)
-                    if key in ("pixel_values", "pixel_mask"):
-                        value = value[..., :height, :width]
-                group_inputs[key] = value
+            batch = torch.stack([pixels[i] for i in members])
+            inputs: dict[str, Any] = {
+                "pixel_values": to_device(batch, self.device),
+                "pixel_mask": torch.ones(
+                    (len(members), height, width), dtype=torch.long, device=self.device
+                ),
+            }
+            for key, value in extra.items():
+                if isinstance(value, torch.Tensor) and value.shape[:1] == (len(pixels),):
+                    value = value[members]
+                inputs[key] = to_device(value, self.device)
             with autocast(self.device, self.precision):
-                outputs = self.model(**group_inputs)
+                outputs = self.model(**inputs)
             for j, i in enumerate(members):
                 per_image[i] = (
                     outputs.class_queries_logits[j : j + 1].float(),
@@ -230,6 +250,25 @@ class PanopticSegmenter(Segmenter):
             scores=[float(s["score"]) for s in info],
             is_thing=[self.is_thing(i) for i in label_ids],
         )[keep]
+
+
+def _unpad(pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None) -> list[torch.Tensor]:
+    """``(B, 3, Hp, Wp)`` padded bottom/right (``pixel_mask`` 1 on real pixels) -> per image
+    ``(3, h, w)``."""
+    if pixel_mask is None:
+        return list(pixel_values)
+    valid = pixel_mask.bool()
+    heights = valid.any(dim=2).sum(dim=1).tolist()
+    widths = valid.any(dim=1).sum(dim=1).tolist()
+    return [pv[:, :h, :w] for pv, h, w in zip(pixel_values, heights, widths, strict=True)]
+
+
+def _prepare_one(processor: Any, kwargs: dict[str, Any], image: np.ndarray) -> np.ndarray:
+    """``(3, h, w)`` float32 network input of one ``HxWx3`` uint8 RGB image (module level, so
+    decode worker processes can run it)."""
+    out = processor(images=[image], **kwargs)
+    (pixels,) = _unpad(out["pixel_values"], out.get("pixel_mask"))
+    return np.ascontiguousarray(pixels.numpy(), dtype=np.float32)
 
 
 def _load(model: str) -> tuple[Any, Any]:
