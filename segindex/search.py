@@ -203,9 +203,13 @@ def rank(
         if spec.min_similarity is not None:
             exhausted = exhausted or floor < spec.min_similarity
             cands = [(i, s) for i, s in cands if s >= spec.min_similarity]
-        rows = store.region_rows([i for i, _ in cands])
+        ranked = sorted((-s, i) for i, s in cands)
+        if spec.group_by_image:
+            rows = store.region_rows([i for _, i in ranked])
+        else:  # rows of the best ``need`` only (each row is a random read at scale)
+            rows = _rows_of_best(store, ranked, need)
         # ids without a row: an image being replaced or deleted right now; skipped whole
-        ordered = sorted(((-s, i) for i, s in cands if i in rows))
+        ordered = [(n, i) for n, i in ranked if i in rows]
         if spec.group_by_image:
             seen: set[int] = set()
             best = []
@@ -225,6 +229,18 @@ def rank(
         for h in hits:
             h.image_matches = counts.get(h.image_id, 1)
     return SearchPage(hits, spec.k, spec.offset, len(certain) > spec.offset + spec.k)
+
+
+def _rows_of_best(store: Store, ranked: list[tuple[float, int]], need: int) -> dict[int, Any]:
+    """Rows of the first ``need`` candidates of ``ranked`` that have one (reading further down
+    only for candidates whose row vanished: an image deleted or replaced meanwhile)."""
+    rows: dict[int, Any] = {}
+    pos = 0
+    while pos < len(ranked) and len(rows) < need:
+        chunk = [i for _, i in ranked[pos : pos + need - len(rows)]]
+        rows.update(store.region_rows(chunk))
+        pos += len(chunk)
+    return rows
 
 
 def _image_matches(

@@ -3,6 +3,8 @@ returns k hits, HNSW tombstones, memory-mapped loading, batch search."""
 
 from __future__ import annotations
 
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -178,6 +180,30 @@ def test_mmap_load_then_write_is_safe(kind: str, tmp_path: Path) -> None:
     mapped.remove(IDS[:1])
     assert not mapped.mapped and mapped.ntotal == N + 1
     assert VectorIndex.load(path, DIM, mmap=False).ntotal == N
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise populate is Linux")
+def test_mapped_vectors_are_populated_in_the_background(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "v.faiss"
+    build("hnsw").save(path)
+    calls: list[tuple[int, int, int]] = []
+    done = threading.Event()
+
+    def spy(addr: int, nbytes: int) -> int:
+        calls.append((addr, nbytes, real(addr, nbytes)))
+        done.set()
+        return calls[-1][2]
+
+    real = vmod._populate_read
+    monkeypatch.setattr(vmod, "_populate_read", spy)
+    mapped = VectorIndex.load(path, DIM)
+    assert done.wait(10)
+    storage = mapped._storage()
+    assert calls == [(storage.ctypes.data, N * DIM * 4, 0)]  # the whole mapping, no error
+    assert VectorIndex.load(path, DIM, mmap=False)._mapped is None and len(calls) == 1
+    _, got = mapped.search(Q, 5)
+    np.testing.assert_array_equal(got, build("hnsw").search(Q, 5)[1])
+    assert vmod._populate_read(0, 4096) != 0  # an unmapped range: an errno, never a crash
 
 
 def test_large_k_on_hnsw_is_exact_and_batch_equals_single() -> None:

@@ -27,8 +27,12 @@ index is read-only: the first write reloads it into memory.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import mmap as _mmap
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -125,7 +129,26 @@ class VectorIndex:
         vi = cls(dim, index, spec=spec, fetch=fetch)
         if mapped:
             vi._mapped = (path, _stamp(path))
+            vi._populate()
         return vi
+
+    def _populate(self) -> None:
+        """Map the memory-mapped vectors into this process in the background.
+
+        Each 4 KB of a mapped file costs a page fault on first touch; an HNSW query touches a
+        few thousand vectors, so the first queries after open paid 3-4 ms of faults at 1M
+        vectors (benchmarks/RESULTS.md). ``MADV_POPULATE_READ`` (Linux >= 5.14) maps every page
+        in one kernel call, which ctypes makes without the GIL, in a daemon thread so open does
+        not wait for files that are not in the page cache. Best effort: elsewhere, or on error,
+        pages fault in as queries touch them. Safe if the mapping goes away meanwhile (the call
+        then fails with ENOMEM)."""
+        storage = self._storage()
+        if storage is None or storage.size == 0 or not sys.platform.startswith("linux"):
+            return
+        addr, nbytes = int(storage.ctypes.data), int(storage.nbytes)
+        threading.Thread(
+            target=_populate_read, args=(addr, nbytes), name="segindex-populate", daemon=True
+        ).start()
 
     @classmethod
     def build(
@@ -429,6 +452,24 @@ class VectorIndex:
             pad_s, pad_i = _empty(len(queries), k - best_s.shape[1])
             best_s, best_i = np.hstack([best_s, pad_s]), np.hstack([best_i, pad_i])
         return best_s, best_i
+
+
+_MADV_POPULATE_READ = 22
+
+
+def _populate_read(addr: int, nbytes: int) -> int:
+    """``madvise(MADV_POPULATE_READ)`` over ``[addr, addr + nbytes)``; 0 on success, else the
+    errno (never raises)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        libc.madvise.restype = ctypes.c_int
+        start = addr - addr % _mmap.PAGESIZE
+        if libc.madvise(start, nbytes + (addr - start), _MADV_POPULATE_READ) == 0:
+            return 0
+        return ctypes.get_errno() or -1
+    except (OSError, AttributeError):
+        return -1
 
 
 def _empty(q: int, k: int) -> tuple[np.ndarray, np.ndarray]:
