@@ -7,7 +7,9 @@
     fp32   full precision everywhere (the CPU default: CPU half-precision kernels are slower)
     fp16   GPU autocast to float16 (matmuls and convolutions in half, softmax/norms in float)
     bf16   autocast to bfloat16 (CUDA from Ampere on; also CPU, slow without AMX)
-    auto   ``bf16`` on CUDA GPUs that support it, ``fp16`` on older ones, ``fp32`` elsewhere
+    auto   on CUDA: ``bf16`` on GPUs with native bf16 (Ampere and later), else ``fp16``; the CLIP
+           embedder prefers ``fp16`` (more mantissa, as CLIP itself runs on GPUs); ``fp32``
+           elsewhere
 
 Vectors are always returned as float32 and masks as bool whatever the precision, so an index
 may be filled with one precision and searched with another (scores differ in the third decimal).
@@ -46,8 +48,9 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def resolve_precision(precision: str, device: str) -> str:
-    """``fp32``, ``fp16`` or ``bf16`` for a resolved ``device`` (``auto`` decided here)."""
+def resolve_precision(precision: str, device: str, cuda_auto: str | None = None) -> str:
+    """``fp32``, ``fp16`` or ``bf16`` for a resolved ``device`` (``auto`` decided here;
+    ``cuda_auto`` overrides what ``auto`` means on CUDA)."""
     check_precision(precision)
     if precision != "auto":
         if precision == "fp16" and device == "cpu":
@@ -57,9 +60,17 @@ def resolve_precision(precision: str, device: str) -> str:
         return precision
     if not device.startswith("cuda"):
         return "fp32"
+    if cuda_auto is not None:
+        return check_precision(cuda_auto)
+    return "bf16" if native_bf16(device) else "fp16"
+
+
+def native_bf16(device: str) -> bool:
+    """True for CUDA devices with bf16 tensor cores (compute capability 8.0, Ampere, and up);
+    ``torch.cuda.is_bf16_supported()`` also says True where bf16 is only emulated."""
     import torch
 
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return int(torch.cuda.get_device_capability(device)[0]) >= 8
 
 
 def torch_dtype(precision: str) -> torch.dtype:

@@ -440,6 +440,8 @@ class Index:
         lock. Returns the new index's description."""
         current = self.kind_spec
         known = sorted(set(KindSpec.__dataclass_fields__) - {"kind", "factory"})
+        if spec is not None and (params or kind is not None or factory is not None):
+            raise ConfigError("pass either spec= or kind/factory/parameters to reindex, not both")
         unknown = sorted(set(params) - set(known))
         if unknown:
             raise ConfigError(

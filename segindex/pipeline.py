@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -134,6 +135,31 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="segindex-parent-watch", daemon=True).start()
 
 
+#: in a decode worker: the segmenter's preprocessor, received once at start (see _init_worker)
+_WORKER_PREPARE: Callable[[np.ndarray], Any] | None = None
+
+
+def _init_worker(prepare_blob: bytes | None) -> None:
+    """Decode worker start: die with the parent; unpickle the segmenter's preprocessor once.
+
+    The preprocessor arrives pickled as bytes so it is unpickled here, after the worker's
+    torch is limited to one thread (``OMP_NUM_THREADS`` must be set before torch is imported):
+    a worker's resizing should not compete with the models' threads."""
+    global _WORKER_PREPARE
+    _exit_with_parent()
+    if prepare_blob is None:
+        return
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        _WORKER_PREPARE = pickle.loads(prepare_blob)
+    except Exception:  # noqa: BLE001 - then images go to the segmenter unprepared
+        _WORKER_PREPARE = None
+
+
+def _decode_in_worker(path: str, max_pixels: int | None) -> Decoded:
+    return decode_and_prepare(path, max_pixels, _WORKER_PREPARE)
+
+
 def decode_one(path: str, max_pixels: int | None) -> np.ndarray | str:
     """Decode one file to ``HxWx3`` uint8 RGB, or the reason it cannot be (``ImageDecodeError``).
 
@@ -184,10 +210,17 @@ class _Prefetcher:
 
     def _get_pool(self) -> ProcessPoolExecutor | None:
         if self.workers > 0 and self._pool is None:
+            blob = None
+            if self.prepare is not None:
+                try:
+                    blob = pickle.dumps(self.prepare)
+                except Exception:  # noqa: BLE001 - not picklable: the segmenter prepares
+                    blob = None
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_exit_with_parent,
+                initializer=_init_worker,
+                initargs=(blob,),
             )
         return self._pool
 
@@ -196,10 +229,7 @@ class _Prefetcher:
         if pool is None:
             return None
         try:
-            return [
-                pool.submit(decode_and_prepare, path, self.max_pixels, self.prepare)
-                for path, _ in batch
-            ]
+            return [pool.submit(_decode_in_worker, path, self.max_pixels) for path, _ in batch]
         except BrokenProcessPool:
             self._broken()
             return None
@@ -215,6 +245,8 @@ class _Prefetcher:
                 except BrokenProcessPool:
                     futures = None
                     self._broken()
+                except Exception:  # noqa: BLE001 - e.g. a result that failed to pickle
+                    result = None  # this image is decoded inline below
             if result is None:
                 result = decode_and_prepare(path, self.max_pixels, None)
             yield path, sha, result

@@ -237,7 +237,8 @@ def _rows_of_best(store: Store, ranked: list[tuple[float, int]], need: int) -> d
     rows: dict[int, Any] = {}
     pos = 0
     while pos < len(ranked) and len(rows) < need:
-        chunk = [i for _, i in ranked[pos : pos + need - len(rows)]]
+        # after a vanished row, read a few ahead rather than one row per query
+        chunk = [i for _, i in ranked[pos : pos + need - len(rows) + (4 if pos else 0)]]
         rows.update(store.region_rows(chunk))
         pos += len(chunk)
     return rows

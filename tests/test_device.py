@@ -57,12 +57,17 @@ def test_resolve_precision(precision: str, device: str, expected: str) -> None:
     assert resolve_precision(precision, device) == expected
 
 
-@pytest.mark.parametrize(("bf16_ok", "expected"), [(True, "bf16"), (False, "fp16")])
-def test_auto_on_cuda_follows_bf16_support(
-    monkeypatch: pytest.MonkeyPatch, bf16_ok: bool, expected: str
+@pytest.mark.parametrize(("major", "expected"), [(9, "bf16"), (8, "bf16"), (7, "fp16")])
+def test_auto_on_cuda_follows_native_bf16(
+    monkeypatch: pytest.MonkeyPatch, major: int, expected: str
 ) -> None:
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_ok)
-    assert resolve_precision("auto", "cuda:0") == expected
+    asked: list[str] = []
+    monkeypatch.setattr(
+        torch.cuda, "get_device_capability", lambda d=None: asked.append(d) or (major, 0)
+    )
+    assert resolve_precision("auto", "cuda:1") == expected
+    assert asked == ["cuda:1"]  # the chosen GPU, not the current one
+    assert resolve_precision("auto", "cuda:1", cuda_auto="fp16") == "fp16"  # CLIP's choice
 
 
 @pytest.mark.parametrize(
@@ -303,3 +308,25 @@ def test_cli_precision_flag(tiny: dict[str, Path], tmp_path: Path) -> None:
         ],
     )
     assert found.exit_code == 0, found.output
+
+
+def test_instance_bf16_runs_backbone_only_in_reduced_precision(tmp_path: Path) -> None:
+    from segindex.testing.tiny_segmenters import save_tiny_maskrcnn
+
+    weights = save_tiny_maskrcnn(tmp_path / "maskrcnn.pt")
+    seg = SEGMENTERS.build_on(
+        "instance",
+        {"weights": str(weights), "score_threshold": 0.0, "min_size": 64, "max_size": 96},
+        device="cpu",
+        precision="bf16",
+    )
+    backbone_dtypes: list[torch.dtype] = []
+    head_dtypes: list[torch.dtype] = []
+    conv = next(m for m in seg.model.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, i, o: backbone_dtypes.append(o.dtype))
+    head = next(m for m in seg.model.roi_heads.modules() if isinstance(m, torch.nn.Linear))
+    head.register_forward_hook(lambda m, i, o: head_dtypes.append(o.dtype))
+    regions = seg.segment([_image(3, 48, 64)])[0]
+    assert set(backbone_dtypes) == {torch.bfloat16}
+    assert head_dtypes and set(head_dtypes) == {torch.float32}  # boxes at full precision
+    assert regions.image_size == (48, 64) and regions.masks.dtype == bool

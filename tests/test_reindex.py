@@ -145,3 +145,10 @@ def test_cli_reindex_set(tmp_path: Path, photos: Path) -> None:
     assert (spec["ef_construction"], spec["ef_search"]) == (50, 20)
     r = CliRunner().invoke(main, [*args, "--set", "efsearch=20"])
     assert r.exit_code == 2 and "unknown index-kind parameter(s) efsearch" in r.output
+
+
+def test_reindex_spec_and_parameters_are_exclusive(make_index, photos: Path) -> None:
+    idx = make_index()
+    idx.ingest(photos)
+    with pytest.raises(ConfigError, match="either spec= or kind"):
+        idx.reindex(spec=KindSpec(kind="hnsw"), ef_search=64)

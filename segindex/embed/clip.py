@@ -75,9 +75,9 @@ class OpenClipEmbedder(Embedder):
             or ``None`` (or ``""``) for random initialisation. Ignored (recorded as ``None``)
             for hub and directory models, which carry their own weights.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda[:N]`` or ``mps``.
-        precision: one of :data:`PRECISIONS`; ``auto`` is ``bf16`` (or ``fp16``) on CUDA and
-            ``fp32`` elsewhere. ``fp16``/``bf16`` keep LayerNorms in fp32; vectors come back
-            float32 whatever the precision.
+        precision: one of :data:`PRECISIONS`; ``auto`` is ``fp16`` on CUDA (as CLIP is run on
+            GPUs) and ``fp32`` elsewhere. ``fp16``/``bf16`` keep LayerNorms in fp32; vectors
+            come back float32 whatever the precision.
 
     Raises:
         ModelLoadError: unknown model name or tag, missing file or directory, failed download,
@@ -102,7 +102,7 @@ class OpenClipEmbedder(Embedder):
         self.precision = (
             precision
             if precision.startswith("pure_")
-            else resolve_precision(precision, self.device)
+            else resolve_precision(precision, self.device, cuda_auto="fp16")
         )
         # ``model``/``pretrained``: canonical identity (absolute paths); ``_model_id``: open_clip's.
         self.model, self.pretrained, self._model_id = _resolve_source(model, pretrained)

@@ -34,8 +34,9 @@ class InstanceSegmenter(Segmenter):
     Args:
         weights: ``"DEFAULT"`` (torchvision's COCO weights, downloaded once) or a local file path.
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
-        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16``: autocast precision of the network
-            (see :mod:`segindex.device`); scores and masks come back as float32/bool.
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16``: autocast precision of the backbone
+            and FPN (see :mod:`segindex.device`); region proposals, box regression and mask
+            heads stay float32, so boxes keep full precision.
         score_threshold: minimum detection score, in [0, 1].
         mask_threshold: level at which soft masks are binarised, in [0, 1].
         min_area: masks with fewer pixels are dropped (>= 0).
@@ -96,6 +97,13 @@ class InstanceSegmenter(Segmenter):
             max_size=self.max_size,
         )
         self.model.to(self.device).eval()
+        if self.precision != "fp32":
+            # only the backbone (+ FPN) in reduced precision: the box coder casts anchors and
+            # proposals to the dtype of the deltas, and bf16 box coordinates at 800-1333 px are
+            # only good to 4-8 px, which would shift every mask
+            self.model.backbone = _autocast_backbone(
+                self.model.backbone, self.device, self.precision
+            )
         self.categories = _categories(categories, num_classes)
 
     def describe(self) -> dict[str, Any]:
@@ -119,7 +127,7 @@ class InstanceSegmenter(Segmenter):
             .div_(255.0)
             for im in images
         ]
-        with torch.inference_mode(), autocast(self.device, self.precision):
+        with torch.inference_mode():
             detections = self.model(tensors)
         return [self._to_regions(d, im.shape[:2]) for d, im in zip(detections, images, strict=True)]
 
@@ -141,6 +149,27 @@ class InstanceSegmenter(Segmenter):
             scores=scores,
             is_thing=[True] * len(masks),
         )
+
+
+def _autocast_backbone(backbone: Any, device: str, precision: str) -> Any:
+    """``backbone`` (a module returning an ``OrderedDict`` of feature maps) run under autocast,
+    its features handed on as float32."""
+    from collections import OrderedDict
+
+    import torch
+
+    class AutocastBackbone(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = backbone
+            self.out_channels = getattr(backbone, "out_channels", None)
+
+        def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+            with autocast(device, precision):
+                features = self.inner(x)
+            return OrderedDict((k, v.float()) for k, v in features.items())
+
+    return AutocastBackbone()
 
 
 def _categories(categories: Sequence[str] | None, num_classes: int) -> list[str]:

@@ -139,11 +139,18 @@ class VectorIndex:
         few thousand vectors, so the first queries after open paid 3-4 ms of faults at 1M
         vectors (benchmarks/RESULTS.md). ``MADV_POPULATE_READ`` (Linux >= 5.14) maps every page
         in one kernel call, which ctypes makes without the GIL, in a daemon thread so open does
-        not wait for files that are not in the page cache. Best effort: elsewhere, or on error,
-        pages fault in as queries touch them. Safe if the mapping goes away meanwhile (the call
-        then fails with ENOMEM)."""
+        not wait for files that are not in the page cache. Skipped when the vectors exceed half
+        the available memory (reading them all would evict what the machine needs). Best
+        effort: elsewhere, or on error, pages fault in as queries touch them. A mapping gone
+        meanwhile makes the call fail (ENOMEM), never crash."""
         storage = self._storage()
         if storage is None or storage.size == 0 or not sys.platform.startswith("linux"):
+            return
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            return
+        if storage.nbytes > available // 2:
             return
         addr, nbytes = int(storage.ctypes.data), int(storage.nbytes)
         threading.Thread(
