@@ -88,19 +88,20 @@ def isolated(files, seg, emb, crop, runtime) -> dict[str, float]:  # type: ignor
     """Model forward passes alone, batched as the pipeline batches them; decode/crop untimed."""
     from segindex.images import load_image
 
+    seg_batch, emb_batch = runtime.batch_sizes(seg.device, emb.device)
     t_seg = t_emb = 0.0
     n_crops = 0
     step = runtime.commit_every
     for b in range(0, len(files), step):
         images = [load_image(f, max_pixels=runtime.max_pixels) for f in files[b : b + step]]
         t0 = time.perf_counter()
-        segs = seg.segment(images, batch_size=runtime.segment_batch, paths=files[b : b + step])
+        segs = seg.segment(images, batch_size=seg_batch, paths=files[b : b + step])
         t_seg += time.perf_counter() - t0
         crops: list[np.ndarray] = []
         for im, regions in zip(images, segs, strict=True):
             crops.extend(crops_for(im, regions, crop, runtime)[0])
         t0 = time.perf_counter()
-        emb.embed_images(crops, batch_size=runtime.embed_batch)
+        emb.embed_images(crops, batch_size=emb_batch)
         t_emb += time.perf_counter() - t0
         n_crops += len(crops)
     return {"segment_s": t_seg, "embed_s": t_emb, "total_s": t_seg + t_emb, "crops": n_crops}
@@ -208,10 +209,11 @@ def main() -> None:
         load_s = time.perf_counter() - t0
         # warm-up at the real shapes (batch of segment_batch photos, a full embed batch), so
         # first-call costs (allocator, oneDNN kernel selection) land in none of the timed runs
-        warm = [np.array(Image.open(f).convert("RGB")) for f in files[: runtime.segment_batch]]
-        seg.segment(warm, batch_size=runtime.segment_batch)
+        seg_batch, emb_batch = runtime.batch_sizes(seg.device, emb.device)
+        warm = [np.array(Image.open(f).convert("RGB")) for f in files[:seg_batch]]
+        seg.segment(warm, batch_size=seg_batch)
         seg.segment(warm[:1], batch_size=1)
-        emb.embed_images([warm[0]] * runtime.embed_batch, batch_size=runtime.embed_batch)
+        emb.embed_images([warm[0]] * emb_batch, batch_size=emb_batch)
         emb.embed_images(warm[:1], batch_size=1)
         crop = idx.settings.crop
 
@@ -267,7 +269,7 @@ def main() -> None:
         "model_load_s": round(load_s, 1),
         "decode_workers": args.decode_workers, "commit_every": args.commit_every,
         "repeats": args.repeats, "precision": args.precision,
-        "segment_batch": runtime.segment_batch, "embed_batch": runtime.embed_batch,
+        "segment_batch": seg_batch, "embed_batch": emb_batch,
     }
     print(json.dumps(res, indent=2))
     if args.no_results:
@@ -282,7 +284,7 @@ def main() -> None:
 
 Run {when} on {desc}. Models: Mask2Former swin-tiny COCO-panoptic architecture at 384 px and
 open_clip ViT-B-32, both random weights of the real sizes. Runtime: commit_every
-{args.commit_every}, segment_batch {runtime.segment_batch}, embed_batch {runtime.embed_batch},
+{args.commit_every}, segment_batch {seg_batch}, embed_batch {emb_batch},
 decode_workers {args.decode_workers}. {report.regions} segments ({rows} region rows with the
 whole-image ones, {iso['crops']} crops embedded) from {args.n} images.
 

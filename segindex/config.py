@@ -200,8 +200,8 @@ class RuntimeOptions:
 
     device: str = "auto"
     precision: str = "auto"
-    segment_batch: int = 2
-    embed_batch: int = 32
+    segment_batch: int | None = None  # images per segmenter call; None: by device (batch_sizes)
+    embed_batch: int | None = None  # crops per embedder call; None: by device (batch_sizes)
     commit_every: int = 16  # images per SQL transaction
     checkpoint_seconds: float = 30.0  # at most this long between FAISS file saves while ingesting
     max_pixels: int | None = 200_000_000  # larger images are recorded as failed, not decoded
@@ -210,11 +210,22 @@ class RuntimeOptions:
 
     def __post_init__(self) -> None:
         for name in ("segment_batch", "embed_batch", "commit_every", "max_regions"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_precision(self.precision)
         if self.decode_workers is not None and self.decode_workers < 0:
             raise ConfigError(f"decode_workers must be >= 0, got {self.decode_workers}")
+
+    def batch_sizes(self, segment_device: str, embed_device: str) -> tuple[int, int]:
+        """``(segment batch, embed batch)`` for backends on these (resolved) devices: as set,
+        else 2 images and 32 crops on CPU/MPS (CPU segmentation gains nothing from batching,
+        measured in benchmarks/RESULTS.md), 8 images and 256 crops on CUDA, where batching is
+        what keeps the GPU busy."""
+        cuda_seg, cuda_emb = segment_device.startswith("cuda"), embed_device.startswith("cuda")
+        return (
+            self.segment_batch or (8 if cuda_seg else 2),
+            self.embed_batch or (256 if cuda_emb else 32),
+        )
 
     @property
     def decode_processes(self) -> int:

@@ -456,6 +456,9 @@ def _run_batches(
     """The per-batch stages. Batch 0 is decoded inline (the pool starts meanwhile); each later
     batch was submitted to the decode workers before the previous one went to the models."""
     crop_meta = crop.to_dict()
+    segment_batch, embed_batch = runtime.batch_sizes(
+        str(getattr(segmenter, "device", "cpu")), str(getattr(embedder, "device", "cpu"))
+    )
     futures: list[Future[Decoded]] | None = None
     for b, batch in enumerate(batches):
         writes: list[ImageWrite] = []
@@ -471,7 +474,7 @@ def _run_batches(
             segs = segment_safely(
                 segmenter,
                 [d.image for d in decoded],
-                runtime.segment_batch,
+                segment_batch,
                 paths=[d.path for d in decoded],
                 prepared=[d.prepared for d in decoded],
             )
@@ -494,7 +497,7 @@ def _run_batches(
                     kinds.append("image")
                 pending.append((d, kept, kinds))
         with timer("embed"):
-            vectors = embedder.embed_images(crops, batch_size=runtime.embed_batch)
+            vectors = embedder.embed_images(crops, batch_size=embed_batch)
         offset = 0
         for d, kept, kinds in pending:
             h, w = d.image.shape[:2]

@@ -330,3 +330,26 @@ def test_instance_bf16_runs_backbone_only_in_reduced_precision(tmp_path: Path) -
     assert set(backbone_dtypes) == {torch.bfloat16}
     assert head_dtypes and set(head_dtypes) == {torch.float32}  # boxes at full precision
     assert regions.image_size == (48, 64) and regions.masks.dtype == bool
+
+
+@pytest.mark.parametrize(
+    ("options", "devices", "expected"),
+    [
+        ({}, ("cpu", "cpu"), (2, 32)),
+        ({}, ("mps", "mps"), (2, 32)),
+        ({}, ("cuda", "cuda:1"), (8, 256)),
+        ({}, ("cpu", "cuda"), (2, 256)),
+        ({"segment_batch": 1, "embed_batch": 7}, ("cuda", "cuda"), (1, 7)),
+    ],
+)
+def test_batch_sizes_follow_the_device(options: dict, devices: tuple, expected: tuple) -> None:
+    assert RuntimeOptions(**options).batch_sizes(*devices) == expected
+
+
+def test_ingest_uses_the_embed_batch(make_index, photos: Path) -> None:
+    idx = make_index(runtime=RuntimeOptions(embed_batch=3))
+    idx.ingest(photos)
+    sizes = idx.embedder.image_calls
+    assert sizes and max(sizes) == 3  # the crops of the batch went in threes
+    with pytest.raises(ConfigError, match="embed_batch must be >= 1"):
+        RuntimeOptions(embed_batch=0)

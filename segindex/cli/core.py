@@ -88,7 +88,12 @@ def _open(index_path: Path, device: str, precision: str = "auto", **backend: Any
 @click.option("--min-area", type=int, default=None, help="Minimum region area in pixels.")
 @click.option("--no-whole-image", is_flag=True, help="Do not index each whole image as a region.")
 @click.option("--db-url", default=None, help="SQLAlchemy URL for metadata (default: SQLite file).")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Embedder batch size.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Embedder batch size (default: 32 on CPU, 256 on CUDA).",
+)
 @click.option(
     "--max-pixels",
     type=int,

@@ -233,7 +233,9 @@ def _image_to_region(
         crops.append(
             crop_region(pixels[inst.index_image_id], inst.mask, inst.box, index.settings.crop)
         )
-    vecs = index.embedder.embed_images(crops, batch_size=index.runtime.embed_batch)
+    emb = index.embedder
+    device = str(getattr(emb, "device", "cpu"))
+    vecs = emb.embed_images(crops, batch_size=index.runtime.batch_sizes(device, device)[1])
     per_class: dict[str, list[dict[str, float | None]]] = {}
     for inst, q in zip(instances, vecs, strict=True):
         n_rel = counts[inst.name] - 1
