@@ -41,6 +41,11 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
+def backend_device(backend: object) -> str:
+    """The device a segmenter or embedder runs on (``cpu`` for backends that do not say)."""
+    return str(getattr(backend, "device", "cpu"))
+
+
 def check_precision(precision: str) -> str:
     """``precision`` if it is one of :data:`PRECISIONS`, else a ``ConfigError``."""
     if precision not in PRECISIONS:
@@ -122,6 +127,7 @@ def to_device(value: Any, device: str) -> Any:
 __all__ = [
     "PRECISIONS",
     "autocast",
+    "backend_device",
     "check_precision",
     "resolve_device",
     "resolve_precision",

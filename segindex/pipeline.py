@@ -35,6 +35,7 @@ import numpy as np
 
 from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions
 from segindex.crop import crop_all, crop_whole, keep_large
+from segindex.device import backend_device
 from segindex.embed.base import Embedder
 from segindex.errors import ImageDecodeError, ModelLoadError
 from segindex.images import discover, file_sha256, load_image
@@ -457,7 +458,7 @@ def _run_batches(
     batch was submitted to the decode workers before the previous one went to the models."""
     crop_meta = crop.to_dict()
     segment_batch, embed_batch = runtime.batch_sizes(
-        str(getattr(segmenter, "device", "cpu")), str(getattr(embedder, "device", "cpu"))
+        backend_device(segmenter), backend_device(embedder)
     )
     futures: list[Future[Decoded]] | None = None
     for b, batch in enumerate(batches):

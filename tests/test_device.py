@@ -260,53 +260,19 @@ def test_cli_precision_flag(tiny: dict[str, Path], tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(_image(5)).save(photos / "x.png")
-    common = ["--segmenter-model", str(tiny["segmenter"]), "--clip-model", str(tiny["clip"])]
+    models = ["--segmenter-model", str(tiny["segmenter"]), "--clip-model", str(tiny["clip"])]
     runner = CliRunner()
-    bad = runner.invoke(
-        main,
-        [
-            "ingest",
-            str(photos),
-            "--index",
-            str(tmp_path / "a"),
-            "--device",
-            "cpu",
-            "--precision",
-            "fp16",
-            *common,
-        ],
-    )
+
+    def run(command: str, first: str, index: str, precision: str, *more: str):  # type: ignore[no-untyped-def]
+        args = [command, first, "--index", str(tmp_path / index), "--device", "cpu"]
+        return runner.invoke(main, [*args, "--precision", precision, *more])
+
+    bad = run("ingest", str(photos), "a", "fp16", *models)
     assert bad.exit_code != 0 and "needs a GPU" in bad.output
     assert not (tmp_path / "a").exists()  # refused before anything was written
-    ok = runner.invoke(
-        main,
-        [
-            "ingest",
-            str(photos),
-            "--index",
-            str(tmp_path / "b"),
-            "--device",
-            "cpu",
-            "--precision",
-            "bf16",
-            *common,
-        ],
-    )
+    ok = run("ingest", str(photos), "b", "bf16", *models)
     assert ok.exit_code == 0, ok.output
-    found = runner.invoke(
-        main,
-        [
-            "search",
-            "anything",
-            "--index",
-            str(tmp_path / "b"),
-            "--device",
-            "cpu",
-            "--precision",
-            "bf16",
-            "--json",
-        ],
-    )
+    found = run("search", "anything", "b", "bf16", "--json")
     assert found.exit_code == 0, found.output
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from segindex.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
-from segindex.device import resolve_device, resolve_precision, to_device
+from segindex.device import resolve_device, resolve_precision, to_device, torch_dtype
 from segindex.embed.base import Embedder
 from segindex.errors import ConfigError, ModelLoadError
 
@@ -108,7 +108,8 @@ class OpenClipEmbedder(Embedder):
         self.model, self.pretrained, self._model_id = _resolve_source(model, pretrained)
 
         self._clip, self._preprocess, self._tokenizer = self._load()
-        self._image_dtype = _input_dtype(self.precision)
+        # image batches are cast to the dtype of the towers' first (conv/linear) layers
+        self._image_dtype = torch_dtype(self.precision.removeprefix("pure_"))
         self._dim = self._find_dim()
 
     # -- loading ------------------------------------------------------------------------------
@@ -325,17 +326,6 @@ def _resolve_source(
         f"unknown weights {pretrained!r} for CLIP model {name!r}: not an open_clip tag for this "
         f"model (known: {', '.join(tags) or 'none'}) and not an existing file"
     )
-
-
-def _input_dtype(precision: str) -> torch.dtype:
-    """dtype image batches are cast to: the dtype of the towers' first (conv/linear) layers."""
-    import torch
-
-    if "fp16" in precision:
-        return torch.float16
-    if "bf16" in precision:
-        return torch.bfloat16
-    return torch.float32
 
 
 def _to_numpy(feats: torch.Tensor) -> np.ndarray:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from segindex.device import backend_device
 from segindex.eval.coco import MaskSet
 from segindex.eval.ranking import mean_metrics, precision_recall, ranking_metrics, relevance
 from segindex.eval.segmentation import mask_iou
@@ -233,9 +234,9 @@ def _image_to_region(
         crops.append(
             crop_region(pixels[inst.index_image_id], inst.mask, inst.box, index.settings.crop)
         )
-    emb = index.embedder
-    device = str(getattr(emb, "device", "cpu"))
-    vecs = emb.embed_images(crops, batch_size=index.runtime.batch_sizes(device, device)[1])
+    device = backend_device(index.embedder)
+    batch = index.runtime.batch_sizes(device, device)[1]
+    vecs = index.embedder.embed_images(crops, batch_size=batch)
     per_class: dict[str, list[dict[str, float | None]]] = {}
     for inst, q in zip(instances, vecs, strict=True):
         n_rel = counts[inst.name] - 1
