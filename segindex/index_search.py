@@ -156,7 +156,8 @@ class SearchMixin:
                 vecs.append(self._check_vector(t.vector))
         if len(vecs) == 1 and query.terms[0].weight == 1.0:
             return vecs[0], regions
-        weights = np.array([t.weight for t in query.terms], dtype=np.float32)
+        weights = np.array([t.weight for t in query.terms], dtype=np.float64)
+        weights /= np.abs(weights).max()  # only ratios matter; keeps 1e308 weights finite
         combined = (weights[:, None] * np.stack(vecs)).sum(axis=0)
         if np.linalg.norm(combined) < 1e-6:
             raise QueryError("the query terms cancel out: nothing is left to search for")

@@ -27,15 +27,39 @@ SCOPES: dict[str, str | None] = {"regions": "segment", "images": "image", "all":
 ImageInput = str | Path | bytes | np.ndarray | Image.Image
 RegionMethod = Literal["mask", "prompt", "box", "segment"]
 
+#: the largest integer any SQL store compares exactly (int64, with headroom); larger pixel areas
+#: cannot exist, so area bounds above it are clamped to it (same meaning, no overflow)
+SQL_INT_LIMIT = 2**62
+#: most hits one query may ask for (k), and deepest page offset: beyond them a search allocates
+#: more than it can return; page with ``offset`` instead
+MAX_K = 100_000
+MAX_OFFSET = 10_000_000
+#: pixel coordinates of boxes and points are clamped to this magnitude before they become
+#: float32 (they are clipped to the image anyway; 1e308 would otherwise turn into inf)
+MAX_COORD = 1e9
+
 
 def _opt_number(name: str, value: float | None, lo: float = -math.inf) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
         raise QueryError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(float(value)) or float(value) < lo:
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range
+        number = math.inf
+    if not math.isfinite(number) or number < lo:
         raise QueryError(f"{name} must be a finite number >= {lo}, got {value!r}")
-    return float(value)
+    return number
+
+
+def _coords(name: str, value: object) -> np.ndarray:
+    """``value`` as a float64 array of pixel coordinates, or a QueryError (ragged lists, strings,
+    integers too large for a float)."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise QueryError(f"{name} must be numbers (pixel coordinates), got {value!r}") from e
 
 
 def _labels(name: str, value: Sequence[str] | str | None) -> tuple[str, ...]:
@@ -81,6 +105,8 @@ class Filters:
                 raise QueryError(f"{name} must be an integer number of pixels, got {v!r}")
             if v is not None and v < 0:
                 raise QueryError(f"{name} must be >= 0, got {v}")
+            if v is not None:
+                object.__setattr__(self, name, min(int(v), SQL_INT_LIMIT))
         if (
             self.min_area is not None
             and self.max_area is not None
@@ -129,16 +155,20 @@ class RegionPrompt:
         if self.box is None and self.points is None and self.mask is None:
             raise QueryError("a region query needs a box, points or a mask on the image")
         if self.box is not None:
-            box = np.asarray(self.box, dtype=np.float64).reshape(-1)
+            box = _coords("box", self.box).reshape(-1)
             if box.shape != (4,) or not np.isfinite(box).all():
                 raise QueryError(f"box must be 4 finite numbers x0,y0,x1,y1, got {self.box!r}")
             if box[2] <= box[0] or box[3] <= box[1]:
                 raise QueryError(f"box must have x1 > x0 and y1 > y0, got {box.tolist()}")
+            box = np.clip(box, -MAX_COORD, MAX_COORD)
+            if box[2] <= box[0] or box[3] <= box[1]:
+                raise QueryError(f"box {box.tolist()} lies outside any image")
             object.__setattr__(self, "box", box.astype(np.float32))
         if self.points is not None:
-            pts = np.asarray(self.points, dtype=np.float64)
+            pts = _coords("points", self.points)
             if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0 or not np.isfinite(pts).all():
                 raise QueryError(f"points must be a non-empty list of [x, y], got {self.points!r}")
+            pts = np.clip(pts, -MAX_COORD, MAX_COORD)
             labels = (
                 np.ones(len(pts), np.int64)
                 if self.point_labels is None
@@ -208,6 +238,8 @@ class Term:
             isinstance(self.region_id, bool) or not isinstance(self.region_id, (int, np.integer))
         ):
             raise QueryError(f"region_id must be an integer, got {self.region_id!r}")
+        if self.region_id is not None and not 1 <= self.region_id <= SQL_INT_LIMIT:
+            raise QueryError(f"region_id must be between 1 and 2**62, got {self.region_id!r}")
         w = _opt_number("weight", self.weight)
         if w == 0:
             raise QueryError("a term's weight must not be 0")
@@ -246,10 +278,12 @@ class Query:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise QueryError(f"{name} must be an integer, got {v!r}")
-        if self.k < 1:
-            raise QueryError(f"k must be a positive integer, got {self.k!r}")
-        if self.offset < 0:
-            raise QueryError(f"offset must be >= 0, got {self.offset!r}")
+        if not 1 <= self.k <= MAX_K:
+            raise QueryError(f"k must be an integer from 1 to {MAX_K}, got {self.k!r}")
+        if not 0 <= self.offset <= MAX_OFFSET:
+            raise QueryError(
+                f"offset must be an integer from 0 to {MAX_OFFSET}, got {self.offset!r}"
+            )
         if self.scope not in SCOPES:
             raise QueryError(f"scope must be one of {sorted(SCOPES)}, got {self.scope!r}")
         if not isinstance(self.filters, Filters):
