@@ -418,12 +418,14 @@ def export(index_path: Path, output: Path, include_whole_images: bool) -> None:
 @click.command()
 @_friendly
 def backends() -> None:
-    """List the registered segmenters and embedders (built-ins and plugins)."""
+    """List the registered segmenters, embedders and trackers (built-ins and plugins)."""
     from segindex.embed import EMBEDDERS
     from segindex.segment import SEGMENTERS
+    from segindex.track import TRACKERS
 
     click.echo("segmenters: " + ", ".join(SEGMENTERS.names()))
     click.echo("embedders:  " + ", ".join(EMBEDDERS.names()))
+    click.echo("trackers:   " + ", ".join(TRACKERS.names()))
 
 
 COMMANDS = [ingest, search, info, export, backends]

@@ -1,0 +1,312 @@
+"""The ``iou`` tracker: model-free linking by predicted mask overlap, appearance and label.
+
+For each sampled frame, every active track's last mask is shifted by its constant-velocity
+prediction (box-centre velocity in pixels per second times the time since the track was last
+seen); the cost of giving region ``j`` to track ``i`` is::
+
+    iou_weight * (1 - IoU(shifted mask_i, mask_j))
+  + vector_weight * (1 - cos(vector_i, vector_j)) / 2
+  + label_weight * (label_i != label_j)
+
+Pairs whose predicted box centres are further apart than ``max_distance`` (a fraction of the
+image diagonal) are not allowed. ``scipy.optimize.linear_sum_assignment`` finds the cheapest
+assignment; a pair is kept only if its cost is below ``max_cost``. Unmatched regions start new
+tracks; a track missing from up to ``max_missed`` consecutive samples can still be continued
+(an object hidden a moment stays one track), after that it ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from segindex import rle as rle_codec
+from segindex.errors import ConfigError
+from segindex.regions import Regions
+from segindex.track.base import Tracker, VideoState
+
+_DISALLOWED = 1e6
+
+
+@dataclass
+class Track:
+    """One active track: its last observation and motion.
+
+    mask      ``HxW`` bool, the last matched mask
+    box       ``(4,)`` float32 XYXY pixels of ``mask``
+    velocity  ``(2,)`` float64 box-centre velocity ``(vx, vy)`` in pixels per second
+    vector    ``(D,)`` float32 L2-normalised appearance (smoothed over matches)
+    """
+
+    id: int
+    mask: np.ndarray
+    box: np.ndarray
+    velocity: np.ndarray
+    vector: np.ndarray
+    label: str
+    last_time: float
+    hits: int = 1
+    missed: int = 0
+
+
+@dataclass
+class IouState(VideoState):
+    tracks: list[Track] = field(default_factory=list)
+
+
+class IouTracker(Tracker[IouState]):
+    """Constant-velocity mask-IoU tracker with appearance and label terms (see module docs).
+
+    iou_weight:          weight of ``1 - IoU`` of the shifted track mask and the region (0.5)
+    vector_weight:       weight of the cosine distance ``(1 - cos) / 2`` of the vectors (0.3)
+    label_weight:        cost added when the labels differ (0.2)
+    max_cost:            a match needs a cost below this gate (0.6)
+    max_distance:        predicted box centres further apart than this fraction of the image
+                         diagonal are never matched (0.25)
+    max_missed:          consecutive samples a track may go unmatched and still continue (5)
+    velocity_smoothing:  weight of the previous velocity when a new one is measured, 0 = use the
+                         latest displacement only (0.3)
+    vector_smoothing:    weight of the previous track vector when a match updates it (0.5)
+    """
+
+    name = "iou"
+
+    def __init__(
+        self,
+        iou_weight: float = 0.5,
+        vector_weight: float = 0.3,
+        label_weight: float = 0.2,
+        max_cost: float = 0.6,
+        max_distance: float = 0.25,
+        max_missed: int = 5,
+        velocity_smoothing: float = 0.3,
+        vector_smoothing: float = 0.5,
+    ) -> None:
+        self.iou_weight = _non_negative("iou_weight", iou_weight)
+        self.vector_weight = _non_negative("vector_weight", vector_weight)
+        self.label_weight = _non_negative("label_weight", label_weight)
+        self.max_cost = _non_negative("max_cost", max_cost)
+        self.max_distance = _non_negative("max_distance", max_distance)
+        self.velocity_smoothing = _fraction("velocity_smoothing", velocity_smoothing)
+        self.vector_smoothing = _fraction("vector_smoothing", vector_smoothing)
+        if isinstance(max_missed, bool) or int(max_missed) != max_missed or max_missed < 0:
+            raise ConfigError(f"max_missed must be an int >= 0, got {max_missed!r}")
+        self.max_missed = int(max_missed)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "iou_weight": self.iou_weight,
+            "vector_weight": self.vector_weight,
+            "label_weight": self.label_weight,
+            "max_cost": self.max_cost,
+            "max_distance": self.max_distance,
+            "max_missed": self.max_missed,
+            "velocity_smoothing": self.velocity_smoothing,
+            "vector_smoothing": self.vector_smoothing,
+        }
+
+    def _new_state(self) -> IouState:
+        return IouState()
+
+    def _update(
+        self,
+        state: IouState,
+        frame_index: int,
+        time_s: float,
+        regions: Regions,
+        vectors: np.ndarray,
+    ) -> np.ndarray:
+        from scipy.optimize import linear_sum_assignment
+
+        if state.tracks:
+            self._check_compatible(state.tracks[0], regions, vectors)
+        vectors = _normalise(vectors)
+        n = len(regions)
+        ids = np.full(n, -1, dtype=np.int64)
+        matched_tracks: set[int] = set()
+        if state.tracks and n:
+            cost = self.cost_matrix(state.tracks, time_s, regions, vectors)
+            rows, cols = linear_sum_assignment(cost)
+            for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
+                if cost[i, j] < self.max_cost:
+                    self._observe(state.tracks[i], time_s, regions, vectors, j)
+                    ids[j] = state.tracks[i].id
+                    matched_tracks.add(i)
+        survivors = []
+        for i, track in enumerate(state.tracks):
+            if i not in matched_tracks:
+                track.missed += 1
+            if track.missed <= self.max_missed:
+                survivors.append(track)
+        state.tracks = survivors
+        fresh = np.flatnonzero(ids < 0)
+        ids[fresh] = state.new_ids(len(fresh))
+        for j, tid in zip(fresh.tolist(), ids[fresh].tolist(), strict=True):
+            state.tracks.append(
+                Track(
+                    id=int(tid),
+                    mask=regions.masks[j].copy(),
+                    box=regions.boxes[j].copy(),
+                    velocity=np.zeros(2),
+                    vector=vectors[j].copy(),
+                    label=str(regions.labels[j]),
+                    last_time=time_s,
+                )
+            )
+        return ids
+
+    def cost_matrix(
+        self, tracks: list[Track], time_s: float, regions: Regions, vectors: np.ndarray
+    ) -> np.ndarray:
+        """``(T, N)`` float64 matching costs of ``tracks`` to ``regions`` at ``time_s``;
+        disallowed pairs cost ``1e6``. ``vectors`` is ``(N, D)`` float32 L2-normalised."""
+        h, w = regions.image_size
+        diag = float(np.hypot(h, w))
+        cost = np.full((len(tracks), len(regions)), _DISALLOWED)
+        centres = _centres(regions.boxes)
+        areas = regions.areas
+        for i, t in enumerate(tracks):
+            shift = np.rint(t.velocity * (time_s - t.last_time)).astype(np.int64)
+            predicted_box = t.box + np.array([shift[0], shift[1]] * 2, dtype=np.float32)
+            dist = np.hypot(*(centres - _centres(predicted_box[None])).T)
+            near = np.flatnonzero(dist <= self.max_distance * diag)
+            if near.size == 0:
+                continue
+            shifted = shift_mask(t.mask, int(shift[0]), int(shift[1]))
+            iou = mask_ious(
+                shifted, predicted_box, regions.masks[near], regions.boxes[near], areas[near]
+            )
+            cos = vectors[near] @ t.vector if vectors.shape[1] else np.ones(len(near))
+            same = regions.labels[near] == t.label
+            cost[i, near] = (
+                self.iou_weight * (1.0 - iou)
+                + self.vector_weight * (1.0 - np.clip(cos, -1.0, 1.0)) / 2.0
+                + self.label_weight * (~same).astype(np.float64)
+            )
+        return cost
+
+    def _observe(
+        self, t: Track, time_s: float, regions: Regions, vectors: np.ndarray, j: int
+    ) -> None:
+        dt = time_s - t.last_time
+        if dt > 0:
+            measured = (_centres(regions.boxes[j][None])[0] - _centres(t.box[None])[0]) / dt
+            s = self.velocity_smoothing if t.hits > 1 else 0.0
+            t.velocity = s * t.velocity + (1.0 - s) * measured
+        v = self.vector_smoothing * t.vector + (1.0 - self.vector_smoothing) * vectors[j]
+        t.vector = _normalise(v[None])[0]
+        t.mask = regions.masks[j].copy()
+        t.box = regions.boxes[j].copy()
+        t.label = str(regions.labels[j])
+        t.last_time = time_s
+        t.hits += 1
+        t.missed = 0
+
+    @staticmethod
+    def _check_compatible(track: Track, regions: Regions, vectors: np.ndarray) -> None:
+        if regions.image_size != track.mask.shape:
+            raise ValueError(
+                f"frame size changed within a video: regions are {regions.image_size}, "
+                f"tracks {track.mask.shape}"
+            )
+        if len(regions) and vectors.shape[1] != track.vector.shape[0]:
+            raise ValueError(
+                f"vector dimension changed within a video: {vectors.shape[1]} after "
+                f"{track.vector.shape[0]}"
+            )
+
+    def _dump_state(self, state: IouState) -> dict[str, Any]:
+        return {
+            "tracks": [
+                {
+                    "id": t.id,
+                    "mask": dict(rle_codec.encode(t.mask)),
+                    "box": t.box.tolist(),
+                    "velocity": t.velocity.tolist(),
+                    "vector": t.vector.tolist(),
+                    "label": t.label,
+                    "last_time": t.last_time,
+                    "hits": t.hits,
+                    "missed": t.missed,
+                }
+                for t in state.tracks
+            ]
+        }
+
+    def _load_state(self, data: dict[str, Any]) -> IouState:
+        tracks = [
+            Track(
+                id=int(d["id"]),
+                mask=rle_codec.decode(d["mask"]),
+                box=np.asarray(d["box"], dtype=np.float32).reshape(4),
+                velocity=np.asarray(d["velocity"], dtype=np.float64).reshape(2),
+                vector=np.asarray(d["vector"], dtype=np.float32).reshape(-1),
+                label=str(d["label"]),
+                last_time=float(d["last_time"]),
+                hits=int(d["hits"]),
+                missed=int(d["missed"]),
+            )
+            for d in data["tracks"]
+        ]
+        return IouState(tracks=tracks)
+
+
+def shift_mask(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """``mask`` (``HxW`` bool) moved ``dx`` pixels right and ``dy`` down; what leaves the frame is
+    lost, what enters is False."""
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    if abs(dx) >= w or abs(dy) >= h:
+        return out
+    src = mask[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+    out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
+    return out
+
+
+def mask_ious(
+    mask: np.ndarray, box: np.ndarray, masks: np.ndarray, boxes: np.ndarray, areas: np.ndarray
+) -> np.ndarray:
+    """``(N,)`` float64 IoU of one ``HxW`` bool ``mask`` (XYXY ``box``, may reach outside the
+    frame) with ``NxHxW`` bool ``masks`` (``(N, 4)`` XYXY ``boxes``, ``(N,)`` pixel ``areas``);
+    the intersection is counted only inside the overlap of the boxes."""
+    area = int(mask.sum())
+    out = np.zeros(len(masks))
+    h, w = mask.shape
+    for k in range(len(masks)):
+        x0 = int(max(box[0], boxes[k, 0], 0))
+        y0 = int(max(box[1], boxes[k, 1], 0))
+        x1 = int(min(np.ceil(box[2]), boxes[k, 2], w))
+        y1 = int(min(np.ceil(box[3]), boxes[k, 3], h))
+        inter = 0
+        if x1 > x0 and y1 > y0:
+            inter = int((mask[y0:y1, x0:x1] & masks[k, y0:y1, x0:x1]).sum())
+        union = area + int(areas[k]) - inter
+        out[k] = inter / union if union else 0.0
+    return out
+
+
+def _centres(boxes: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` float64 centres of ``(N, 4)`` XYXY boxes."""
+    b = boxes.astype(np.float64)
+    return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1)
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    v = v.astype(np.float32, copy=False)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.where(norms > 0, v / np.maximum(norms, 1e-12), v).astype(np.float32)
+
+
+def _non_negative(name: str, value: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+        raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _fraction(name: str, value: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+        raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
