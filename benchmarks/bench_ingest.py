@@ -70,7 +70,7 @@ def photos(root: Path, n: int) -> Path:
 def crops_for(image, regions, crop, runtime) -> tuple[list[np.ndarray], object, list[str]]:  # type: ignore[no-untyped-def]
     """Exactly what the runner embeds for one image (segments kept, then the whole image)."""
     from segindex.crop import crop_all, crop_whole, keep_large
-    from segindex.pipeline import top_regions, whole_image_region
+    from segindex.ingest import top_regions, whole_image_region
     from segindex.regions import Regions
 
     kept = top_regions(keep_large(regions, crop), runtime.max_regions)

@@ -22,7 +22,7 @@ _LAZY = {
     "IndexSettings": "segindex.config",
     "BackendSpec": "segindex.config",
     "RuntimeOptions": "segindex.config",
-    "IngestReport": "segindex.pipeline",
+    "IngestReport": "segindex.ingest",
     "SEGMENTERS": "segindex.segment",
     "EMBEDDERS": "segindex.embed",
     "Segmenter": "segindex.segment",
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from segindex.config import BackendSpec, CropPolicy, IndexSettings, RuntimeOptions
     from segindex.embed import EMBEDDERS, Embedder
     from segindex.index import Index
-    from segindex.pipeline import IngestReport
+    from segindex.ingest import IngestReport
     from segindex.regions import Regions
     from segindex.search import Hit
     from segindex.segment import SEGMENTERS, Segmenter

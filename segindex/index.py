@@ -39,7 +39,7 @@ from segindex.errors import (
 )
 from segindex.images import DEFAULT_MAX_PIXELS, load_image
 from segindex.index_search import SearchMixin
-from segindex.pipeline import IngestProgress, IngestReport, run_ingest
+from segindex.ingest import IngestProgress, IngestReport, run_ingest
 from segindex.segment import SEGMENTERS, Segmenter
 from segindex.store.check import CheckReport
 from segindex.store.check import check as check_index

@@ -152,7 +152,7 @@ def test_unreadable_file_is_recorded(make_index, tmp_path: Path) -> None:
 
 def test_pixel_and_region_limits_are_configurable(tmp_path: Path) -> None:
     from segindex import Index, RuntimeOptions
-    from segindex.pipeline import top_regions
+    from segindex.ingest import top_regions
     from segindex.regions import Regions
 
     root = tmp_path / "limits"

@@ -18,7 +18,7 @@ from PIL import Image
 
 from segindex import RuntimeOptions
 from segindex.errors import ConfigError
-from segindex.pipeline import decode_one
+from segindex.ingest import decode_one
 from segindex.testing.fakes import draw_scene
 
 
@@ -95,7 +95,7 @@ def test_negative_workers_rejected(workers: int) -> None:
 ORPHAN = textwrap.dedent(
     """
     import os, sys, time
-    from segindex.pipeline import _Prefetcher
+    from segindex.ingest.prefetch import Prefetcher as _Prefetcher
     if __name__ == "__main__":
         pre = _Prefetcher(1, None)
         futures = pre.submit([(sys.argv[1], "x")])
