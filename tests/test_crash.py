@@ -1,9 +1,11 @@
-"""Crash safety: SIGKILL a real ingest process at random moments; the index must always open
-cleanly with every region row matched by its vector (and vice versa), and re-running the ingest
-must finish the job with no duplicates and no lost images. Also: one writer at a time."""
+"""Crash safety: SIGKILL a real ingest process at random moments; `check` must then pass (a
+vector file left behind is a note, not damage), the index must open cleanly with every region row
+matched by its vector (and vice versa), and re-running the ingest must finish the job with no
+duplicates and no lost images. Also: one writer at a time."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -16,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 from segindex import Index
+from segindex.cli import main
 from segindex.errors import IndexLockedError
 from segindex.store.check import check, repair
 from segindex.testing.fakes import PALETTE, draw_scene
@@ -91,7 +95,7 @@ def test_sigkill_at_random_moments_never_corrupts(tmp_path: Path) -> None:
     expected = make_photos(photos, 100)
     index = tmp_path / "crash.segindex"
     rng = random.Random(1234)
-    kills, progress, completed = 0, [], 0
+    kills, progress, completed, stale = 0, [], 0, 0
     while kills < 20:
         proc = run_driver(index, photos)
         assert proc.stdout is not None
@@ -108,16 +112,18 @@ def test_sigkill_at_random_moments_never_corrupts(tmp_path: Path) -> None:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
-        # the raw state on disk: SQL is always consistent; the FAISS file may lag behind
-        # (it is a cache), which check reports and repair/open fix
-        from segindex.store.sql import Store
-
-        store = Store(f"sqlite:///{index / 'meta.sqlite'}")
-        raw = check(store, index / "vectors.faiss", 13)
-        assert not raw.bad_vector_rows and not raw.incomplete_images
-        store.close()
+        # the raw state on disk, before anything loads the vectors: SQL is always consistent;
+        # the FAISS file may lag behind or hold rolled-back ids (it is a cache), which `check`
+        # reports as a note and exits 0; the next open rebuilds it (assert_invariants)
+        r = CliRunner().invoke(main, ["check", "--index", str(index), "--json"])
+        assert r.exit_code == 0, r.output
+        raw = json.loads(r.output)
+        assert raw["ok"] and raw["problems"] == [], raw
+        assert bool(raw["notes"]) == raw["stale_cache"]["stale"], raw
+        stale += raw["stale_cache"]["stale"]
         progress.append(assert_invariants(index, expected))
     assert progress == sorted(progress)  # committed work is never lost between kills
+    print(f"{kills} kills, {stale} left a stale vector file, {completed} runs completed")
     # resume: the same ingest finishes with no duplicates and no lost images
     proc = run_driver(index, photos)
     out, err = proc.communicate(timeout=300)
@@ -170,20 +176,19 @@ def test_repair_rebuilds_a_damaged_vector_file(tmp_path: Path, photos: Path) -> 
 
 
 def test_cli_check_and_repair(tmp_path: Path, photos: Path) -> None:
-    from click.testing import CliRunner
-
-    from segindex.cli import main
-
     index = tmp_path / "cli.segindex"
     with Index.create(index, segmenter="fake", embedder="fake") as idx:
         idx.ingest(photos)
     r = CliRunner().invoke(main, ["check", "--index", str(index)])
     assert r.exit_code == 0 and "ok: every region row has its vector" in r.stdout
-    (index / "vectors.faiss").unlink()
+    (index / "vectors.faiss").unlink()  # a missing cache is stale, not damage: a note, exit 0
     r = CliRunner().invoke(main, ["check", "--index", str(index)])
-    assert r.exit_code == 1 and "vector file missing" in r.stdout
-    r = CliRunner().invoke(main, ["info", "--index", str(index)])
-    assert "integrity:   vector file missing" in r.stdout
+    assert r.exit_code == 0 and "note: vector file is missing while the database" in r.stdout
     r = CliRunner().invoke(main, ["repair", "--index", str(index), "--json"])
-    assert r.exit_code == 0 and '"ok": true' in r.stdout
+    assert r.exit_code == 0 and '"ok": true' in r.stdout and '"notes": []' in r.stdout
     assert (index / "vectors.faiss").exists()
+    (index / "vectors.faiss").write_bytes(b"garbage")  # unreadable: no open rebuilds it
+    r = CliRunner().invoke(main, ["check", "--index", str(index)])
+    assert r.exit_code == 1 and "problem: vector file unreadable" in r.stdout
+    r = CliRunner().invoke(main, ["info", "--index", str(index)])
+    assert "integrity:   problem: vector file unreadable" in r.stdout

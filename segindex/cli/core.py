@@ -364,7 +364,8 @@ def search(text: str | None, index_path: Path, image_path: Path | None, **kw: An
 @json_option
 @_friendly
 def info(index_path: Path, as_json: bool) -> None:
-    """Counts, models, sizes on disk and failed images."""
+    """Counts, models, sizes on disk, failed images and integrity (as `check` reports it)."""
+    from segindex.cli.maintenance import integrity_lines
     from segindex.index import Index
 
     with Index.open(index_path) as idx:
@@ -383,11 +384,11 @@ def info(index_path: Path, as_json: bool) -> None:
     )
     click.echo(f"images:      {c['images_indexed']} indexed, {c['images_failed']} failed")
     click.echo(f"regions:     {c['regions']} (+{c['whole_image_regions']} whole-image)")
-    click.echo(f"vectors:     {data['vectors']}")
+    click.echo(f"vectors:     {data['vectors'] if data['vectors'] is not None else 'unreadable'}")
     for name, size in data["disk_bytes"].items():
         click.echo(f"disk:        {name} {size / 1e6:.2f} MB")
-    problems = data["integrity"]["problems"]
-    click.echo(f"integrity:   {'ok' if not problems else '; '.join(problems)}")
+    for i, line in enumerate(integrity_lines(data["integrity"])):
+        click.echo(f"{'integrity:' if i == 0 else '':<13}{line}")
     for f in data["failed"]:
         click.echo(f"failed:      {f['path']}: {f['reason']}")
 

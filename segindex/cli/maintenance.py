@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
 
 from segindex.cli.common import _friendly, _parse_options, index_option, json_option
+
+
+def integrity_lines(report: Mapping[str, object]) -> list[str]:
+    """Human lines for a ``CheckReport.to_dict()``: a verdict, then ``problem:`` lines (damage,
+    exit code 1) and ``note:`` lines (a stale vector file that the next open rebuilds)."""
+    problems, notes = report["problems"], report.get("notes", [])
+    if not isinstance(problems, list) or not isinstance(notes, list):
+        raise TypeError(f"problems and notes must be lists, got {problems!r} and {notes!r}")
+    if problems:
+        head = [f"problem: {p}" for p in problems]
+    elif notes:
+        head = ["ok: no damage; the vector file is a stale cache of the database"]
+    else:
+        head = ["ok: every region row has its vector and every vector its row"]
+    return head + [f"note: {n}" for n in notes]
 
 
 def _print(report: dict[str, object], as_json: bool) -> None:
@@ -18,13 +34,7 @@ def _print(report: dict[str, object], as_json: bool) -> None:
     click.echo(
         f"region rows: {report['region_rows']}, vectors in file: {report['vectors_in_file']}"
     )
-    problems = report["problems"]
-    assert isinstance(problems, list)
-    click.echo(
-        "ok: every region row has its vector and every vector its row"
-        if not problems
-        else "\n".join(f"problem: {p}" for p in problems)
-    )
+    click.echo("\n".join(integrity_lines(report)))
 
 
 @click.command()
@@ -32,7 +42,9 @@ def _print(report: dict[str, object], as_json: bool) -> None:
 @json_option
 @_friendly
 def check(index_path: Path, as_json: bool) -> None:
-    """Verify the index: rows and vectors match one to one (exit code 1 if not)."""
+    """Verify the index without changing it: rows and vectors match one to one. Exit code 1 on
+    damage; a vector file that merely lags the database (e.g. after a crash) is a note, exit 0:
+    the next open rebuilds it."""
     from segindex.index import Index
 
     with Index.open(index_path) as idx:

@@ -4,10 +4,19 @@ SQL is the source of truth (each region row carries its vector); the FAISS file 
 :func:`check` inspects what is on disk without changing anything; :func:`repair` restores the
 invariants: rebuilds the FAISS file from SQL and marks images whose rows are incomplete for
 re-ingestion (status ``failed`` with the reason, so the next ingest redoes them).
+
+Findings come in two grades. A *stale cache* is a readable vector file whose ids differ from the
+SQL ids, or a missing file: a crash between a batch's SQL commit and the file's rewrite leaves
+it behind, a crash between a delete's commit and the rewrite leaves extra ids. Nothing is lost:
+:meth:`segindex.Index.vectors` compares the ids on first use and rebuilds the file from SQL when
+they differ or the file is missing, so these are *notes*. *Problems* are what no open repairs: a
+vector file that cannot be read or has the wrong dimension (loading it raises), malformed vectors
+in SQL, images whose row count differs from the one recorded, and rows without an image.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,32 +28,81 @@ from segindex.store.schema import images, regions
 from segindex.store.sql import Store, _bump_generation
 from segindex.store.vectors import VectorIndex
 
+#: how a stale cache is repaired, appended to each note
+_REBUILT = "it is rebuilt from the database on the next open, or now with `segindex repair`"
+#: how many ids or paths of each finding ``to_dict`` and the messages carry
+_SHOWN = 100
+
 
 @dataclass
 class CheckReport:
-    """Findings of :func:`check`. ``ok`` when there are no problems."""
+    """Findings of :func:`check`: ``problems`` (real damage; ``ok`` when there are none) and
+    ``notes`` (a stale vector file, which the next open rebuilds from SQL)."""
 
     region_rows: int = 0
     vectors_in_file: int = 0
-    missing_from_file: int = 0  # rows whose vector the FAISS file lacks
-    orphan_vectors: int = 0  # vectors in the file with no row
+    missing_from_file: int = 0  # rows whose vector the FAISS file lacks (all, if it is missing)
+    orphan_vectors: int = 0  # ids in the FAISS file with no row (deleted or rolled back)
     bad_vector_rows: list[int] = field(default_factory=list)  # wrong byte length / not finite
     incomplete_images: list[str] = field(default_factory=list)  # n_regions != rows
-    vector_file: str = "ok"  # ok | missing | unreadable: ... | wrong dimension ...
+    rows_without_image: list[int] = field(default_factory=list)  # image_id matches no image
+    vector_file: str = "ok"  # ok | missing | unreadable: ... (wrong dimension included)
+
+    @property
+    def file_readable(self) -> bool:
+        """The vector file was read (or is missing), so its ids could be compared with SQL."""
+        return self.vector_file in ("ok", "missing")
+
+    @property
+    def stale(self) -> bool:
+        """The vector file lags SQL or holds extra ids (or is missing while SQL holds rows)."""
+        return self.file_readable and bool(self.missing_from_file or self.orphan_vectors)
 
     @property
     def problems(self) -> list[str]:
+        """Damage the next open does not repair (``segindex repair`` does)."""
         out = []
-        if self.vector_file != "ok":
-            out.append(f"vector file {self.vector_file}")
-        if self.missing_from_file:
-            out.append(f"{self.missing_from_file} region rows have no vector in the FAISS file")
-        if self.orphan_vectors:
-            out.append(f"{self.orphan_vectors} vectors in the FAISS file have no region row")
+        if not self.file_readable:
+            out.append(
+                f"vector file {self.vector_file} (`segindex repair` rebuilds it from the database)"
+            )
         if self.bad_vector_rows:
-            out.append(f"{len(self.bad_vector_rows)} region rows hold a malformed vector")
+            out.append(
+                f"{len(self.bad_vector_rows)} region rows hold a malformed vector in the database "
+                f"(wrong length or not finite), ids {_listed(self.bad_vector_rows)}"
+            )
         if self.incomplete_images:
-            out.append(f"{len(self.incomplete_images)} images have fewer region rows than recorded")
+            out.append(
+                f"{len(self.incomplete_images)} images have fewer (or more) region rows than "
+                f"recorded: {_listed(self.incomplete_images)}"
+            )
+        if self.rows_without_image:
+            out.append(
+                f"{len(self.rows_without_image)} region rows belong to no image, "
+                f"ids {_listed(self.rows_without_image)}"
+            )
+        return out
+
+    @property
+    def notes(self) -> list[str]:
+        """A stale vector file: what differs and what will happen (no damage)."""
+        if not self.stale:
+            return []
+        if self.vector_file == "missing":
+            return [
+                f"vector file is missing while the database holds {self.region_rows} vectors; "
+                + _REBUILT
+            ]
+        out = []
+        if self.missing_from_file:
+            out.append(
+                f"vector file is {self.missing_from_file} vectors behind the database; " + _REBUILT
+            )
+        if self.orphan_vectors:
+            out.append(
+                f"vector file holds {self.orphan_vectors} vectors of regions no longer in the "
+                "database (deleted, or rolled back by a crash); " + _REBUILT
+            )
         return out
 
     @property
@@ -55,13 +113,28 @@ class CheckReport:
         return {
             "ok": self.ok,
             "problems": self.problems,
+            "notes": self.notes,
+            "stale_cache": {
+                "stale": self.stale,
+                "vector_file": self.vector_file if self.file_readable else "unreadable",
+                "behind": self.missing_from_file if self.file_readable else 0,
+                "extra": self.orphan_vectors if self.file_readable else 0,
+            },
             "region_rows": self.region_rows,
             "vectors_in_file": self.vectors_in_file,
+            "vector_file": self.vector_file,
             "missing_from_file": self.missing_from_file,
             "orphan_vectors": self.orphan_vectors,
-            "bad_vector_rows": self.bad_vector_rows[:100],
-            "incomplete_images": self.incomplete_images[:100],
+            "bad_vector_rows": self.bad_vector_rows[:_SHOWN],
+            "incomplete_images": self.incomplete_images[:_SHOWN],
+            "rows_without_image": self.rows_without_image[:_SHOWN],
         }
+
+
+def _listed(items: list[int] | list[str], n: int = 5) -> str:
+    """The first ``n`` items, comma-separated, with how many more there are."""
+    shown = ", ".join(str(i) for i in items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
 def check(store: Store, vector_file: Path, dim: int) -> CheckReport:
@@ -78,9 +151,11 @@ def check(store: Store, vector_file: Path, dim: int) -> CheckReport:
             vi = VectorIndex.load(vector_file, dim)
             file_ids = vi.ids()
         except Exception as e:  # noqa: BLE001 - any unreadable file is a finding, not a crash
-            report.vector_file = f"unreadable: {type(e).__name__}: {e}"
+            # FAISS prefixes "Error in <C++ function> at <file>:<line>: "; the rest is the reason
+            reason = re.sub(r"^Error in .* at \S+:\d+: ", "", str(e).strip())
+            report.vector_file = f"unreadable: {type(e).__name__}: {reason}"
     report.vectors_in_file = len(file_ids)
-    if report.vector_file == "ok" or file_ids.size:
+    if report.file_readable:
         report.missing_from_file = int(np.setdiff1d(sql_ids, file_ids).size)
         report.orphan_vectors = int(np.setdiff1d(file_ids, sql_ids).size)
     with store.engine.connect() as conn:
@@ -94,8 +169,17 @@ def check(store: Store, vector_file: Path, dim: int) -> CheckReport:
             .outerjoin(counted, counted.c.image_id == images.c.id)
             .where(images.c.status == "indexed")
             .where(func.coalesce(counted.c.n, 0) != images.c.n_regions)
+            .order_by(images.c.path)
         )
         report.incomplete_images = [r.path for r in rows]
+        report.rows_without_image = list(
+            conn.execute(
+                select(regions.c.id)
+                .outerjoin(images, images.c.id == regions.c.image_id)
+                .where(images.c.id.is_(None))
+                .order_by(regions.c.id)
+            ).scalars()
+        )
     return report
 
 
@@ -124,12 +208,14 @@ def repair(store: Store, vector_file: Path, dim: int, spec: KindSpec | None = No
     """Restore the invariants and return a fresh :func:`check` of the result.
 
     Malformed vector rows and incomplete images are dropped and their images marked ``failed``
-    (reason: needs re-ingestion) so the next ``ingest`` redoes them; the FAISS file is rebuilt
-    from the vectors in SQL and written atomically.
+    (reason: needs re-ingestion) so the next ``ingest`` redoes them; rows without an image are
+    deleted; the FAISS file is rebuilt from the vectors in SQL and written atomically.
     """
     before = check(store, vector_file, dim)
     with store.engine.begin() as conn:
         _bump_generation(conn)  # readers resync, cached allowed-id sets are dropped
+        if before.rows_without_image:
+            conn.execute(regions.delete().where(regions.c.id.in_(before.rows_without_image)))
         if before.bad_vector_rows:
             hit = conn.execute(
                 select(regions.c.image_id).where(regions.c.id.in_(before.bad_vector_rows))
