@@ -505,8 +505,12 @@ class Index(SearchMixin):
         return report
 
     def info(self) -> dict[str, Any]:
-        """Counts, models, sizes on disk, failed images and the integrity check."""
+        """Counts, models, sizes on disk, failed images and the integrity check (made before the
+        vector file is loaded, so a stale file is reported; ``vectors`` and ``vector_index`` are
+        None when the file cannot be read)."""
         integrity = self.check()
+        vi = self.vectors if integrity.file_readable or self._vectors is not None else None
+        described = None if vi is None else {**vi.describe(), "spec": self.kind_spec.to_dict()}
         files = [p for p in self.path.iterdir() if p.is_file()] if self.path.exists() else []
         return {
             "integrity": integrity.to_dict(),
@@ -516,8 +520,8 @@ class Index(SearchMixin):
             "embedder": self.store.get_meta("embedder_identity"),
             "vector_dim": self.dim,
             "counts": self.store.counts(),
-            "vectors": self.vectors.ntotal,
-            "vector_index": {**self.vectors.describe(), "spec": self.kind_spec.to_dict()},
+            "vectors": None if vi is None else vi.ntotal,
+            "vector_index": described,
             "disk_bytes": {p.name: p.stat().st_size for p in sorted(files)},
             "failed": [{"path": p, "reason": r} for p, r in self.store.failed_images()],
         }
