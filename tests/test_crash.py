@@ -31,12 +31,19 @@ COLOURS = [c for c in PALETTE if c not in ("gray",)]
 
 DRIVER = textwrap.dedent(
     """
-    import sys
+    import sys, time
     from segindex.testing.fakes import register_fakes
     register_fakes()
     from segindex import Index, RuntimeOptions
     from pathlib import Path
     index, photos = Path(sys.argv[1]), sys.argv[2]
+    if sys.argv[3:] == ["pause"]:  # wait to be killed after a batch's SQL commit, before the
+        mirror = Index._mirror     # vector file is rewritten: the state a crash leaves there
+        def paused(self, result):
+            print("COMMITTED", flush=True)
+            time.sleep(60)
+            mirror(self, result)
+        Index._mirror = paused
     runtime = RuntimeOptions(commit_every=2, checkpoint_seconds=0.0)
     if (index / "segindex.json").exists():
         idx = Index.open(index, runtime=runtime)
@@ -81,9 +88,9 @@ def assert_invariants(index: Path, expected: dict[str, int]) -> int:
         return len(done)
 
 
-def run_driver(index: Path, photos: Path) -> subprocess.Popen[str]:
+def run_driver(index: Path, photos: Path, *flags: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(index), str(photos)],
+        [sys.executable, "-c", DRIVER, str(index), str(photos), *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -97,10 +104,14 @@ def test_sigkill_at_random_moments_never_corrupts(tmp_path: Path) -> None:
     rng = random.Random(1234)
     kills, progress, completed, stale = 0, [], 0, 0
     while kills < 20:
-        proc = run_driver(index, photos)
+        at_commit = kills % 2 == 1  # every other kill lands between SQL commit and file write
+        proc = run_driver(index, photos, *(["pause"] if at_commit else []))
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "START", proc.stderr.read()
-        time.sleep(rng.uniform(0.0, 0.8))
+        if at_commit:
+            assert proc.stdout.readline().strip() == "COMMITTED", proc.stderr.read()
+        else:
+            time.sleep(rng.uniform(0.0, 0.8))
         if proc.poll() is not None:  # it finished first: check it is complete, start afresh
             out, err = proc.communicate()
             assert "DONE" in out, err
@@ -120,10 +131,17 @@ def test_sigkill_at_random_moments_never_corrupts(tmp_path: Path) -> None:
         raw = json.loads(r.output)
         assert raw["ok"] and raw["problems"] == [], raw
         assert bool(raw["notes"]) == raw["stale_cache"]["stale"], raw
+        if at_commit:  # the file lacks the committed batch: exactly what the note says
+            behind = raw["stale_cache"]["behind"]
+            assert behind > 0 and raw["stale_cache"]["extra"] == 0, raw
+            assert raw["notes"] == [
+                f"vector file is {behind} vectors behind the database; it is rebuilt from the "
+                "database on the next open, or now with `segindex repair`"
+            ]
         stale += raw["stale_cache"]["stale"]
         progress.append(assert_invariants(index, expected))
     assert progress == sorted(progress)  # committed work is never lost between kills
-    print(f"{kills} kills, {stale} left a stale vector file, {completed} runs completed")
+    assert stale >= kills // 2, (stale, kills)
     # resume: the same ingest finishes with no duplicates and no lost images
     proc = run_driver(index, photos)
     out, err = proc.communicate(timeout=300)
