@@ -123,8 +123,10 @@ def test_stale_cache_is_a_note_and_the_next_open_rebuilds_it(
     assert report["stale_cache"]["stale"]
     # the next open (its first use of the vectors) rebuilds the file from SQL
     with Index.open(index) as idx:
+        assert idx.check().ok and not idx.check().clean
         assert idx.search("red", k=1)
         assert np.array_equal(idx.vectors.ids(), idx.store.region_ids())
+        assert idx.check().clean
     r = cli("check", "--index", str(index))
     assert r.exit_code == 0
     assert r.output.splitlines()[1:] == [

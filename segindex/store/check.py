@@ -107,7 +107,13 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
+        """No damage (a stale vector file may remain: see ``notes``)."""
         return not self.problems
+
+    @property
+    def clean(self) -> bool:
+        """No damage and the vector file holds exactly the SQL ids."""
+        return self.ok and not self.stale
 
     def to_dict(self) -> dict[str, object]:
         return {
