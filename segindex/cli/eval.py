@@ -137,22 +137,52 @@ def retrieval(
 @click.option("--n", "n", type=int, default=50, show_default=True, help="Number of images.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option(
-    "--size", default="256x320", show_default=True, help="Image size as HEIGHTxWIDTH pixels."
+    "--size",
+    default=None,
+    help="Image size as HEIGHTxWIDTH pixels [default: 256x320; with --video 120x160].",
 )
 @click.option("--max-objects", type=int, default=4, show_default=True, help="Objects per image.")
+@click.option(
+    "--video", is_flag=True, help="Write clips of moving cut-outs + YouTube-VIS GT instead."
+)
+@click.option("--fps", type=int, default=10, show_default=True, help="Frame rate of --video clips.")
 @json_option
 @_friendly
-def make_set(out: Path, n: int, seed: int, size: str, max_objects: int, as_json: bool) -> None:
-    """Write a seeded copy-paste evaluation set (images + COCO panoptic and instance GT) to OUT."""
+def make_set(
+    out: Path,
+    n: int,
+    seed: int,
+    size: str | None,
+    max_objects: int,
+    video: bool,
+    fps: int,
+    as_json: bool,
+) -> None:
+    """Write a seeded copy-paste evaluation set (images + COCO panoptic and instance GT) to OUT;
+    with --video, seeded clips (FFV1 .mkv) and their YouTube-VIS ground truth."""
     from segindex.errors import ConfigError
-    from segindex.eval.makeset import make_set as make
 
+    size = size or ("120x160" if video else "256x320")
     try:
         h, w = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise ConfigError(f"--size must be HEIGHTxWIDTH, e.g. 256x320, got {size!r}") from None
     if h < 32 or w < 32 or max_objects < 1:
         raise ConfigError(f"--size must be at least 32x32 and --max-objects >= 1, got {size!r}")
+    if video:
+        from segindex.eval.makeset_video import make_video_set
+
+        info = make_video_set(out, n=n, seed=seed, size=(h, w), fps=fps)
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+            return
+        per = ", ".join(f"{k} {v}" for k, v in info["scenarios"].items())
+        click.echo(f"wrote {info['videos']} clips, {info['frames']} frames, {info['tracks']} "
+                   f"tracks ({per}) to {out}")  # fmt: skip
+        click.echo(f"  YouTube-VIS GT:  {info['gt']}")
+        return
+    from segindex.eval.makeset import make_set as make
+
     info = make(out, n=n, seed=seed, size=(h, w), max_objects=max_objects)
     if as_json:
         click.echo(json.dumps(info, indent=2))
@@ -162,6 +192,111 @@ def make_set(out: Path, n: int, seed: int, size: str, max_objects: int, as_json:
     click.echo(f"  panoptic GT:  {info['panoptic']}")
     click.echo(f"  instance GT:  {info['instances']}")
     click.echo(f"  images root:  {info['images_root']}")
+
+
+@eval_group.command()
+@click.option(
+    "--gt",
+    "gt_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Ground truth: YouTube-VIS JSON (e.g. from make-set --video).",
+)
+@click.option(
+    "--pred",
+    "pred_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Predicted tracks: YouTube-VIS JSON (dataset or results list).",
+)
+@click.option(
+    "--clips",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of the GT's clips: run --trackers on the GT masks instead of reading --pred.",
+)
+@click.option(
+    "--trackers", default="iou,none", show_default=True, help="Trackers to compare (--clips)."
+)
+@click.option(
+    "--drop",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="With --clips: chance that a region is left out of a frame.",
+)
+@click.option("--every", type=int, default=1, show_default=True, help="Use every n-th frame.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of shuffle and drop.")
+@click.option(
+    "--threshold", type=float, default=0.5, show_default=True, help="IoU of a detection match."
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write result.json and report.md into this folder.",
+)
+@json_option
+@_friendly
+def tracking(
+    gt_path: Path,
+    pred_path: Path | None,
+    clips: Path | None,
+    trackers: str,
+    drop: float,
+    every: int,
+    seed: int,
+    threshold: float,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Video tracking quality: DAVIS J, F, J&F per object, HOTA, IDF1 and ID switches; --pred
+    tracks against --gt, or --trackers run on the GT masks of the clips in --clips."""
+    from segindex.errors import ConfigError
+    from segindex.eval.tracking import GivenMasksOptions, compare_trackers, evaluate_tracking
+    from segindex.eval.tracking_report import HEADLINE, write_tracking_report
+    from segindex.formats.youtube_vis import load_youtube_vis
+
+    if (pred_path is None) == (clips is None):
+        raise ConfigError("give exactly one of --pred (tracks to score) or --clips (run trackers)")
+    if not 0 < threshold <= 1:
+        raise ConfigError(f"--threshold must be in (0, 1], got {threshold}")
+    gt = load_youtube_vis(gt_path)
+    if clips is not None:
+        names = [t.strip() for t in trackers.split(",") if t.strip()]
+        if not names:
+            raise ConfigError("--trackers names no tracker")
+        opts = GivenMasksOptions(drop=drop, seed=seed, every=every)
+        result = compare_trackers(gt, clips, names, opts, threshold=threshold)
+        runs = result["trackers"]
+    else:
+        pred = load_youtube_vis(pred_path, like=gt)  # type: ignore[arg-type]
+        result = evaluate_tracking(pred, gt, threshold=threshold)
+        runs = {"prediction": result}
+    files = write_tracking_report(result, out) if out is not None else []
+    if as_json:
+        click.echo(json.dumps({n: r["summary"] for n, r in runs.items()}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from segindex.eval.report import _fmt
+
+    table = Table(title="tracking evaluation")
+    table.add_column("metric")
+    for name in runs:
+        table.add_column(name, justify="right")
+    for metric in HEADLINE:
+        table.add_row(metric, *(_fmt(r["summary"][metric]) for r in runs.values()))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=100)
+    console.print(table)
+    c = result["counts"]
+    click.echo(f"{c['videos']} videos, {c['frames']} frames, {c['gt_tracks']} GT tracks")
+    if files:
+        click.echo(f"report: {files[1]} ({files[0].name})")
 
 
 def _finish(result: dict[str, Any], out: Path | None, as_json: bool, kind: str) -> None:
