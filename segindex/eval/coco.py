@@ -141,6 +141,12 @@ class MaskSet:
             masks[i] = decode_segmentation(a.get("segmentation"), im.height, im.width)
         return self._build(im, anns, masks)
 
+    def annotations(self, image_id: int) -> list[dict[str, Any]]:
+        """One image's raw annotation dicts (panoptic: its ``segments_info``), in the order of
+        :meth:`masks`; extra keys such as ``"source"`` (the evaluation set's source instance)
+        are kept."""
+        return list(self._anns.get(image_id, []))
+
     def __iter__(self) -> Iterator[ImageMasks]:
         for im in self.images:
             yield self.masks(im.id)

@@ -83,3 +83,22 @@ def mean_metrics(rows: Sequence[dict[str, float | None]]) -> dict[str, float | N
         vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
         out[k] = float(np.mean(vals)) if vals else None
     return out
+
+
+def chance_average_precision(n_relevant: int, n_ranked: int) -> float | None:
+    """Expected :func:`average_precision` of a uniformly random order of ``n_ranked`` results of
+    which ``n_relevant`` are relevant (each a distinct item):
+    ``(R-1)/(N-1) + (N-R)/(N-1) * H_N/N`` with ``H_N`` the N-th harmonic number.
+
+    (A relevant result at rank r has precision ``(1 + E[relevant before it]) / r`` with
+    ``E[...] = (r-1)(R-1)/(N-1)``, and r is uniform on 1..N.)
+    """
+    if n_relevant <= 0:
+        return None
+    if n_relevant > n_ranked:
+        raise ValueError(f"n_relevant {n_relevant} > n_ranked {n_ranked}")
+    if n_ranked == 1:
+        return 1.0
+    r, n = n_relevant, n_ranked
+    harmonic = float((1.0 / np.arange(1, n + 1)).sum())
+    return (r - 1) / (n - 1) + (n - r) / (n - 1) * harmonic / n

@@ -4,12 +4,18 @@ Relevance: each indexed region (kind ``segment``) is matched to the ground-truth
 its own image with the highest mask IoU, if that IoU is >= ``iou_threshold`` (0.5). A result is
 relevant to a query about class *c* when its region matches an instance of class *c*; a second
 result matching the same instance is a duplicate, not relevant (see :mod:`.ranking`).
+Classes in ``ignore_classes`` (the evaluation set's ``distractor``) are matched like any other
+(so a distractor region is an irrelevant result) but never queried. An embedder that embeds no
+text (``embeds_text`` False, e.g. ``sam_features``) gets image queries only.
 Rankings are the index's own (``Index.search_vector`` over every region, so FAISS decides the
 order), and recall counts ground-truth instances, so a missed segmentation costs recall.
 
     text_to_region    one query per class, the class name written into each template
-    image_to_region   each ground-truth instance, cropped like the index crops its regions,
-                      queries for the other instances of its class (itself excluded)
+    image_to_region   each ground-truth instance, embedded like the index embeds a region of a
+                      new image, queries for the other instances of its class (itself
+                      excluded); with ``chance``, the expected mAP of a random ranking
+    instance_to_region  the same queries, relevant: the other pastes of the same source
+                      instance (annotations' ``"source"``, as the evaluation set writes them)
     whole_vs_region   the same text queries asked of whole-image vectors (scope ``images``)
                       and of regions (an image ranked by its best region); relevant images are
                       those holding an instance of the class
@@ -25,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from segindex.device import backend_device
 from segindex.eval.coco import MaskSet
+from segindex.eval.image_retrieval import GTInstance as _GTInstance
+from segindex.eval.image_retrieval import image_to_region, query_vectors
 from segindex.eval.ranking import mean_metrics, precision_recall, ranking_metrics, relevance
 from segindex.eval.segmentation import mask_iou
 
@@ -41,16 +48,7 @@ class RetrievalOptions:
     images_root: str | None = None
     image_queries: bool = True
     ann_k: int = 10
-
-
-@dataclass
-class _GTInstance:
-    key: tuple[int, int]  # (gt image id, index within its image)
-    name: str
-    index_image_id: int
-    path: str
-    mask: np.ndarray
-    box: np.ndarray
+    ignore_classes: tuple[str, ...] = ("distractor",)
 
 
 def evaluate_retrieval(
@@ -77,7 +75,9 @@ def evaluate_retrieval(
     paths = {int(r.id): r.path for r in indexed}
     for image_id, info in gt_of.items():
         m = gt.masks(info.id)
+        anns = gt.annotations(info.id)
         for j in np.flatnonzero(~m.iscrowd):
+            source = anns[j].get("source") if j < len(anns) else None
             inst = _GTInstance(
                 (info.id, int(j)),
                 str(m.regions.labels[j]),
@@ -85,8 +85,10 @@ def evaluate_retrieval(
                 paths[image_id],
                 m.regions.masks[j],
                 m.regions.boxes[j],
+                str(source) if source is not None else None,
             )
-            instances.append(inst)
+            if inst.name not in opts.ignore_classes:
+                instances.append(inst)
             by_image.setdefault(image_id, []).append(inst)
     match: dict[int, _GTInstance] = {}  # region id -> instance
     n_segments = 0
@@ -130,22 +132,26 @@ def evaluate_retrieval(
         },
     }
     emb = index.embedder
-    say(f"text queries ({len(names)} classes)")
+    text_names = names if getattr(emb, "embeds_text", True) else []
+    if len(text_names) < len(names):
+        result["text_skipped"] = f"embedder {emb.name!r} does not embed text"
+    say(f"text queries ({len(text_names)} classes)")
     text_vecs = (
-        emb.embed_texts(names, templates=list(opts.templates) or None)
-        if names
+        emb.embed_texts(text_names, templates=list(opts.templates) or None)
+        if text_names
         else np.zeros((0, index.dim), np.float32)
     )
     result["text_to_region"], curves, dist = _text_to_region(
-        index, names, text_vecs, match, counts, n_segments, ks
+        index, text_names, text_vecs, match, counts, n_segments, ks
     )
-    result["whole_vs_region"] = _whole_vs_region(index, names, text_vecs, by_image, ks)
+    result["whole_vs_region"] = _whole_vs_region(index, text_names, text_vecs, by_image, ks)
     queries = [text_vecs]
     if opts.image_queries:
         say(f"image queries ({len(instances)} instances)")
-        result["image_to_region"], img_vecs = _image_to_region(
-            index, instances, match, counts, n_segments, ks
-        )
+        img_vecs = query_vectors(index, instances)
+        modes = image_to_region(index, instances, match, n_segments, ks, img_vecs)
+        result["image_to_region"] = modes["class"]
+        result["instance_to_region"] = modes["instance"]
         queries.append(img_vecs)
     say("ANN vs exact")
     result["ann"] = ann_recall(index, np.concatenate(queries), opts.ann_k)
@@ -215,47 +221,6 @@ def _whole_vs_region(
     return {"per_class": rows, "mean": mean_metrics(metrics)}
 
 
-def _image_to_region(
-    index: Any,
-    instances: list[_GTInstance],
-    match: dict[int, _GTInstance],
-    counts: dict[str, int],
-    n_segments: int,
-    ks: tuple[int, ...],
-) -> tuple[dict[str, Any], np.ndarray]:
-    from segindex.crop import crop_region
-    from segindex.images import load_image
-
-    crops: list[np.ndarray] = []
-    pixels: dict[int, np.ndarray] = {}
-    for inst in instances:
-        if inst.index_image_id not in pixels:
-            pixels = {inst.index_image_id: load_image(inst.path)}  # instances come image by image
-        crops.append(
-            crop_region(pixels[inst.index_image_id], inst.mask, inst.box, index.settings.crop)
-        )
-    device = backend_device(index.embedder)
-    batch = index.runtime.batch_sizes(device, device)[1]
-    vecs = index.embedder.embed_images(crops, batch_size=batch)
-    per_class: dict[str, list[dict[str, float | None]]] = {}
-    for inst, q in zip(instances, vecs, strict=True):
-        n_rel = counts[inst.name] - 1
-        if n_rel <= 0:
-            continue
-        hits = index.search_vector(q, k=max(n_segments, 1), scope="regions")
-        ranked = []
-        for h in hits:
-            m = match.get(h.region_id)
-            if m is not None and m.key == inst.key:
-                continue  # the query's own region: excluded from the ranking
-            ranked.append(m.key if m is not None and m.name == inst.name else None)
-        per_class.setdefault(inst.name, []).append(ranking_metrics(relevance(ranked), n_rel, ks))
-    rows = [{"name": n, "queries": len(v), **mean_metrics(v)} for n, v in sorted(per_class.items())]
-    metrics = [{k: v for k, v in r.items() if k not in ("name", "queries")} for r in rows]
-    n_queries = sum(len(v) for v in per_class.values())
-    return {"per_class": rows, "mean": mean_metrics(metrics), "queries": n_queries}, vecs
-
-
 def ann_recall(index: Any, queries: np.ndarray, k: int = 10) -> dict[str, Any]:
     """Recall@k of the index's search vs exact inner-product search over the same vectors.
 
@@ -292,10 +257,12 @@ def _summary(result: dict[str, Any], ks: tuple[int, ...]) -> dict[str, Any]:
         s[f"text_recall@{k}"] = t.get(f"recall@{k}")
     s[f"text_ndcg@{ks[-1]}"] = t.get(f"ndcg@{ks[-1]}")
     if "image_to_region" in result:
-        i = result["image_to_region"]["mean"]
-        s["image_map"] = i.get("ap")
-        for k in ks:
-            s[f"image_recall@{k}"] = i.get(f"recall@{k}")
+        for tag, key in (("image", "image_to_region"), ("instance", "instance_to_region")):
+            i = result[key]["mean"]
+            s[f"{tag}_map"] = i.get("ap")
+            s[f"{tag}_chance_map"] = result[key]["chance"]
+            for k in ks:
+                s[f"{tag}_recall@{k}"] = i.get(f"recall@{k}")
     s["whole_image_map"] = w.get("whole_ap")
     s["region_image_map"] = w.get("region_ap")
     s[f"ann_recall@{result['ann']['k']}"] = result["ann"]["recall"]
