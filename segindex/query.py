@@ -279,7 +279,7 @@ class Query:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise QueryError(f"{name} must be an integer, got {v!r}")
         if not 1 <= self.k <= MAX_K:
-            raise QueryError(f"k must be an integer from 1 to {MAX_K}, got {self.k!r}")
+            raise QueryError(f"k must be a positive integer up to {MAX_K}, got {self.k!r}")
         if not 0 <= self.offset <= MAX_OFFSET:
             raise QueryError(
                 f"offset must be an integer from 0 to {MAX_OFFSET}, got {self.offset!r}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import warnings
 
 import click
 
@@ -28,11 +29,17 @@ COMMAND_MODULES = [
 def main(verbose: bool) -> None:
     """Object-level search for image collections: index regions, then find them by text or image."""
     if not verbose:
-        # Our own errors are printed as one line by the commands; keep third-party log lines and
-        # model-loading progress bars (transformers, huggingface_hub, open_clip) off the terminal.
+        # Our own errors are printed as one line by the commands; keep third-party log lines
+        # (libraries set their loggers' own levels, so the root level alone does not silence
+        # them), Python warnings and model-loading progress bars (transformers, huggingface_hub,
+        # open_clip) off the terminal.
+        logging.disable(logging.ERROR)
         logging.getLogger().setLevel(logging.CRITICAL)
+        warnings.simplefilter("ignore")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    else:
+        logging.disable(logging.NOTSET)
 
 
 for _module in COMMAND_MODULES:

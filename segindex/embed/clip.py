@@ -11,8 +11,9 @@
   (``pretrained`` is ignored).
 
 torch and open_clip are imported when an embedder is built, not when this module is imported.
-Set ``HF_HUB_OFFLINE=1`` on machines without network so that a missing download fails at once
-instead of after the Hub client's retries.
+A named model is looked up in the local Hub cache first, with no network; only a missing one is
+downloaded, after one bounded reachability probe (:mod:`segindex.hub`), so an unreachable Hub
+fails in seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from segindex.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 from segindex.device import resolve_device, resolve_precision, to_device, torch_dtype
 from segindex.embed.base import Embedder
 from segindex.errors import ConfigError, ModelLoadError
+from segindex.hub import offline, unreachable, unreachable_note
 
 if TYPE_CHECKING:
     import torch
@@ -115,29 +117,47 @@ class OpenClipEmbedder(Embedder):
     # -- loading ------------------------------------------------------------------------------
 
     def _load(self) -> tuple[Any, Any, Any]:
+        schema = _schema(self._model_id)
+        from_hub = schema == "hf-hub" or (
+            schema is None and self.pretrained is not None and not os.path.isfile(self.pretrained)
+        )
+        if from_hub:
+            # The local cache first, with no network at all; the Hub only for a missing model,
+            # after one bounded probe (not the Hub client's minute of retries when offline).
+            try:
+                with offline():
+                    return self._create(schema)
+            except Exception:  # noqa: BLE001 - not cached (or unreadable): try the Hub below
+                pass
+            reason = unreachable()
+            if reason is not None:
+                raise ModelLoadError(self._load_failure(schema, unreachable_note(reason)))
+        try:
+            return self._create(schema)
+        except Exception as e:  # open_clip raises RuntimeError/OSError/ValueError/... here
+            raise ModelLoadError(
+                self._load_failure(schema, f"{type(e).__name__}: {_short(e)}")
+            ) from e
+
+    def _create(self, schema: str | None) -> tuple[Any, Any, Any]:
         import open_clip
 
-        schema = _schema(self._model_id)
-        try:
-            clip, _, preprocess = open_clip.create_model_and_transforms(
-                self._model_id,
-                pretrained=self.pretrained if schema is None else None,
-                precision=self.precision,
-                device=self.device,
-                # Hub and directory models must bring weights: open_clip would otherwise fall
-                # back to random weights with only a logged warning.
-                require_pretrained=schema is not None or self.pretrained is not None,
-                # Random init means random: no separate download of text-tower weights.
-                pretrained_text=self.pretrained is not None or schema is not None,
-            )
-            tokenizer = open_clip.get_tokenizer(self._model_id)
-        except Exception as e:  # open_clip raises RuntimeError/OSError/ValueError/... here
-            raise ModelLoadError(self._load_failure(schema, e)) from e
+        clip, _, preprocess = open_clip.create_model_and_transforms(
+            self._model_id,
+            pretrained=self.pretrained if schema is None else None,
+            precision=self.precision,
+            device=self.device,
+            # Hub and directory models must bring weights: open_clip would otherwise fall back to
+            # random weights with only a logged warning.
+            require_pretrained=schema is not None or self.pretrained is not None,
+            # Random init means random: no separate download of text-tower weights.
+            pretrained_text=self.pretrained is not None or schema is not None,
+        )
+        tokenizer = open_clip.get_tokenizer(self._model_id)
         clip.eval()
         return clip, preprocess, tokenizer
 
-    def _load_failure(self, schema: str | None, e: Exception) -> str:
-        cause = f"{type(e).__name__}: {_short(e)}"
+    def _load_failure(self, schema: str | None, cause: str) -> str:
         if schema == "hf-hub":
             return (
                 f"could not load CLIP model {self.model!r} from the Hugging Face Hub (offline, no "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from segindex.errors import ModelLoadError
+from segindex.hub import hub_offline, unreachable, unreachable_note
 
 T = TypeVar("T")
 
@@ -25,13 +26,6 @@ PASS_LOCAL_HINT = "--segmenter-model DIR on the CLI or segmenter_options={'model
 def looks_like_path(model: str) -> bool:
     """True if ``model`` names a filesystem location rather than a hub id."""
     return model.startswith(_PATH_PREFIXES) or os.path.isabs(model) or Path(model).exists()
-
-
-def hub_offline() -> bool:
-    """``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` as set now (huggingface_hub reads them only
-    once, at import)."""
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def load_pretrained(
@@ -69,13 +63,22 @@ def load_pretrained(
         return build(model, True)
     except (OSError, ValueError, KeyError):
         pass
+    get_it = (
+        f"Download it where you have network (e.g. `hf download {model} --local-dir DIR`) and "
+        f"pass the directory: {PASS_LOCAL_HINT}."
+    )
+    reason = unreachable()  # one bounded probe instead of the Hub client's minute of retries
+    if reason is not None:
+        raise ModelLoadError(
+            f"could not load segmenter model {model!r}: not a local directory, not in the local "
+            f"cache, and {unreachable_note(reason)}. {get_it}"
+        )
     try:
         return build(model, hub_offline())
     except OSError as exc:
         raise ModelLoadError(
             f"could not load segmenter model {model!r}: not a local directory and not "
-            "downloadable (offline or wrong name). Download it where you have network (e.g. "
-            f"`hf download {model} --local-dir DIR`) and pass the directory: {PASS_LOCAL_HINT}."
+            f"downloadable (offline or wrong name). {get_it}"
         ) from exc
     except (ValueError, KeyError) as exc:
         detail = wrong_kind(exc) if wrong_kind is not None else f"unsuitable checkpoint: {exc}"
