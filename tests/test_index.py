@@ -292,4 +292,4 @@ def test_delete_images_removes_rows_and_vectors(make_index, photos: Path) -> Non
     assert removed == 4  # red, blue, gray, whole image
     assert np.array_equal(idx.vectors.ids(), idx.store.region_ids())
     assert all(not h.image_path.endswith("a.png") for h in idx.search("blue", k=20, scope="all"))
-    assert idx.check().ok
+    assert idx.check().clean

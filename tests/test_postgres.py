@@ -50,7 +50,7 @@ def test_index_on_postgres_matches_sqlite(pg_url: str, photos: Path, tmp_path: P
         assert pg.ingest(photos).skipped == 4
         victim = pg.store.indexed_images()[0]
         removed = pg.delete_images([victim.id])
-        assert removed > 0 and pg.check().ok
+        assert removed > 0 and pg.check().clean
         assert np.array_equal(pg.vectors.ids(), pg.store.region_ids())
         # reopen through the manifest's URL
         pg.close()

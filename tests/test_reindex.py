@@ -31,7 +31,7 @@ def test_reindex_changes_kind_keeps_results_and_persists(make_index, photos: Pat
     assert len(idx.embedder.image_calls) == embedder_calls  # no model ran
     assert ranking(idx) == before  # tiny index: HNSW answers exactly
     assert idx.kind_spec.kind == "hnsw"
-    assert idx.check().ok
+    assert idx.check().clean
     path = idx.path
     idx.close()
     with Index.open(path) as again:
@@ -51,10 +51,10 @@ def test_hnsw_index_deletes_reingests_and_checks_clean(make_index, photos: Path)
     assert removed > 0
     assert np.array_equal(idx.vectors.ids(), idx.store.region_ids())
     assert all(h.image_id != first.id for h in idx.search("red", k=50, scope="all"))
-    assert idx.check().ok  # the saved file holds exactly the live ids (tombstones are -1)
+    assert idx.check().clean  # the saved file holds exactly the live ids (tombstones are -1)
     idx.ingest(photos)  # the deleted image comes back
     assert np.array_equal(idx.vectors.ids(), idx.store.region_ids())
-    assert idx.check().ok
+    assert idx.check().clean
 
 
 def test_auto_kind_migrates_after_ingest_crosses_threshold(make_index, photos: Path) -> None:
@@ -63,7 +63,7 @@ def test_auto_kind_migrates_after_ingest_crosses_threshold(make_index, photos: P
     assert idx.vectors.ntotal < 5 and idx.vectors.kind == "flat"
     idx.ingest(photos)
     assert idx.vectors.ntotal >= 5 and idx.vectors.kind == "hnsw"
-    assert idx.check().ok
+    assert idx.check().clean
 
 
 def test_ivfpq_with_too_few_vectors_stays_flat(make_index, photos: Path) -> None:
