@@ -14,6 +14,7 @@ DEFAULT_SEGMENTER_MODEL = "facebook/mask2former-swin-tiny-coco-panoptic"
 DEFAULT_EMBEDDER = "open_clip"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
+DEFAULT_TRACKER = "iou"
 
 Background = Literal["keep", "mean", "blur"]
 
@@ -153,6 +154,74 @@ class LabelPolicy:
         return cls(**d)
 
 
+def default_tracker() -> BackendSpec:
+    return BackendSpec(DEFAULT_TRACKER)
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How videos are sampled and tracked; stored with the index (``settings["video"]``).
+
+    fps:              sample at most this many frames per second of presentation time: the first
+                      decoded frame of each ``1/fps`` slot of the timeline is kept (2.0).
+    keyframes_only:   decode key frames only (PyAV ``skip_frame="NONKEY"``, the fastest); the
+                      ``fps`` limit still applies to them (False).
+    dedup_threshold:  skip a sample whose 32x32 grey thumbnail differs from the last *kept*
+                      sample's by less than this mean absolute difference in grey levels (0-255),
+                      so a static shot costs no model time; 0 keeps every sample (2.0).
+    max_frames:       at most this many sampled frames per video; ``None``: no limit.
+    chunk:            sampled frames per SQL transaction: a crash loses at most one chunk and
+                      the next ingest resumes the video after the last committed frame (30).
+    tracker:          the tracker by registry name (``segindex.track.TRACKERS``) and options
+                      (``iou``).
+    """
+
+    fps: float = 2.0
+    keyframes_only: bool = False
+    dedup_threshold: float = 2.0
+    max_frames: int | None = None
+    chunk: int = 30
+    tracker: BackendSpec = field(default_factory=default_tracker)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)):
+            raise ConfigError(f"video fps must be a number, got {self.fps!r}")
+        if not 0.0 < float(self.fps) <= 1000.0:
+            raise ConfigError(f"video fps must be in (0, 1000], got {self.fps}")
+        if not 0.0 <= float(self.dedup_threshold) <= 255.0:
+            raise ConfigError(
+                f"video dedup_threshold must be in [0, 255] grey levels, got {self.dedup_threshold}"
+            )
+        if self.max_frames is not None and (
+            isinstance(self.max_frames, bool)
+            or not isinstance(self.max_frames, int)
+            or self.max_frames < 1
+        ):
+            raise ConfigError(f"max_frames must be an int >= 1 or None, got {self.max_frames!r}")
+        if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1:
+            raise ConfigError(f"video chunk must be an int >= 1, got {self.chunk!r}")
+        if not isinstance(self.tracker, BackendSpec):
+            raise ConfigError(f"tracker must be a BackendSpec, got {self.tracker!r}")
+        object.__setattr__(self, "fps", float(self.fps))
+        object.__setattr__(self, "dedup_threshold", float(self.dedup_threshold))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fps": self.fps,
+            "keyframes_only": self.keyframes_only,
+            "dedup_threshold": self.dedup_threshold,
+            "max_frames": self.max_frames,
+            "chunk": self.chunk,
+            "tracker": self.tracker.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VideoOptions:
+        d = dict(d)
+        d["tracker"] = BackendSpec.from_dict(d["tracker"]) if "tracker" in d else default_tracker()
+        return cls(**d)
+
+
 @dataclass(frozen=True)
 class IndexSettings:
     """What an index is made of; stored in the index and checked when it is reopened."""
@@ -161,6 +230,7 @@ class IndexSettings:
     embedder: BackendSpec = field(default_factory=default_embedder)
     crop: CropPolicy = field(default_factory=CropPolicy)
     labels: LabelPolicy = field(default_factory=LabelPolicy)
+    video: VideoOptions = field(default_factory=VideoOptions)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -168,6 +238,7 @@ class IndexSettings:
             "embedder": self.embedder.to_dict(),
             "crop": self.crop.to_dict(),
             "labels": self.labels.to_dict(),
+            "video": self.video.to_dict(),
         }
 
     @classmethod
@@ -178,6 +249,8 @@ class IndexSettings:
             crop=CropPolicy.from_dict(d["crop"]),
             # settings stored before labels existed get the default policy
             labels=LabelPolicy.from_dict(d["labels"]) if "labels" in d else LabelPolicy(),
+            # ... and settings stored before videos existed the default video options
+            video=VideoOptions.from_dict(d["video"]) if "video" in d else VideoOptions(),
         )
 
 

@@ -23,6 +23,10 @@ class ImageDecodeError(SegindexError):
     """An image file could not be read or decoded."""
 
 
+class VideoDecodeError(ImageDecodeError):
+    """A video file could not be opened or decoded (corrupt, truncated, no video stream)."""
+
+
 class IndexNotFoundError(SegindexError):
     """No index exists at the given location."""
 

@@ -1,4 +1,7 @@
-"""Where images come in: finding image files, hashing them, decoding them to arrays.
+"""Where images come in: finding image and video files, hashing them, decoding images to arrays.
+
+Videos are recognised here by content (:func:`media_kind`) and decoded as a stream by
+:mod:`segindex.ingest.video`.
 
 Every decoded image is an ``HxWx3`` ``uint8`` RGB array (HWC, C-contiguous, writable), whatever the
 file's format or mode, with EXIF orientation already applied. Anything that cannot be decoded raises
@@ -26,6 +29,17 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 )
 """Lower-case suffixes that :func:`discover` treats as images when it walks a folder or a glob."""
 
+VIDEO_EXTENSIONS: frozenset[str] = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".3gp", ".ogv"}
+)
+"""Lower-case suffixes that :func:`discover` treats as videos when it walks a folder or a glob
+(whatever a file is called, :func:`media_kind` decides from its first bytes)."""
+
+#: ISO base media ``ftyp`` brands of still images (HEIF/AVIF): these files are not videos
+_IMAGE_BRANDS = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1", b"avif", b"avis", b"jpx "}
+)
+
 DEFAULT_MAX_PIXELS = 200_000_000
 """Default limit on ``width * height`` for :func:`load_image` (decompression-bomb guard)."""
 
@@ -43,17 +57,17 @@ _PIL_LIMIT_LOCK = threading.Lock()
 
 
 def discover(sources: Iterable[str | Path] | str | Path) -> list[Path]:
-    """Expand files, folders and glob patterns into a sorted list of absolute image paths.
+    """Expand files, folders and glob patterns into a sorted list of absolute media paths.
 
     Each source is one of:
 
     * a **file**: included whatever its suffix (it was asked for by name; decoding decides);
     * a **folder**: walked recursively, following symlinks (each real folder is visited once, so
       symlink loops terminate); only files whose lower-cased suffix is in
-      :data:`IMAGE_EXTENSIONS` are kept (broken symlinks too, so ingestion records them as
-      failed; fifos, sockets and devices never);
+      :data:`IMAGE_EXTENSIONS` or :data:`VIDEO_EXTENSIONS` are kept (broken symlinks too, so
+      ingestion records them as failed; fifos, sockets and devices never);
     * a **glob pattern** (``*``, ``?``, ``[...]``; ``**`` crosses folders): matched files with an
-      image suffix are kept, matched folders are walked as above.
+      image or video suffix are kept, matched folders are walked as above.
 
     Paths are made absolute (``~`` expanded) but symlinks in them are kept as found. The same file
     reached twice (named twice, or as a file and through a folder or a symlink) appears once, under
@@ -129,7 +143,35 @@ def _walk_images(top: str, visited_dirs: set[str]) -> Iterator[str]:
 
 
 def _has_image_suffix(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    """An image or a video suffix: the media files a folder walk or a glob picks up."""
+    suffix = os.path.splitext(name)[1].lower()
+    return suffix in IMAGE_EXTENSIONS or suffix in VIDEO_EXTENSIONS
+
+
+def media_kind(path: str | Path) -> str:
+    """``"video"`` or ``"image"`` from the file's first bytes, whatever its name: an ISO media
+    ``ftyp`` box with a movie brand (mp4, mov, m4v, 3gp), a Matroska/WebM EBML header, a RIFF
+    AVI, an MPEG program/transport stream, Ogg or FLV is a video; anything else (including HEIF
+    and AVIF stills and unreadable files) is treated as an image, whose decoder reports what is
+    wrong with it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(376)
+    except OSError:
+        return "image"
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return "image" if head[8:12] in _IMAGE_BRANDS else "video"
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: Matroska, WebM
+        return "video"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "video"
+    if head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"):  # MPEG-PS / MPEG-1 video
+        return "video"
+    if len(head) > 188 and head[0] == 0x47 and head[188] == 0x47:  # MPEG-TS sync bytes
+        return "video"
+    if head[:4] == b"OggS" or head[:3] == b"FLV":
+        return "video"
+    return "image"
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,13 +22,21 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from segindex.config import BackendSpec, CropPolicy, IndexSettings, LabelPolicy, RuntimeOptions
+from segindex.config import (
+    BackendSpec,
+    CropPolicy,
+    IndexSettings,
+    LabelPolicy,
+    RuntimeOptions,
+    VideoOptions,
+)
 from segindex.embed import EMBEDDERS, Embedder
 from segindex.errors import (
     ConfigError,
@@ -104,6 +112,7 @@ class Index(SearchMixin):
         runtime: RuntimeOptions | None = None,
         exist_ok: bool = False,
         vector_index: KindSpec | None = None,
+        video: VideoOptions | None = None,
     ) -> Index:
         """Create a new index directory (or open it if ``exist_ok`` and it exists).
 
@@ -130,8 +139,10 @@ class Index(SearchMixin):
             embedder=_spec(embedder, embedder_options, IndexSettings().embedder),
             crop=crop or CropPolicy(),
             labels=labels or LabelPolicy(),
+            video=video or VideoOptions(),
         )
         runtime = runtime or RuntimeOptions()
+        _check_tracker(settings.video)
         embedder_obj = EMBEDDERS.build_on(
             settings.embedder.name,
             settings.embedder.options,
@@ -373,6 +384,7 @@ class Index(SearchMixin):
                 embedder=embedder,
                 crop=self.settings.crop,
                 labels=self.settings.labels,
+                video=self.settings.video,
                 runtime=self.runtime,
                 on_commit=self._mirror,
                 progress=progress,
@@ -382,6 +394,16 @@ class Index(SearchMixin):
             self.flush()
         self._migrate_kind()
         return report
+
+    def set_video_options(self, video: VideoOptions) -> None:
+        """Store new video sampling/tracking options for later ingests (videos already indexed
+        keep their samples and tracks; a changed file or a new video uses the new options)."""
+        if not isinstance(video, VideoOptions):
+            raise ConfigError(f"video must be VideoOptions, got {type(video).__name__}")
+        _check_tracker(video)
+        with self._write_lock:
+            self.settings = replace(self.settings, video=video)
+            self.store.set_meta("settings", self.settings.to_dict())
 
     def _migrate_kind(self) -> None:
         """After an ingest: rebuild once if the index grew past its kind (``auto`` crossing a
@@ -551,3 +573,13 @@ def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _check_tracker(video: VideoOptions) -> None:
+    """Build the tracker once so an unknown name or option fails before any work is done."""
+    from segindex.track import TRACKERS
+
+    try:
+        TRACKERS.build(video.tracker.name, **video.tracker.options)
+    except TypeError as e:
+        raise ConfigError(f"tracker {video.tracker.name!r}: {e}") from None

@@ -16,6 +16,7 @@ from segindex.cli.common import (
     index_option,
     json_option,
 )
+from segindex.cli.video_options import video_changes, video_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -111,6 +112,7 @@ def _open(index_path: Path, device: str, precision: str = "auto", **backend: Any
 @click.option(
     "--retry-failed", is_flag=True, help="Retry files that failed before, even unchanged."
 )
+@video_options
 @device_option
 @json_option
 @_friendly
@@ -118,7 +120,7 @@ def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
     """Index SOURCES (files, folders, glob patterns); creates the index if it does not exist."""
     from dataclasses import replace
 
-    from segindex.config import CropPolicy, RuntimeOptions
+    from segindex.config import CropPolicy, RuntimeOptions, VideoOptions
     from segindex.index import MANIFEST, Index
 
     backend = _backend_kwargs(kw)
@@ -131,6 +133,9 @@ def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
     )
     if (index_path / MANIFEST).exists():
         idx = Index.open(index_path, runtime=runtime, **backend)
+        video = video_changes(kw, idx.settings.video)
+        if video is not None and video != idx.settings.video:
+            idx.set_video_options(video)
     else:
         crop = CropPolicy()
         changes = {
@@ -141,7 +146,10 @@ def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
         crop = replace(crop, **{k: v for k, v in changes.items() if v is not None})
         if kw["no_whole_image"]:
             crop = replace(crop, whole_image=False)
-        idx = Index.create(index_path, crop=crop, db_url=kw["db_url"], runtime=runtime, **backend)
+        video = video_changes(kw, VideoOptions()) or VideoOptions()
+        idx = Index.create(
+            index_path, crop=crop, db_url=kw["db_url"], runtime=runtime, video=video, **backend
+        )
     with idx:
         report = _run_with_progress(
             idx, list(sources), quiet=kw["as_json"], retry=kw["retry_failed"]
@@ -149,9 +157,16 @@ def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
     if kw["as_json"]:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
+    videos = (
+        f" and {report.videos} videos ({report.frames} frames, "
+        f"{report.frames_per_second:.2f} frames/s)"
+        if report.videos or report.frames
+        else ""
+    )
     click.echo(
-        f"indexed {report.indexed} images ({report.regions} regions) in {report.seconds:.1f}s "
-        f"[{report.images_per_second:.2f} images/s]; skipped {report.skipped} unchanged; "
+        f"indexed {report.indexed - report.videos} images{videos} ({report.regions} regions) in "
+        f"{report.seconds:.1f}s [{report.images_per_second:.2f} images/s]; "
+        f"skipped {report.skipped} unchanged; "
         + (f"re-linked {report.relinked} moved; " if report.relinked else "")
         + f"failed {report.failed}"
     )
@@ -170,16 +185,26 @@ def _run_with_progress(idx: Any, sources: list[str], quiet: bool, retry: bool) -
         TextColumn("ingest"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.2f} img/s  {task.fields[regions]} regions"),
+        TextColumn(
+            "{task.fields[rate]:.2f} img/s  {task.fields[fps]:.1f} frames/s  "
+            "{task.fields[regions]} regions"
+        ),
         TimeElapsedColumn(),
         console=console,
     ) as bar:
-        task = bar.add_task("ingest", total=None, rate=0.0, regions=0)
+        task = bar.add_task("ingest", total=None, rate=0.0, fps=0.0, regions=0)
 
         def show(p: Any) -> None:
             worked = p.done - p.skipped
             rate = worked / p.elapsed if p.elapsed > 0 else 0.0
-            bar.update(task, total=p.total, completed=p.done, rate=rate, regions=p.regions)
+            bar.update(
+                task,
+                total=p.total,
+                completed=p.done,
+                rate=rate,
+                fps=p.frames_per_second,
+                regions=p.regions,
+            )
 
         return idx.ingest(sources, progress=show, retry_failed=retry)
 

@@ -14,7 +14,10 @@ from segindex.store.sql import ImageState, Store, db_path
 def plan(
     paths: Iterable[Path], known: dict[str, ImageState], retry_failed: bool = False
 ) -> tuple[list[tuple[str, str]], int, list[tuple[str, str]]]:
-    """Split paths into ``(path, sha256)`` to process, a skipped count, and unreadable files."""
+    """Split paths into ``(path, sha256)`` to process, a skipped count, and unreadable files.
+
+    A video left ``"partial"`` by an interrupted ingest is always to process: unchanged, it is
+    resumed after its last committed chunk; changed, it starts over."""
     todo: list[tuple[str, str]] = []
     unreadable: list[tuple[str, str]] = []
     skipped = 0
@@ -31,6 +34,7 @@ def plan(
         if (
             state is not None
             and state.sha256 == sha
+            and state.status != "partial"
             and (state.status == "indexed" or not retry_failed)
         ):
             skipped += 1

@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-STAGES = ("hash", "decode", "segment", "crop", "embed", "write")
+STAGES = ("hash", "decode", "segment", "crop", "embed", "track", "write")
 
 
 @dataclass
 class IngestProgress:
-    """Snapshot passed to progress callbacks after each batch."""
+    """Snapshot passed to progress callbacks after each batch (and each chunk of a video).
+
+    ``total``/``done`` count files (a video is one, done when complete); ``frames`` counts the
+    sampled video frames processed so far, ``current`` names the video being ingested."""
 
     total: int
     done: int
@@ -18,6 +21,12 @@ class IngestProgress:
     failed: int
     regions: int
     elapsed: float
+    frames: int = 0
+    current: str | None = None
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.elapsed if self.elapsed > 0 else 0.0
 
 
 @dataclass
@@ -30,6 +39,8 @@ class IngestReport:
     relinked: int = 0  # moved files re-linked to their indexed image by sha256, no model run
     failures: list[tuple[str, str]] = field(default_factory=list)
     regions: int = 0
+    videos: int = 0  # of ``indexed``: videos completed
+    frames: int = 0  # sampled video frames processed (segmented, embedded, tracked, stored)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
@@ -40,6 +51,10 @@ class IngestReport:
     @property
     def images_per_second(self) -> float:
         return self.indexed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -52,6 +67,9 @@ class IngestReport:
             "regions": self.regions,
             "seconds": round(self.seconds, 4),
             "images_per_second": round(self.images_per_second, 4),
+            "videos": self.videos,
+            "frames": self.frames,
+            "frames_per_second": round(self.frames_per_second, 4),
             "stage_seconds": {k: round(v, 4) for k, v in self.stage_seconds.items()},
         }
 

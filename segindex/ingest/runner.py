@@ -21,16 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions
+from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions, VideoOptions
 from segindex.device import backend_device
 from segindex.embed.base import Embedder
-from segindex.images import discover
+from segindex.images import discover, media_kind
 from segindex.ingest.plan import plan, relink_moved
 from segindex.ingest.prefetch import Decoded, Prefetcher
 from segindex.ingest.report import IngestProgress, IngestReport, StageTimer
 from segindex.ingest.stages import Cropped, crop_stage, embed_stage, name_stage, segment_safely
+from segindex.ingest.video_runner import VideoContext, ingest_video
 from segindex.segment.base import Segmenter
-from segindex.store.sql import ImageWrite, Store, WriteResult, db_path
+from segindex.store.sql import ImageState, ImageWrite, Store, WriteResult, db_path
 
 
 @dataclass
@@ -53,11 +54,15 @@ def run_ingest(
     progress: Callable[[IngestProgress], None] | None = None,
     retry_failed: bool = False,
     labels: LabelPolicy | None = LabelPolicy(),  # noqa: B008 - frozen, so safe as a default
+    video: VideoOptions = VideoOptions(),  # noqa: B008 - frozen, so safe as a default
 ) -> IngestReport:
     """Ingest files/folders/globs into ``store``; ``on_commit`` mirrors each batch into vectors.
 
     ``labels`` names class-agnostic segments (SAM's) by CLIP zero-shot right after the embed
-    stage (:mod:`segindex.labels`); ``None`` leaves them as the segmenter returned them."""
+    stage (:mod:`segindex.labels`); ``None`` leaves them as the segmenter returned them.
+    Files that are videos by content (:func:`segindex.images.media_kind`) are sampled, tracked
+    and committed in chunks as ``video`` says (:mod:`segindex.ingest.video_runner`), after the
+    images."""
     report = IngestReport()
     timer = StageTimer(report)
     t_start = time.perf_counter()
@@ -69,12 +74,16 @@ def run_ingest(
         before = len(todo)
         todo = relink_moved(todo, known, store)
         report.relinked = before - len(todo)
+        videos = [(p, s) for p, s in todo if media_kind(p) == "video"]
+        if videos:
+            is_video = set(videos)
+            todo = [item for item in todo if item not in is_video]
     for path, reason in unreadable:
         report.failures.append((path, reason))
     if unreadable:
         on_commit(store.write([ImageWrite(path=p, sha256=None, error=r) for p, r in unreadable]))
 
-    def tick() -> None:
+    def tick(current: str | None = None) -> None:
         if progress is not None:
             progress(
                 IngestProgress(
@@ -84,6 +93,8 @@ def run_ingest(
                     failed=report.failed,
                     regions=report.regions,
                     elapsed=time.perf_counter() - t_start,
+                    frames=report.frames,
+                    current=current,
                 )
             )
 
@@ -111,8 +122,51 @@ def run_ingest(
         )
     finally:
         prefetch.close()
+    if videos:
+        _run_videos(
+            videos,
+            known,
+            store=store,
+            segmenter=segmenter,
+            embedder=embedder,
+            crop=crop,
+            runtime=runtime,
+            on_commit=on_commit,
+            labels=labels,
+            video=video,
+            report=report,
+            timer=timer,
+            tick=tick,
+        )
     report.seconds = time.perf_counter() - t_start
     return report
+
+
+def _run_videos(
+    videos: list[tuple[str, str]],
+    known: dict[str, ImageState],
+    *,
+    video: VideoOptions,
+    tick: Callable[[str | None], None],
+    **shared: Any,
+) -> None:
+    """One video at a time (each is batched across its own frames); the tracker is built once."""
+    from segindex.track import TRACKERS
+
+    segment_batch, embed_batch = shared["runtime"].batch_sizes(
+        backend_device(shared["segmenter"]), backend_device(shared["embedder"])
+    )
+    ctx = VideoContext(
+        tracker=TRACKERS.build(video.tracker.name, **video.tracker.options),
+        video=video,
+        tick=tick,
+        segment_batch=segment_batch,
+        embed_batch=embed_batch,
+        **shared,
+    )
+    for path, sha in videos:
+        tick(path)
+        ingest_video(ctx, path, sha, known.get(db_path(path)))
 
 
 def _run_batches(
@@ -166,7 +220,7 @@ def _run_batches(
                     continue
                 pending.append((d, crop_stage(d.image, seg, crop, runtime.max_regions)))
         with timer("embed"):
-            vectors = embed_stage(embedder, [c for _, c in pending], embed_batch)
+            vectors = embed_stage(embedder, [c for _, c in pending], embed_batch, segmenter)
         for (d, item), vecs in zip(pending, vectors, strict=True):
             h, w = d.image.shape[:2]
             writes.append(

@@ -1,4 +1,30 @@
-"""SQL schema (SQLAlchemy Core). Region ids are never reused: they are the FAISS ids."""
+"""SQL schema (SQLAlchemy Core). Region ids are never reused: they are the FAISS ids.
+
+Videos (schema version 2, added in place to older indexes by :mod:`segindex.store.migrate`):
+
+* a video is one ``segindex_images`` row with ``media = "video"`` (``NULL`` or ``"image"`` is an
+  image), its ``duration_s``, average ``fps`` and display ``rotation`` (degrees counter-clockwise,
+  already applied to the stored width/height and masks); the same sha256 identity, re-link,
+  failure recording, delete and replace as an image. ``status`` is ``"partial"`` while it is
+  being ingested chunk by chunk, ``"indexed"`` once complete.
+* every sampled frame's regions are ``segindex_regions`` rows (kinds ``segment`` and ``image``,
+  the whole frame) with ``frame_index`` (0-based, presentation order), ``time_s``
+  (pts x time_base) and, for segments, ``track_id``.
+* a track is ALSO one ``segindex_regions`` row, ``kind = "track"``: its vector is the
+  L2-normalised mean of its frames' vectors, its label the score-weighted vote, and its box,
+  mask (RLE), area, ``frame_index`` and ``time_s`` those of its best frame (the frame vector
+  closest to the track vector). So tracks live in the same FAISS file as everything else and
+  check / repair / rebuild need nothing new.
+* ``segindex_tracks`` has one row per track. Its ``id`` is the **stable track id** (what
+  ``regions.track_id`` holds, for the frame rows and for the track row). ``region_id`` is the
+  track's current ``kind = "track"`` region row: when a later chunk extends a track, that row is
+  deleted and a new one inserted with a new id (region ids are never reused, so the FAISS
+  mirror, readers' id sync and crash recovery see the new vector by ids alone) and
+  ``region_id`` is repointed; the track id never changes.
+* ``segindex_video_progress`` holds, for a video being ingested, the last committed sampled
+  frame and the sampler and tracker state (JSON), written in the same transaction as the
+  chunk's rows; it is deleted when the video completes.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +65,11 @@ images = Table(
     Column("n_regions", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # schema version 2 (videos); NULL on rows written before it
+    Column("media", String(8), nullable=True),  # "image" | "video"; NULL: image
+    Column("duration_s", Float, nullable=True),
+    Column("fps", Float, nullable=True),  # the stream's average frame rate
+    Column("rotation", Integer, nullable=True),  # display matrix, degrees counter-clockwise
     sqlite_autoincrement=True,
 )
 
@@ -68,9 +99,53 @@ regions = Table(
     # float32 little-endian bytes of the L2-normalised embedding: the durable copy from which the
     # FAISS index can always be rebuilt without re-running models.
     Column("vector", LargeBinary, nullable=False),
+    # schema version 2 (videos): NULL for image regions
+    Column("frame_index", Integer, nullable=True),
+    Column("time_s", Float, nullable=True),
+    Column("track_id", Integer, nullable=True, index=True),  # segindex_tracks.id
     sqlite_autoincrement=True,
 )
 
 # Covers label filters (with the scope's kind) from the index alone: region rows are large
 # because they carry their vectors, so reading them to test a label is slow at scale.
 Index("ix_segindex_regions_label_kind", regions.c.label, regions.c.kind)
+
+tracks = Table(
+    "segindex_tracks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # stable track id
+    Column(
+        "image_id",
+        Integer,
+        ForeignKey("segindex_images.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("region_id", Integer, nullable=True, unique=True),  # current kind="track" row
+    Column("local_id", Integer, nullable=False),  # the tracker's id within the video
+    Column("label_id", Integer, nullable=True),
+    Column("label", String(128), nullable=True, index=True),
+    Column("score", Float, nullable=True),
+    Column("start_s", Float, nullable=True),
+    Column("end_s", Float, nullable=True),
+    Column("n_frames", Integer, nullable=False, default=0),
+    sqlite_autoincrement=True,
+)
+
+video_progress = Table(
+    "segindex_video_progress",
+    metadata,
+    Column(
+        "image_id",
+        Integer,
+        ForeignKey("segindex_images.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("last_frame", Integer, nullable=False),  # last committed sampled frame index
+    Column("state", Text, nullable=False),  # JSON: sampler and tracker state
+)
+
+#: version of this schema, stored as the ``schema_version`` setting
+SCHEMA_VERSION = 2
+
+Index("ix_segindex_tracks_image_local", tracks.c.image_id, tracks.c.local_id, unique=True)

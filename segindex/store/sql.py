@@ -28,7 +28,8 @@ from sqlalchemy import (
 )
 
 from segindex.regions import Regions
-from segindex.store.schema import images, index_meta, metadata, regions
+from segindex.store.migrate import upgrade
+from segindex.store.schema import images, index_meta, regions, tracks, video_progress
 
 if TYPE_CHECKING:
     from segindex.query import Filters
@@ -51,6 +52,7 @@ class ImageWrite:
     vectors: np.ndarray | None = None
     crop: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    media: str = "image"  # "image" | "video" (a failed video is recorded through here too)
 
 
 @dataclass
@@ -104,6 +106,18 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def clear_image(conn: Any, image_id: int) -> list[int]:
+    """Inside the caller's transaction: delete an image's regions (and a video's tracks and
+    resume point) before it is replaced; returns the removed region ids."""
+    removed = list(
+        conn.execute(select(regions.c.id).where(regions.c.image_id == image_id)).scalars()
+    )
+    conn.execute(delete(regions).where(regions.c.image_id == image_id))
+    conn.execute(delete(tracks).where(tracks.c.image_id == image_id))
+    conn.execute(delete(video_progress).where(video_progress.c.image_id == image_id))
+    return removed
+
+
 def make_engine(url: str) -> Engine:
     """Engine with the pragmas SQLite needs for safe concurrent use (WAL, FKs, busy wait)."""
     engine = create_engine(url, future=True)
@@ -127,7 +141,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        metadata.create_all(self.engine)
+        upgrade(self.engine)  # creates the tables; adds what older schema versions lack
         # (kind, filters) -> (generation, read-only sorted ids): a search reuses the allowed set
         # (and FAISS the selector built on it) until a write bumps the generation
         self._allowed: dict[tuple[str | None, Filters | None], tuple[int, np.ndarray]] = {}
@@ -172,6 +186,7 @@ class Store:
                     "error": item.error,
                     "n_regions": n,
                     "updated_at": now,
+                    "media": item.media,
                 }
                 if image_id is None:
                     image_id = conn.execute(
@@ -180,11 +195,7 @@ class Store:
                         .returning(images.c.id)
                     ).scalar_one()
                 else:
-                    old = conn.execute(
-                        select(regions.c.id).where(regions.c.image_id == image_id)
-                    ).scalars()
-                    removed.extend(old)
-                    conn.execute(delete(regions).where(regions.c.image_id == image_id))
+                    removed.extend(clear_image(conn, image_id))
                     conn.execute(update(images).where(images.c.id == image_id).values(**values))
                 if item.regions is None or n == 0:
                     continue
@@ -219,6 +230,10 @@ class Store:
             ).scalars()
             out = np.asarray(list(removed), dtype=np.int64)
             conn.execute(delete(regions).where(regions.c.image_id.in_(list(image_ids))))
+            conn.execute(delete(tracks).where(tracks.c.image_id.in_(list(image_ids))))
+            conn.execute(
+                delete(video_progress).where(video_progress.c.image_id.in_(list(image_ids)))
+            )
             conn.execute(delete(images).where(images.c.id.in_(list(image_ids))))
             _bump_generation(conn)
         return out

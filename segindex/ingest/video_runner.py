@@ -1,0 +1,192 @@
+"""Ingest of one video: sampled frames through the same stages as images, tracked, committed in
+chunks.
+
+    probe    -> size, rotation, duration (segindex.ingest.video)         [new or restarted video]
+    sample   -> kept frames, one at a time from a PyAV stream             (segindex.ingest.video)
+    segment, crop, embed, name  -> the image stage functions, batched across frames
+                                                                          (segindex.ingest.stages)
+    track    -> tracker-local ids per frame, frame by frame in time order (segindex.track)
+    write    -> every ``VideoOptions.chunk`` sampled frames ONE transaction: the chunk's frame
+                regions, the tracks it extends (re-summarised), and the sampler + tracker state
+                (segindex.store.video)
+
+A SIGKILL loses at most the chunk in flight: the next ingest finds the video ``"partial"`` with
+the same sha256, reloads the sampler and tracker state, and continues after the last committed
+frame, so a track spanning the kill stays one track. Only the frames of a group
+(``min(chunk, RuntimeOptions.commit_every)`` frames) are held as pixels at once; a chunk holds
+its frames as encoded rows (RLE masks), so memory does not grow with the video's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions, VideoOptions
+from segindex.embed.base import Embedder
+from segindex.errors import ConfigError, VideoDecodeError
+from segindex.ingest.report import IngestReport, StageTimer
+from segindex.ingest.stages import crop_stage, embed_stage, name_stage, segment_safely
+from segindex.ingest.video import SampledFrame, SamplerState, probe, sample_frames
+from segindex.segment.base import Segmenter
+from segindex.store.sql import ImageState, ImageWrite, Store, WriteResult, db_path
+from segindex.store.video import FrameWrite, VideoRow, begin_video, resume_state, write_chunk
+
+
+def frame_path(path: str, frame_index: int) -> str:
+    """The "path" a segmenter that declares ``needs_paths`` receives for a video frame:
+    ``"<video path>#frame=<index>"``."""
+    return f"{path}#frame={frame_index}"
+
+
+@dataclass
+class VideoContext:
+    """What every video of one ingest shares: the store, the models and options, the report."""
+
+    store: Store
+    segmenter: Segmenter
+    embedder: Embedder
+    tracker: Any  # segindex.track.Tracker
+    crop: CropPolicy
+    runtime: RuntimeOptions
+    video: VideoOptions
+    labels: LabelPolicy | None
+    on_commit: Callable[[WriteResult], None]
+    report: IngestReport
+    timer: StageTimer
+    tick: Callable[[str | None], None]
+    segment_batch: int
+    embed_batch: int
+
+
+def ingest_video(ctx: VideoContext, path: str, sha256: str, known: ImageState | None) -> None:
+    """Ingest (or resume) one video; a decode or segmentation failure is recorded as the
+    video's failure (its partial rows dropped) and the run goes on."""
+    try:
+        _ingest(ctx, path, sha256, known)
+    except VideoDecodeError as e:
+        _fail(ctx, path, sha256, str(e))
+
+
+def _fail(ctx: VideoContext, path: str, sha256: str, reason: str) -> None:
+    with ctx.timer("write"):
+        ctx.on_commit(
+            ctx.store.write([ImageWrite(path=path, sha256=sha256, error=reason, media="video")])
+        )
+    ctx.report.failures.append((db_path(path), reason))
+    ctx.tick(None)
+
+
+def _resume(ctx: VideoContext, known: ImageState | None, sha256: str) -> tuple[int, Any] | None:
+    """``(image id, (sampler state, tracker state))`` of a partial video to continue, or None."""
+    if known is None or known.status != "partial" or known.sha256 != sha256:
+        return None
+    saved = resume_state(ctx.store, known.id)
+    if saved is None:
+        return None
+    try:
+        return known.id, (
+            SamplerState.from_dict(saved["sampler"]),
+            ctx.tracker.load(saved["tracker"]),
+        )
+    except (ConfigError, KeyError, TypeError, ValueError):  # another tracker, or old state
+        return None
+
+
+def _ingest(ctx: VideoContext, path: str, sha256: str, known: ImageState | None) -> None:
+    resumed = _resume(ctx, known, sha256)
+    if resumed is not None:
+        image_id, (sampler, tstate) = resumed
+    else:
+        with ctx.timer("decode"):
+            info = probe(path, ctx.runtime.max_pixels)
+        row = VideoRow(info.width, info.height, info.duration_s, info.fps, info.rotation)
+        with ctx.timer("write"):
+            image_id, result = begin_video(ctx.store, path, sha256, row)
+            ctx.on_commit(result)
+        sampler, tstate = SamplerState(), ctx.tracker.start()
+    frames = sample_frames(path, ctx.video, sampler)
+    group_size = min(ctx.video.chunk, ctx.runtime.commit_every)
+    chunk: list[FrameWrite] = []
+    while True:
+        group = _take(ctx, frames, min(group_size, ctx.video.chunk - len(chunk)))
+        if group:
+            chunk.extend(_process(ctx, path, image_id, group, tstate))
+            sampler.last_frame = group[-1].index
+        final = len(group) == 0
+        if len(chunk) >= ctx.video.chunk or final:
+            state = None
+            if not final:
+                state = {"sampler": sampler.to_dict(), "tracker": ctx.tracker.dump(tstate)}
+            with ctx.timer("write"):
+                ctx.on_commit(
+                    write_chunk(
+                        ctx.store, image_id, chunk, state=state, last_frame=sampler.last_frame
+                    )
+                )
+            ctx.report.frames += len(chunk)
+            ctx.report.regions += sum(int((f.local_ids >= 0).sum()) for f in chunk)
+            chunk = []
+            if final:
+                ctx.report.indexed += 1
+                ctx.report.videos += 1
+                ctx.tick(None)
+                return
+            ctx.tick(path)
+
+
+def _take(ctx: VideoContext, frames: Iterator[SampledFrame], n: int) -> list[SampledFrame]:
+    group: list[SampledFrame] = []
+    with ctx.timer("decode"):
+        for frame in frames:
+            group.append(frame)
+            if len(group) >= n:
+                break
+    return group
+
+
+def _process(
+    ctx: VideoContext, path: str, image_id: int, group: list[SampledFrame], tstate: Any
+) -> list[FrameWrite]:
+    """The image stages over a group of frames, then the tracker frame by frame."""
+    with ctx.timer("segment"):
+        segs = segment_safely(
+            ctx.segmenter,
+            [f.image for f in group],
+            ctx.segment_batch,
+            paths=[frame_path(path, f.index) for f in group],
+        )
+    for f, seg in zip(group, segs, strict=True):
+        if isinstance(seg, str):
+            raise VideoDecodeError(f"frame {f.index} ({f.time_s:.3f} s): {seg}")
+    with ctx.timer("crop"):
+        items = [
+            crop_stage(f.image, seg, ctx.crop, ctx.runtime.max_regions)
+            for f, seg in zip(group, segs, strict=True)
+            if not isinstance(seg, str)  # (none: checked above)
+        ]
+    with ctx.timer("embed"):
+        vectors = embed_stage(ctx.embedder, items, ctx.embed_batch)
+    out: list[FrameWrite] = []
+    crop_meta = ctx.crop.to_dict()
+    for f, item, vecs in zip(group, items, vectors, strict=True):
+        named = name_stage(item, vecs, ctx.embedder, ctx.labels)
+        kinds = np.asarray(item.kinds)
+        segments = np.flatnonzero(kinds == "segment")
+        local = np.full(len(named), -1, dtype=np.int64)
+        with ctx.timer("track"):
+            local[segments] = ctx.tracker.update(
+                tstate,
+                f.index,
+                f.time_s,
+                named[segments],
+                np.ascontiguousarray(vecs[segments], dtype=np.float32),
+            )
+        encoded = FrameWrite.encode(
+            image_id, f.index, f.time_s, named, item.kinds, vecs, local, crop_meta
+        )
+        out.append(encoded)
+    return out

@@ -1,0 +1,310 @@
+"""Video rows: starting a video, committing it chunk by chunk with its tracks, resuming it.
+
+See :mod:`segindex.store.schema` for the layout (a video is an image row with ``media =
+"video"``; frame regions and track regions are region rows; ``segindex_tracks`` keeps the stable
+track ids; ``segindex_video_progress`` the resume point). Every function here is ONE transaction
+and returns the :class:`~segindex.store.sql.WriteResult` the FAISS mirror applies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, update
+
+from segindex.regions import Regions
+from segindex.store.schema import images, regions, tracks, video_progress
+from segindex.store.sql import (
+    ImageWrite,
+    Store,
+    WriteResult,
+    _bump_generation,
+    _now,
+    _region_rows,
+    clear_image,
+    db_path,
+)
+
+
+@dataclass
+class FrameWrite:
+    """One sampled frame's region rows, encoded (COCO RLE, vector bytes) so a chunk of frames
+    holds no masks: build with :meth:`encode`.
+
+    ``rows``: column values of its ``N`` region rows (without ``track_id``); ``vectors``:
+    ``(N, D)`` float32 L2-normalised; ``local_ids``: ``(N,)`` int64 tracker-local track ids,
+    -1 for regions not tracked (the whole frame)."""
+
+    frame_index: int
+    time_s: float
+    rows: list[dict[str, Any]]
+    vectors: np.ndarray
+    local_ids: np.ndarray
+
+    @classmethod
+    def encode(
+        cls,
+        image_id: int,
+        frame_index: int,
+        time_s: float,
+        regions: Regions,
+        kinds: Sequence[str],
+        vectors: np.ndarray,
+        local_ids: np.ndarray,
+        crop: dict[str, Any],
+    ) -> FrameWrite:
+        """``regions`` (masks ``NxHxW`` bool of the upright frame), ``kinds`` and ``vectors``
+        (``(N, D)`` float32) and ``local_ids`` (``(N,)`` int64) parallel to each other."""
+        n = len(regions)
+        if len(kinds) != n or len(vectors) != n or len(local_ids) != n:
+            raise ValueError(
+                f"frame {frame_index}: {n} regions need {n} kinds, vectors and track ids, got "
+                f"{len(kinds)}, {len(vectors)}, {len(local_ids)}"
+            )
+        item = ImageWrite(
+            path="", sha256=None, regions=regions, kinds=kinds, vectors=vectors, crop=crop
+        )
+        rows = _region_rows(image_id, item) if n else []
+        for row in rows:
+            row["frame_index"] = int(frame_index)
+            row["time_s"] = float(time_s)
+        return cls(
+            frame_index=int(frame_index),
+            time_s=float(time_s),
+            rows=rows,
+            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+            local_ids=np.asarray(local_ids, dtype=np.int64),
+        )
+
+
+@dataclass(frozen=True)
+class VideoRow:
+    """A video's upright size, duration, average fps and rotation (degrees counter-clockwise)."""
+
+    width: int
+    height: int
+    duration_s: float | None
+    fps: float | None
+    rotation: int
+
+
+def begin_video(store: Store, path: str, sha256: str, info: VideoRow) -> tuple[int, WriteResult]:
+    """Create (or reset, for a changed file or a restart) the video's row as ``"partial"``,
+    dropping any regions, tracks and progress it had. Returns ``(image id, removed ids)``."""
+    now = _now()
+    values = {
+        "sha256": sha256,
+        "width": info.width,
+        "height": info.height,
+        "status": "partial",
+        "error": None,
+        "n_regions": 0,
+        "updated_at": now,
+        "media": "video",
+        "duration_s": info.duration_s,
+        "fps": info.fps,
+        "rotation": info.rotation,
+    }
+    removed: list[int] = []
+    with store.engine.begin() as conn:
+        stored = db_path(path)
+        image_id = conn.execute(
+            select(images.c.id).where(images.c.path == stored)
+        ).scalar_one_or_none()
+        if image_id is None:
+            image_id = conn.execute(
+                insert(images).values(path=stored, created_at=now, **values).returning(images.c.id)
+            ).scalar_one()
+        else:
+            removed = clear_image(conn, image_id)
+            conn.execute(update(images).where(images.c.id == image_id).values(**values))
+        _bump_generation(conn)
+    return int(image_id), _result([], [], removed)
+
+
+def resume_state(store: Store, image_id: int) -> dict[str, Any] | None:
+    """The resume state committed with the video's last chunk, or ``None``."""
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(video_progress.c.state).where(video_progress.c.image_id == int(image_id))
+        ).scalar_one_or_none()
+    return None if row is None else json.loads(row)
+
+
+def write_chunk(
+    store: Store,
+    image_id: int,
+    frames: Sequence[FrameWrite],
+    *,
+    state: dict[str, Any] | None,
+    last_frame: int,
+) -> WriteResult:
+    """Commit one chunk of a video in ONE transaction: its frames' regions, the tracks they
+    extend or start (each touched track's ``kind = "track"`` row is replaced by one with the
+    summary of all its frames so far, under a new region id), and either the resume ``state``
+    (JSON-able; the video stays ``"partial"``) or, with ``state=None``, completion (the video
+    becomes ``"indexed"`` and its progress row goes)."""
+    from segindex.track import summarise_track
+
+    with store.engine.begin() as conn:
+        local = sorted({int(i) for f in frames for i in f.local_ids.tolist() if i >= 0})
+        track_of = _track_ids(conn, image_id, local)
+        rows: list[dict[str, Any]] = []
+        vectors: list[np.ndarray] = []
+        for f in frames:
+            for row, lid in zip(f.rows, f.local_ids.tolist(), strict=True):
+                rows.append({**row, "track_id": track_of[int(lid)] if lid >= 0 else None})
+            if len(f.rows):
+                vectors.append(f.vectors)
+        ids = _insert_regions(conn, rows)
+        track_rows, track_vectors, removed = _resummarise(
+            conn, image_id, sorted(track_of.values()), summarise_track
+        )
+        new_track_rows = _insert_regions(conn, track_rows)
+        for row, rid in zip(track_rows, new_track_rows, strict=True):
+            conn.execute(update(tracks).where(tracks.c.id == row["track_id"]).values(region_id=rid))
+        ids += new_track_rows
+        vectors.extend(v[None] for v in track_vectors)
+        conn.execute(delete(video_progress).where(video_progress.c.image_id == image_id))
+        values: dict[str, Any] = {"updated_at": _now()}
+        if state is not None:
+            conn.execute(
+                insert(video_progress).values(
+                    image_id=image_id, last_frame=int(last_frame), state=json.dumps(state)
+                )
+            )
+        else:
+            values["status"] = "indexed"
+            values["n_regions"] = conn.execute(
+                select(func.count()).select_from(regions).where(regions.c.image_id == image_id)
+            ).scalar_one()
+        conn.execute(update(images).where(images.c.id == image_id).values(**values))
+        _bump_generation(conn)
+    return _result(ids, vectors, removed)
+
+
+def _result(ids: list[int], vectors: list[np.ndarray], removed: list[int]) -> WriteResult:
+    dim = vectors[0].shape[1] if vectors else 0
+    return WriteResult(
+        added_ids=np.asarray(ids, dtype=np.int64),
+        added_vectors=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
+        removed_ids=np.asarray(removed, dtype=np.int64),
+    )
+
+
+def _insert_regions(conn: Any, rows: list[dict[str, Any]]) -> list[int]:
+    if not rows:
+        return []
+    return list(
+        conn.execute(
+            insert(regions).returning(regions.c.id, sort_by_parameter_order=True), rows
+        ).scalars()
+    )
+
+
+def _track_ids(conn: Any, image_id: int, local: list[int]) -> dict[int, int]:
+    """``tracker-local id -> stable track id`` for this video, creating the tracks not seen yet."""
+    if not local:
+        return {}
+    found = dict(
+        conn.execute(
+            select(tracks.c.local_id, tracks.c.id).where(
+                tracks.c.image_id == image_id, tracks.c.local_id.in_(local)
+            )
+        ).all()
+    )
+    for lid in local:
+        if lid not in found:
+            found[lid] = conn.execute(
+                insert(tracks)
+                .values(image_id=image_id, local_id=lid, n_frames=0)
+                .returning(tracks.c.id)
+            ).scalar_one()
+    return {int(k): int(v) for k, v in found.items()}
+
+
+def _resummarise(
+    conn: Any, image_id: int, track_ids: list[int], summarise: Any
+) -> tuple[list[dict[str, Any]], list[np.ndarray], list[int]]:
+    """New ``kind = "track"`` rows (and their vectors) for these tracks from all their frames,
+    the tracks table updated to point at them; returns the rows, vectors and replaced ids."""
+    if not track_ids:
+        return [], [], []
+    frame_rows = conn.execute(
+        select(
+            regions.c.id,
+            regions.c.track_id,
+            regions.c.label,
+            regions.c.label_id,
+            regions.c.score,
+            regions.c.time_s,
+            regions.c.vector,
+        )
+        .where(regions.c.track_id.in_(track_ids), regions.c.kind == "segment")
+        .order_by(regions.c.id)
+    ).all()
+    by_track: dict[int, list[Any]] = {t: [] for t in track_ids}
+    for r in frame_rows:
+        by_track[int(r.track_id)].append(r)
+    old = dict(
+        conn.execute(
+            select(tracks.c.id, tracks.c.region_id).where(tracks.c.id.in_(track_ids))
+        ).all()
+    )
+    out_rows: list[dict[str, Any]] = []
+    out_vectors: list[np.ndarray] = []
+    for tid in track_ids:
+        frames = by_track[tid]
+        vecs = np.stack([np.frombuffer(r.vector, dtype="<f4") for r in frames]).astype(np.float32)
+        s = summarise(
+            [r.label for r in frames],
+            [int(r.label_id) for r in frames],
+            np.asarray([r.score for r in frames]),
+            vecs,
+            np.asarray([r.time_s for r in frames]),
+        )
+        best_id = frames[int(np.argmax(vecs @ s.vector))].id
+        best = conn.execute(select(regions).where(regions.c.id == best_id)).one()
+        out_rows.append(
+            {
+                "image_id": image_id,
+                "kind": "track",
+                "label_id": int(s.label_id),
+                "label": s.label,
+                "score": float(s.score),
+                "is_thing": bool(best.is_thing),
+                "x0": best.x0,
+                "y0": best.y0,
+                "x1": best.x1,
+                "y1": best.y1,
+                "area": best.area,
+                "rle": best.rle,
+                "crop": best.crop,
+                "vector": np.ascontiguousarray(s.vector, dtype="<f4").tobytes(),
+                "frame_index": best.frame_index,
+                "time_s": best.time_s,
+                "track_id": tid,
+            }
+        )
+        out_vectors.append(s.vector.astype(np.float32))
+        conn.execute(
+            update(tracks)
+            .where(tracks.c.id == tid)
+            .values(
+                region_id=None,
+                label=s.label,
+                label_id=int(s.label_id),
+                score=float(s.score),
+                start_s=s.start_s,
+                end_s=s.end_s,
+                n_frames=s.n_frames,
+            )
+        )
+    replaced = [int(old[t]) for t in track_ids if old.get(t) is not None]
+    if replaced:
+        conn.execute(delete(regions).where(regions.c.id.in_(replaced)))
+    return out_rows, out_vectors, replaced
