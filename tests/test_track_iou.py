@@ -11,7 +11,7 @@ import pytest
 from segindex.errors import ConfigError, UnknownBackendError
 from segindex.regions import Regions
 from segindex.track import TRACKERS
-from segindex.track.iou import IouTracker, mask_ious, shift_mask
+from segindex.track.iou import IouTracker, box_motion, mask_ious, shift_mask
 
 H, W = 60, 120
 
@@ -61,6 +61,17 @@ def test_registry_lists_builtins_and_refuses_unknown() -> None:
         TRACKERS.build("nope")
 
 
+def test_backends_command_lists_trackers() -> None:
+    from click.testing import CliRunner
+
+    from segindex.cli import main
+
+    res = CliRunner().invoke(main, ["backends"])
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.startswith("trackers:"))
+    assert {"iou", "none"} <= {n.strip() for n in line.split(":", 1)[1].split(",")}
+
+
 def test_iou_keeps_look_alikes_apart_through_a_crossing_none_never_links() -> None:
     frames, who = crossing()
     ids = run(TRACKERS.build("iou"), frames)
@@ -96,8 +107,20 @@ def test_far_jump_and_label_weight_gate_matches() -> None:
     assert [int(f[0]) for f in run(strict, relabelled)] == [0, 1]
 
 
+def test_a_good_match_is_not_traded_for_two_rejected_ones() -> None:
+    # Track 0 at x=30 ("a"), track 1 at x=55 ("b"). Next frame: "a" again at x=30 and a new "c"
+    # at x=10, too far from track 1 to be allowed. Pairing 0-c and 1-a costs less than 0-a plus
+    # a disallowed pair, but both would be rejected: the gate must apply before solving.
+    t = IouTracker()
+    state = t.start()
+    first = t.update(state, 0, 0.0, frame([(30, 30), (55, 30)], ["a", "b"]), same_vectors(2))
+    ids = t.update(state, 1, 0.1, frame([(10, 30), (30, 30)], ["c", "a"]), same_vectors(2))
+    assert int(ids[1]) == int(first[0])
+    assert int(ids[0]) not in first.tolist()
+
+
 def test_cost_matrix_terms() -> None:
-    t = IouTracker(iou_weight=0.5, vector_weight=0.3, label_weight=0.2)
+    t = IouTracker(iou_weight=0.5, vector_weight=0.3, label_weight=0.2, max_cost=2.0)
     state = t.start()
     t.update(state, 0, 0.0, frame([(30, 30)], ["cat"]), same_vectors(1))
     regions = frame([(30, 30), (36, 30)], ["cat", "dog"])
@@ -107,6 +130,9 @@ def test_cost_matrix_terms() -> None:
     b = disc(36, 30)
     iou_b = (a & b).sum() / (a | b).sum()
     np.testing.assert_allclose(cost[0], [0.0, 0.5 * (1 - iou_b) + 0.3 * 0.5 + 0.2])
+    t.max_cost = 0.6  # the gate: a pair at or above it is disallowed
+    gated = t.cost_matrix(state.tracks, 0.1, regions, vectors)
+    np.testing.assert_allclose(gated[0], [0.0, 1e6])
 
 
 @pytest.mark.parametrize("name", ["iou", "none"])
@@ -192,3 +218,17 @@ def test_shift_mask_and_ious() -> None:
     boxes = np.array([[2, 1, 4, 3], [5, 4, 6, 5]], np.float32)
     ious = mask_ious(m, np.array([1, 1, 3, 3], np.float32), other, boxes, other.sum((1, 2)))
     np.testing.assert_allclose(ious, [2 / 6, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "motion"),
+    [
+        ([10, 0, 20, 10], [13, 2, 23, 12], [3, 2]),  # plain shift
+        ([10, 0, 20, 10], [14, 0, 20, 10], [4, 0]),  # sliding behind something: right edge stops
+        ([0, 0, 5, 10], [0, 0, 9, 10], [4, 0]),  # entering at the left border
+        ([10, 10, 20, 20], [8, 8, 22, 22], [0, 0]),  # growing about its centre
+    ],
+)
+def test_box_motion(before: list[int], after: list[int], motion: list[int]) -> None:
+    got = box_motion(np.array(before, np.float32), np.array(after, np.float32))
+    np.testing.assert_allclose(got, motion)

@@ -225,6 +225,13 @@ def make_set(
     show_default=True,
     help="With --clips: chance that a region is left out of a frame.",
 )
+@click.option(
+    "--noise",
+    type=float,
+    default=0.3,
+    show_default=True,
+    help="With --clips: chance that a region's mask is grown or shrunk by a pixel.",
+)
 @click.option("--every", type=int, default=1, show_default=True, help="Use every n-th frame.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of shuffle and drop.")
 @click.option(
@@ -245,6 +252,7 @@ def tracking(
     clips: Path | None,
     trackers: str,
     drop: float,
+    noise: float,
     every: int,
     seed: int,
     threshold: float,
@@ -267,7 +275,7 @@ def tracking(
         names = [t.strip() for t in trackers.split(",") if t.strip()]
         if not names:
             raise ConfigError("--trackers names no tracker")
-        opts = GivenMasksOptions(drop=drop, seed=seed, every=every)
+        opts = GivenMasksOptions(drop=drop, noise=noise, seed=seed, every=every)
         result = compare_trackers(gt, clips, names, opts, threshold=threshold)
         runs = result["trackers"]
     else:

@@ -5,6 +5,10 @@
     retrieval     recall@k, AP, nDCG; text->region, image->region, whole-image vs region, ANN
     report        JSON + Markdown report with PNG plots (matplotlib, Agg)
     makeset       seeded copy-paste composites written as COCO panoptic + instance ground truth
+    makeset_video seeded clips of moving cut-outs (FFV1) with YouTube-VIS ground truth
+    tracking      video tracking: DAVIS J/F/J&F per object, HOTA, IDF1, ID switches; trackers
+                  compared on ground-truth masks (tracking_metrics: the MOT metrics;
+                  tracking_report: JSON + Markdown)
 
 Heavy imports (matplotlib, torch) happen inside the functions that need them.
 """

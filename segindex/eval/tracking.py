@@ -175,11 +175,14 @@ class GivenMasksOptions:
     """How ground-truth masks are handed to the trackers.
 
     drop:     probability that a region is missing from a frame (a missed detection)
-    seed:     seed of the shuffling and dropping (same seed, same input for every tracker)
+    noise:    probability that a region's mask is grown or shrunk by one pixel (an imprecise
+              segmenter), so J and F fall below 1
+    seed:     seed of the shuffling, dropping and noise (the same input for every tracker)
     every:    use every n-th annotated frame (sampling, as ingest's ``--video-fps`` does)
     """
 
     drop: float = 0.1
+    noise: float = 0.3
     seed: int = 0
     every: int = 1
 
@@ -206,8 +209,11 @@ def compare_trackers(
     opts = options or GivenMasksOptions()
     if not trackers:
         raise ConfigError("name at least one tracker to run")
-    if not 0 <= opts.drop < 1 or opts.every < 1:
-        raise ConfigError(f"need 0 <= drop < 1 and every >= 1, got {opts.drop}, {opts.every}")
+    if not 0 <= opts.drop < 1 or not 0 <= opts.noise <= 1 or opts.every < 1:
+        raise ConfigError(
+            f"need 0 <= drop < 1, 0 <= noise <= 1 and every >= 1, got {opts.drop}, "
+            f"{opts.noise}, {opts.every}"
+        )
     built = {n: TRACKERS.build(n, **(tracker_options or {}).get(n, {})) for n in trackers}
     sampled = _sampled(gt, opts.every)
     inputs = list(_given_frames(sampled, Path(clips_root), opts, embed or colour_vectors))
@@ -225,7 +231,7 @@ def compare_trackers(
         "kind": "tracking",
         "summary": summary,
         "counts": next(iter(results.values()))["counts"],
-        "options": {"drop": opts.drop, "seed": opts.seed, "every": opts.every},
+        "options": {"drop": opts.drop, "noise": opts.noise, "seed": opts.seed, "every": opts.every},
         "trackers": results,
     }
 
@@ -286,9 +292,10 @@ def _given_frames(gt: VisDataset, root: Path, opts: GivenMasksOptions, embed: Em
             order = rng.permutation(len(tracks))
             order = order[rng.random(len(order)) >= opts.drop]
             regions = Regions.from_masks(
-                masks[order], labels=[names.get(tracks[i].category_id, "object") for i in order],
+                _noisy(rng, masks[order], opts.noise),
+                labels=[names.get(tracks[i].category_id, "object") for i in order],
                 label_ids=[tracks[i].category_id for i in order],
-            )  # fmt: skip
+            )
             t = v.times_s[k] if v.times_s is not None else time_s
             out.append((int(index), float(t), regions, embed(pixels, regions)))
         if len(out) != v.length:
@@ -296,6 +303,22 @@ def _given_frames(gt: VisDataset, root: Path, opts: GivenMasksOptions, embed: Em
                 f"clip {str(path)!r} has {len(out)} of the {v.length} annotated frames"
             )
         yield v.id, out
+
+
+def _noisy(rng: np.random.Generator, masks: np.ndarray, p: float) -> np.ndarray:
+    """``NxHxW`` bool masks, each grown or shrunk by one pixel with probability ``p`` (a mask
+    that would vanish is kept)."""
+    from scipy import ndimage
+
+    out = masks.copy()
+    for k in range(len(out)):
+        if rng.random() >= p:
+            continue
+        op = ndimage.binary_dilation if rng.random() < 0.5 else ndimage.binary_erosion
+        changed = op(out[k])
+        if changed.any():
+            out[k] = changed
+    return out
 
 
 def _run(tracker: Any, gt: VisDataset, inputs: list[Given]) -> VisDataset:

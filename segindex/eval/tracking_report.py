@@ -35,7 +35,8 @@ def markdown(result: dict[str, Any]) -> str:
     else:
         o = result["options"]
         lines += [f"Trackers run on the ground-truth masks of every frame (shuffled, each "
-                  f"region dropped with probability {o['drop']}, every {o['every']}. frame, "
+                  f"region dropped with probability {o['drop']}, its mask grown or shrunk by "
+                  f"a pixel with probability {o['noise']}; every {o['every']}. frame, "
                   f"seed {o['seed']}), with colour vectors.", ""]  # fmt: skip
     rows = [{"tracker": name, **r["summary"], "pred tracks": r["counts"]["pred_tracks"]}
             for name, r in runs.items()]  # fmt: skip

@@ -1,8 +1,8 @@
 """The ``iou`` tracker: model-free linking by predicted mask overlap, appearance and label.
 
 For each sampled frame, every active track's last mask is shifted by its constant-velocity
-prediction (box-centre velocity in pixels per second times the time since the track was last
-seen); the cost of giving region ``j`` to track ``i`` is::
+prediction (box velocity in pixels per second, see :func:`box_motion`, times the time since the
+track was last seen); the cost of giving region ``j`` to track ``i`` is::
 
     iou_weight * (1 - IoU(shifted mask_i, mask_j))
   + vector_weight * (1 - cos(vector_i, vector_j)) / 2
@@ -36,7 +36,7 @@ class Track:
 
     mask      ``HxW`` bool, the last matched mask
     box       ``(4,)`` float32 XYXY pixels of ``mask``
-    velocity  ``(2,)`` float64 box-centre velocity ``(vx, vy)`` in pixels per second
+    velocity  ``(2,)`` float64 box velocity ``(vx, vy)`` in pixels per second
     vector    ``(D,)`` float32 L2-normalised appearance (smoothed over matches)
     """
 
@@ -162,7 +162,9 @@ class IouTracker(Tracker[IouState]):
         self, tracks: list[Track], time_s: float, regions: Regions, vectors: np.ndarray
     ) -> np.ndarray:
         """``(T, N)`` float64 matching costs of ``tracks`` to ``regions`` at ``time_s``;
-        disallowed pairs cost ``1e6``. ``vectors`` is ``(N, D)`` float32 L2-normalised."""
+        pairs too far apart or not below ``max_cost`` are disallowed and cost ``1e6`` (so the
+        assignment never trades a good match for a pair it would reject). ``vectors`` is
+        ``(N, D)`` float32 L2-normalised."""
         h, w = regions.image_size
         diag = float(np.hypot(h, w))
         cost = np.full((len(tracks), len(regions)), _DISALLOWED)
@@ -186,6 +188,7 @@ class IouTracker(Tracker[IouState]):
                 + self.vector_weight * (1.0 - np.clip(cos, -1.0, 1.0)) / 2.0
                 + self.label_weight * (~same).astype(np.float64)
             )
+        cost[cost >= self.max_cost] = _DISALLOWED
         return cost
 
     def _observe(
@@ -193,7 +196,7 @@ class IouTracker(Tracker[IouState]):
     ) -> None:
         dt = time_s - t.last_time
         if dt > 0:
-            measured = (_centres(regions.boxes[j][None])[0] - _centres(t.box[None])[0]) / dt
+            measured = box_motion(t.box, regions.boxes[j]) / dt
             s = self.velocity_smoothing if t.hits > 1 else 0.0
             t.velocity = s * t.velocity + (1.0 - s) * measured
         v = self.vector_smoothing * t.vector + (1.0 - self.vector_smoothing) * vectors[j]
@@ -285,6 +288,19 @@ def mask_ious(
             inter = int((mask[y0:y1, x0:x1] & masks[k, y0:y1, x0:x1]).sum())
         union = area + int(areas[k]) - inter
         out[k] = inter / union if union else 0.0
+    return out
+
+
+def box_motion(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """``(2,)`` float64 ``(dx, dy)`` displacement between two XYXY boxes: per axis, the larger
+    of the two edge displacements unless the edges move opposite ways (an object sliding behind
+    something or out of the frame keeps one edge moving at its true speed while the other
+    stops); when they do, the centre displacement (the box grew or shrank about its centre)."""
+    d = after.astype(np.float64) - before.astype(np.float64)
+    out = np.empty(2)
+    for axis in (0, 1):
+        a, b = d[axis], d[axis + 2]
+        out[axis] = (a + b) / 2 if a * b < 0 else (a if abs(a) >= abs(b) else b)
     return out
 
 
