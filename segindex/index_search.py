@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from segindex.segment import Segmenter
     from segindex.store.sql import Store
     from segindex.store.vectors import VectorIndex
+    from segindex.tracks import TrackHit
 
 TEXT_CACHE_SIZE = 512
 
@@ -74,6 +75,7 @@ class SearchMixin:
         image: ImageInput | None = None,
         region: RegionPrompt | None = None,
         similar_to: int | None = None,
+        similar_to_track: int | None = None,
         terms: Sequence[Term | tuple[str, float]] | None = None,
         negative: str | Sequence[str] | None = None,
         negative_weight: float = 0.5,
@@ -92,13 +94,17 @@ class SearchMixin:
         Search by exactly one of: ``text``; ``image`` (a whole new image); ``region`` (a
         :class:`~segindex.query.RegionPrompt`: a box, points or a mask on a new image);
         ``similar_to`` (an indexed region id; the region itself is left out unless
-        ``exclude_query_regions=False``); ``terms`` (weighted ``Term``s or ``(text, weight)``).
+        ``exclude_query_regions=False``); ``similar_to_track`` (an indexed video track id, left
+        out likewise); ``terms`` (weighted ``Term``s or ``(text, weight)``).
         ``negative`` texts are subtracted (``negative_weight`` each) before normalising.
 
         filters: :class:`~segindex.query.Filters` applied inside the vector search, so ``k`` hits
         come back whenever at least ``k`` regions match. min_similarity: drop weaker hits.
-        group_by_image: the best region per image, with ``Hit.image_matches``. scope:
-        ``regions`` (segmenter masks), ``images`` (whole-image regions) or ``all``. templates:
+        group_by_image: the best region per image (the best track per video), with
+        ``Hit.image_matches``. scope: ``regions`` (segmenter masks, of images and of sampled
+        video frames), ``images`` (whole images and frames), ``tracks`` (video tracks, as
+        :class:`~segindex.tracks.TrackHit`) or ``all`` (tracks among them are ``TrackHit``s
+        too). templates:
         wrap texts ("a photo of a {}.") and average; ``None`` embeds them verbatim.
         """
         q = make_query(
@@ -106,6 +112,7 @@ class SearchMixin:
             image=image,
             region=region,
             similar_to=similar_to,
+            similar_to_track=similar_to_track,
             terms=terms,
             negative=negative,
             negative_weight=negative_weight,
@@ -122,15 +129,24 @@ class SearchMixin:
 
     def query(self, query: Query) -> SearchPage:
         """Run a :class:`~segindex.query.Query`; the page says whether more hits follow and,
-        for region terms, which mask each region prompt resolved to (``query_regions``)."""
+        for region terms, which mask each region prompt resolved to (``query_regions``). Track
+        rows among the hits are :class:`~segindex.tracks.TrackHit`s."""
+        from segindex.tracks import resolve_track_terms, to_track_hits
+
+        query, exclude = resolve_track_terms(query, self.store)
         vector, regions = self.embed_query(query)
-        page = rank(vector, query, self.store, self.vectors, self._lock)
+        page = rank(vector, query, self.store, self.vectors, self._lock, exclude_ids=exclude)
+        page.hits = to_track_hits(page.hits, self.store, vector)
         page.query_regions = regions
         return page
 
     def embed_query(self, query: Query) -> tuple[np.ndarray, list[QueryRegion]]:
         """The ``(D,)`` L2-normalised float32 query vector: the weighted sum of the terms'
         vectors, normalised; and the resolved region of each region term."""
+        if query.track_ids:
+            from segindex.tracks import resolve_track_terms
+
+            query = resolve_track_terms(query, self.store)[0]
         text_vecs = iter(
             self._embed_texts([t.text for t in query.terms if t.text is not None], query.templates)
         )
@@ -235,6 +251,13 @@ class SearchMixin:
         if int(region_id) not in rows:
             raise NotFoundError(f"no region with id {region_id} in this index")
         return hit_from_row(rows[int(region_id)], float("nan"))
+
+    def track(self, track_id: int) -> TrackHit:
+        """The indexed video track ``track_id`` (``similarity`` NaN, ``best_frame`` its most
+        typical frame; ``frames()`` reads its sampled frames)."""
+        from segindex.tracks import track_hit
+
+        return track_hit(self.store, int(track_id))
 
     def image(self, image_id: int) -> tuple[Any, list[Hit]]:
         """An indexed image's row and all its regions (whole-image region included), read

@@ -1,10 +1,10 @@
 """What a search asks for: typed, validated query objects shared by the three doors.
 
 A :class:`Query` is a weighted sum of :class:`Term` vectors (text, image, a region of a new image,
-or an indexed region), plus :class:`Filters` applied inside the vector search, a similarity
-threshold, grouping by image and a page (``offset``, ``k``). Negative texts are terms with a
-negative weight. :func:`resolve_region` turns a :class:`RegionPrompt` into the mask whose crop is
-embedded.
+an indexed region or an indexed video track), plus :class:`Filters` applied inside the vector
+search, a similarity threshold, grouping by image (or video) and a page (``offset``, ``k``).
+Negative texts are terms with a negative weight. :func:`resolve_region` turns a
+:class:`RegionPrompt` into the mask whose crop is embedded.
 """
 
 from __future__ import annotations
@@ -22,8 +22,15 @@ from segindex.embed.base import DEFAULT_TEMPLATES
 from segindex.errors import QueryError
 from segindex.segment.base import Segmenter
 
-Scope = Literal["regions", "images", "all"]
-SCOPES: dict[str, str | None] = {"regions": "segment", "images": "image", "all": None}
+Scope = Literal["regions", "images", "tracks", "all"]
+#: scope -> region kind searched: segmenter masks (of images and of sampled video frames),
+#: whole images (and whole sampled frames), video tracks (one vector per tracked object), all
+SCOPES: dict[str, str | None] = {
+    "regions": "segment",
+    "images": "image",
+    "tracks": "track",
+    "all": None,
+}
 ImageInput = str | Path | bytes | np.ndarray | Image.Image
 RegionMethod = Literal["mask", "prompt", "box", "segment"]
 
@@ -83,8 +90,15 @@ class Filters:
     exclude_labels:  drop these labels
     min_score:       segmenter confidence >= this
     min_area/max_area: mask area in pixels, inclusive
-    path_prefix:     the image's path starts with this string (literal, no wildcards)
+    path_prefix:     the image's (or video's) path starts with this string (literal, no wildcards)
     thing:           True: countable things only; False: amorphous stuff only; None: both
+
+    Video filters (regions not from a video never pass them):
+
+    min_duration_s:  the track lasts at least this many seconds (``end_s - start_s``); applies to
+                     tracks and to the frame regions of a track
+    time_from_s/time_to_s: the time range, inclusive, either end open: a track passes when its
+                     span overlaps it, a frame region (or whole frame) when its time lies in it
     """
 
     labels: tuple[str, ...] = ()
@@ -94,8 +108,19 @@ class Filters:
     max_area: int | None = None
     path_prefix: str | None = None
     thing: bool | None = None
+    min_duration_s: float | None = None
+    time_from_s: float | None = None
+    time_to_s: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("min_duration_s", "time_from_s", "time_to_s"):
+            object.__setattr__(self, name, _opt_number(name, getattr(self, name), lo=0.0))
+        if (
+            self.time_from_s is not None
+            and self.time_to_s is not None
+            and self.time_from_s > self.time_to_s
+        ):
+            raise QueryError(f"time_from_s {self.time_from_s} is after time_to_s {self.time_to_s}")
         object.__setattr__(self, "labels", _labels("labels", self.labels))
         object.__setattr__(self, "exclude_labels", _labels("exclude_labels", self.exclude_labels))
         object.__setattr__(self, "min_score", _opt_number("min_score", self.min_score))
@@ -122,6 +147,11 @@ class Filters:
     def active(self) -> bool:
         return self != Filters()
 
+    @property
+    def video_active(self) -> bool:
+        """Whether a video filter (duration, time range) is set."""
+        return any(v is not None for v in (self.min_duration_s, self.time_from_s, self.time_to_s))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "labels": list(self.labels),
@@ -131,6 +161,9 @@ class Filters:
             "max_area": self.max_area,
             "path_prefix": self.path_prefix,
             "thing": self.thing,
+            "min_duration_s": self.min_duration_s,
+            "time_from_s": self.time_from_s,
+            "time_to_s": self.time_to_s,
         }
 
 
@@ -214,6 +247,7 @@ class Term:
     image:      a whole new image (path, bytes, PIL or ``HxWx3`` uint8 RGB)
     region:     a region of a new image
     region_id:  an indexed region (its stored vector)
+    track_id:   an indexed video track (its stored track vector)
     vector:     an already embedded ``(D,)`` L2-normalised float32 vector
     """
 
@@ -223,23 +257,24 @@ class Term:
     region_id: int | None = None
     vector: np.ndarray | None = None
     weight: float = 1.0
+    track_id: int | None = None
 
     def __post_init__(self) -> None:
-        names = ("text", "image", "region", "region_id", "vector")
+        names = ("text", "image", "region", "region_id", "track_id", "vector")
         given = [n for n in names if getattr(self, n) is not None]
         if len(given) != 1:
             raise QueryError(
-                f"give exactly one of text, image, region, region_id or vector per query term, "
-                f"got {given or 'none'}"
+                f"give exactly one of text, image, region, region_id, track_id or vector per "
+                f"query term, got {given or 'none'}"
             )
         if self.text is not None and (not isinstance(self.text, str) or not self.text.strip()):
             raise QueryError("text query must be a non-empty string")
-        if self.region_id is not None and (
-            isinstance(self.region_id, bool) or not isinstance(self.region_id, (int, np.integer))
-        ):
-            raise QueryError(f"region_id must be an integer, got {self.region_id!r}")
-        if self.region_id is not None and not 1 <= self.region_id <= SQL_INT_LIMIT:
-            raise QueryError(f"region_id must be between 1 and 2**62, got {self.region_id!r}")
+        for name in ("region_id", "track_id"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
+                raise QueryError(f"{name} must be an integer, got {v!r}")
+            if v is not None and not 1 <= v <= SQL_INT_LIMIT:
+                raise QueryError(f"{name} must be between 1 and 2**62, got {v!r}")
         w = _opt_number("weight", self.weight)
         if w == 0:
             raise QueryError("a term's weight must not be 0")
@@ -253,7 +288,10 @@ class Query:
     templates: wrap text terms ("a photo of a {}.") and average; ``None`` embeds them verbatim.
 
     exclude_query_regions: hits never include the indexed regions used as terms (so "more like
-    this region" does not return the region itself).
+    this region" does not return the region itself), nor the tracks used as terms, nor the
+    track a query region belongs to.
+
+    group_by_image: the best hit per image; for video hits, per video.
     """
 
     terms: tuple[Term, ...]
@@ -301,6 +339,10 @@ class Query:
     def region_ids(self) -> list[int]:
         return [int(t.region_id) for t in self.terms if t.region_id is not None]
 
+    @property
+    def track_ids(self) -> list[int]:
+        return [int(t.track_id) for t in self.terms if t.track_id is not None]
+
 
 def make_query(
     text: str | None = None,
@@ -308,6 +350,7 @@ def make_query(
     image: ImageInput | None = None,
     region: RegionPrompt | None = None,
     similar_to: int | None = None,
+    similar_to_track: int | None = None,
     terms: Sequence[Term | tuple[str, float]] | None = None,
     negative: str | Sequence[str] | None = None,
     negative_weight: float = 0.5,
@@ -322,8 +365,9 @@ def make_query(
 ) -> Query:
     """A :class:`Query` from the keyword form used by ``Index.search`` and the CLI.
 
-    Exactly one of ``text``, ``image``, ``region``, ``similar_to`` (an indexed region id) or
-    ``terms`` (``Term`` objects or ``(text, weight)`` pairs; a negative weight subtracts).
+    Exactly one of ``text``, ``image``, ``region``, ``similar_to`` (an indexed region id),
+    ``similar_to_track`` (an indexed track id) or ``terms`` (``Term`` objects or
+    ``(text, weight)`` pairs; a negative weight subtracts).
     ``negative`` texts are subtracted with ``negative_weight`` each.
     """
     given = {
@@ -331,13 +375,15 @@ def make_query(
         "image": image,
         "region": region,
         "similar_to": similar_to,
+        "similar_to_track": similar_to_track,
         "terms": terms,
     }
     named = [n for n, v in given.items() if v is not None]
     if len(named) != 1:
         raise QueryError(
             "give exactly one of a text, an image, a region of an image, a region id "
-            f"(similar_to) or weighted terms to search by; got {named or 'none'}"
+            f"(similar_to), a track id (similar_to_track) or weighted terms to search by; got "
+            f"{named or 'none'}"
         )
     if text is not None:
         if not isinstance(text, str) or not text.strip():
@@ -351,6 +397,8 @@ def make_query(
         parts = [Term(region=region)]
     elif similar_to is not None:
         parts = [Term(region_id=similar_to)]
+    elif similar_to_track is not None:
+        parts = [Term(track_id=similar_to_track)]
     else:
         parts = []
         for t in terms or ():

@@ -8,6 +8,7 @@ query gives exactly the list one large query gives.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,11 @@ class Hit:
     rle:        COCO compressed RLE of the mask (``size`` = [height, width])
     similarity: cosine similarity of the region's vector to the query, in [-1, 1] (NaN for a
                 region read by id, without a query)
-    kind:       ``segment`` (a mask from the segmenter) or ``image`` (the whole image)
+    kind:       ``segment`` (a mask from the segmenter), ``image`` (the whole image) or
+                ``track`` (a video track: see :class:`segindex.tracks.TrackHit`)
+    frame_index, time_s: for a region of a sampled video frame, the frame's 0-based index in
+                presentation order and its time in seconds; ``None`` for images
+    track_id:   the stable id of the video track the region belongs to, or ``None``
     """
 
     region_id: int
@@ -48,6 +53,9 @@ class Hit:
     similarity: float
     #: with ``group_by_image``: how many of the image's regions match (filters, min similarity)
     image_matches: int | None = None
+    frame_index: int | None = None
+    time_s: float | None = None
+    track_id: int | None = None
     _mask: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def mask(self) -> np.ndarray:
@@ -73,6 +81,11 @@ class Hit:
         }
         if self.image_matches is not None:
             out["image_matches"] = self.image_matches
+        if self.frame_index is not None:
+            out["frame_index"] = self.frame_index
+            out["time_s"] = None if self.time_s is None else round(self.time_s, 6)
+        if self.track_id is not None:
+            out["track_id"] = self.track_id
         return out
 
 
@@ -83,6 +96,9 @@ def check_k(k: int) -> int:
 
 
 def hit_from_row(row: Any, similarity: float) -> Hit:
+    frame_index = getattr(row, "frame_index", None)
+    time_s = getattr(row, "time_s", None)
+    track_id = getattr(row, "track_id", None)
     return Hit(
         region_id=int(row.id),
         image_id=int(row.image_id),
@@ -96,6 +112,9 @@ def hit_from_row(row: Any, similarity: float) -> Hit:
         area=int(row.area),
         rle={"size": [int(row.height), int(row.width)], "counts": row.rle},
         similarity=float(similarity),
+        frame_index=None if frame_index is None else int(frame_index),
+        time_s=None if time_s is None else float(time_s),
+        track_id=None if track_id is None else int(track_id),
     )
 
 
@@ -171,16 +190,18 @@ def rank(
     store: Store,
     vectors: VectorIndex,
     lock: threading.Lock | threading.RLock | None = None,
+    exclude_ids: Collection[int] = (),
 ) -> SearchPage:
     """The page ``spec`` asks for, for one ``(D,)`` L2-normalised float32 query vector.
 
     Filters become the FAISS ID selector (so ``k`` hits come back whenever ``k`` regions match);
     FAISS is asked for more candidates until the page is certain: every hit kept is strictly
     more similar than the weakest candidate fetched, or every allowed vector was fetched.
-    ``lock`` guards the FAISS index against concurrent writers.
+    ``lock`` guards the FAISS index against concurrent writers. ``exclude_ids``: more region ids
+    to leave out with ``exclude_query_regions`` (the rows of the tracks used as terms).
     """
     guard: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
-    exclude = set(spec.region_ids) if spec.exclude_query_regions else set()
+    exclude = {*spec.region_ids, *exclude_ids} if spec.exclude_query_regions else set()
     # the (cached, shared) allowed set is used as is: query regions are dropped from the
     # candidates below, and ``fetch`` asks for that many more
     allowed = store.filtered_region_ids(kind=spec.kind, filters=spec.filters)
@@ -247,7 +268,8 @@ def _rows_of_best(store: Store, ranked: list[tuple[float, int]], need: int) -> d
 def _image_matches(
     query: np.ndarray, spec: Query, store: Store, image_ids: list[int], exclude: set[int]
 ) -> dict[int, int]:
-    """How many regions of each image pass the filters (and the similarity threshold)."""
+    """How many regions of each image (tracks of each video) pass the filters (and the
+    similarity threshold)."""
     ids, owners, vecs = store.image_region_vectors(image_ids, kind=spec.kind, filters=spec.filters)
     keep = ~np.isin(ids, np.fromiter(exclude, np.int64, len(exclude)))
     if spec.min_similarity is not None and len(ids):

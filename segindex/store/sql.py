@@ -404,6 +404,8 @@ class Store:
         stmt = select(regions.c.id).where(cond)  # sorted below (see region_ids)
         if filters is not None and filters.path_prefix is not None:
             stmt = stmt.join(images, images.c.id == regions.c.image_id)
+        if filters is not None and filters.video_active:
+            stmt = stmt.outerjoin(tracks, tracks.c.id == regions.c.track_id)
         with self.engine.connect() as conn:
             found = conn.execute(stmt).scalars().all()
         ids = np.fromiter(found, dtype=np.int64, count=len(found))
@@ -427,6 +429,8 @@ class Store:
             .where(cond if extra is None else and_(cond, extra))
             .order_by(regions.c.id)
         )
+        if filters is not None and filters.video_active:
+            stmt = stmt.outerjoin(tracks, tracks.c.id == regions.c.track_id)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         if not rows:
@@ -530,7 +534,8 @@ def _region_rows(image_id: int, item: ImageWrite) -> list[dict[str, Any]]:
 
 
 def _conditions(kind: str | None, filters: Filters | None) -> ColumnElement[bool] | None:
-    """The WHERE clause for a kind and filters (``path_prefix`` needs the images join)."""
+    """The WHERE clause for a kind and filters (``path_prefix`` needs the images join, the
+    video filters the tracks outer join)."""
     conds: list[ColumnElement[bool]] = []
     if kind is not None:
         conds.append(regions.c.kind == kind)
@@ -550,6 +555,10 @@ def _conditions(kind: str | None, filters: Filters | None) -> ColumnElement[bool
             conds.append(regions.c.is_thing == bool(f.thing))
         if f.path_prefix is not None:
             conds.append(images.c.path.startswith(f.path_prefix, autoescape=True))
+        if f.video_active:  # needs the tracks outer join
+            from segindex.store.track_rows import video_conditions
+
+            conds.append(video_conditions(f))
     if not conds:
         return None
     return and_(*conds)
