@@ -15,31 +15,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions, VideoOptions
 from segindex.device import backend_device
 from segindex.embed.base import Embedder
 from segindex.images import discover, media_kind
+from segindex.ingest.batch import DecodedImage, model_stages
+from segindex.ingest.engine import ImageJob, IngestEngine, LocalEngine
 from segindex.ingest.plan import plan, relink_moved
 from segindex.ingest.prefetch import Decoded, Prefetcher
 from segindex.ingest.report import IngestProgress, IngestReport, StageTimer
-from segindex.ingest.stages import Cropped, crop_stage, embed_stage, name_stage, segment_safely
 from segindex.ingest.video_runner import VideoContext, ingest_video
 from segindex.segment.base import Segmenter
 from segindex.store.sql import ImageState, ImageWrite, Store, WriteResult, db_path
-
-
-@dataclass
-class _Decoded:
-    path: str
-    sha256: str
-    image: np.ndarray
-    prepared: Any = None  # the segmenter's network input, made in a decode worker
 
 
 def run_ingest(
@@ -55,6 +45,7 @@ def run_ingest(
     retry_failed: bool = False,
     labels: LabelPolicy | None = LabelPolicy(),  # noqa: B008 - frozen, so safe as a default
     video: VideoOptions = VideoOptions(),  # noqa: B008 - frozen, so safe as a default
+    engine: IngestEngine | None = None,
 ) -> IngestReport:
     """Ingest files/folders/globs into ``store``; ``on_commit`` mirrors each batch into vectors.
 
@@ -62,7 +53,8 @@ def run_ingest(
     stage (:mod:`segindex.labels`); ``None`` leaves them as the segmenter returned them.
     Files that are videos by content (:func:`segindex.images.media_kind`) are sampled, tracked
     and committed in chunks as ``video`` says (:mod:`segindex.ingest.video_runner`), after the
-    images."""
+    images. ``engine`` runs the images' model stages (:mod:`segindex.ingest.engine`; default:
+    :class:`~segindex.ingest.engine.LocalEngine`, this process)."""
     report = IngestReport()
     timer = StageTimer(report)
     t_start = time.perf_counter()
@@ -99,45 +91,20 @@ def run_ingest(
             )
 
     tick()
-    step = runtime.commit_every
-    batches = [todo[i : i + step] for i in range(0, len(todo), step)]
-    workers = runtime.decode_processes
-    prefetch = Prefetcher(
-        workers, runtime.max_pixels, segmenter.preprocessor() if workers > 0 else None
-    )
-    try:
-        _run_batches(
-            batches,
-            prefetch,
-            store=store,
-            segmenter=segmenter,
-            embedder=embedder,
-            crop=crop,
-            runtime=runtime,
-            on_commit=on_commit,
-            labels=labels,
-            report=report,
-            timer=timer,
-            tick=tick,
-        )
-    finally:
-        prefetch.close()
+    shared: dict[str, Any] = {
+        "store": store,
+        "segmenter": segmenter,
+        "embedder": embedder,
+        "crop": crop,
+        "runtime": runtime,
+        "on_commit": on_commit,
+        "labels": labels,
+        "report": report,
+        "timer": timer,
+    }
+    (engine or LocalEngine()).run_images(todo, ImageJob(**shared, tick=tick))
     if videos:
-        _run_videos(
-            videos,
-            known,
-            store=store,
-            segmenter=segmenter,
-            embedder=embedder,
-            crop=crop,
-            runtime=runtime,
-            on_commit=on_commit,
-            labels=labels,
-            video=video,
-            report=report,
-            timer=timer,
-            tick=tick,
-        )
+        _run_videos(videos, known, video=video, tick=tick, **shared)
     report.seconds = time.perf_counter() - t_start
     return report
 
@@ -169,75 +136,60 @@ def _run_videos(
         ingest_video(ctx, path, sha, known.get(db_path(path)))
 
 
-def _run_batches(
-    batches: list[list[tuple[str, str]]],
-    prefetch: Prefetcher,
-    *,
-    store: Store,
-    segmenter: Segmenter,
-    embedder: Embedder,
-    crop: CropPolicy,
-    runtime: RuntimeOptions,
-    on_commit: Callable[[WriteResult], None],
-    labels: LabelPolicy | None,
-    report: IngestReport,
-    timer: StageTimer,
-    tick: Callable[[], None],
-) -> None:
+def run_local(todo: list[tuple[str, str]], job: ImageJob) -> None:
+    """The local engine: batches of ``runtime.commit_every`` images in this process, decoded one
+    batch ahead by ``runtime.decode_processes`` worker processes."""
+    step = job.runtime.commit_every
+    batches = [todo[i : i + step] for i in range(0, len(todo), step)]
+    workers = job.runtime.decode_processes
+    prefetch = Prefetcher(
+        workers, job.runtime.max_pixels, job.segmenter.preprocessor() if workers > 0 else None
+    )
+    try:
+        _run_batches(batches, prefetch, job)
+    finally:
+        prefetch.close()
+
+
+def count_written(report: IngestReport, writes: list[ImageWrite]) -> None:
+    """Add a committed batch to the report: indexed images, their segments, failures."""
+    for w in writes:
+        if w.error is not None:
+            report.failures.append((db_path(w.path), w.error))
+        else:
+            report.indexed += 1
+            report.regions += list(w.kinds).count("segment")
+
+
+def _run_batches(batches: list[list[tuple[str, str]]], prefetch: Prefetcher, job: ImageJob) -> None:
     """The per-batch stages. Batch 0 is decoded inline (the pool starts meanwhile); each later
     batch was submitted to the decode workers before the previous one went to the models."""
-    crop_meta = crop.to_dict()
-    segment_batch, embed_batch = runtime.batch_sizes(
-        backend_device(segmenter), backend_device(embedder)
+    segment_batch, embed_batch = job.runtime.batch_sizes(
+        backend_device(job.segmenter), backend_device(job.embedder)
     )
     futures: list[Future[Decoded]] | None = None
     for b, batch in enumerate(batches):
         writes: list[ImageWrite] = []
-        decoded: list[_Decoded] = []
-        with timer("decode"):
+        decoded: list[DecodedImage] = []
+        with job.timer("decode"):
             for path, sha, result in prefetch.take(batch, futures):
                 if isinstance(result, str):
                     writes.append(ImageWrite(path=path, sha256=sha, error=result))
                 else:
-                    decoded.append(_Decoded(path, sha, *result))
+                    decoded.append(DecodedImage(path, sha, *result))
         futures = prefetch.submit(batches[b + 1]) if b + 1 < len(batches) else None
-        with timer("segment"):
-            segs = segment_safely(
-                segmenter,
-                [d.image for d in decoded],
-                segment_batch,
-                paths=[d.path for d in decoded],
-                prepared=[d.prepared for d in decoded],
-            )
-        pending: list[tuple[_Decoded, Cropped]] = []
-        with timer("crop"):
-            for d, seg in zip(decoded, segs, strict=True):
-                h, w = d.image.shape[:2]
-                if isinstance(seg, str):
-                    writes.append(
-                        ImageWrite(path=d.path, sha256=d.sha256, width=w, height=h, error=seg)
-                    )
-                    continue
-                pending.append((d, crop_stage(d.image, seg, crop, runtime.max_regions)))
-        with timer("embed"):
-            vectors = embed_stage(embedder, [c for _, c in pending], embed_batch, segmenter)
-        for (d, item), vecs in zip(pending, vectors, strict=True):
-            h, w = d.image.shape[:2]
-            writes.append(
-                ImageWrite(
-                    path=d.path,
-                    sha256=d.sha256,
-                    width=w,
-                    height=h,
-                    regions=name_stage(item, vecs, embedder, labels),
-                    kinds=item.kinds,
-                    vectors=vecs,
-                    crop=crop_meta,
-                )
-            )
-            report.indexed += 1
-            report.regions += item.kinds.count("segment")
-        with timer("write"):
-            on_commit(store.write(writes))
-        report.failures.extend((db_path(w.path), w.error) for w in writes if w.error is not None)
-        tick()
+        writes += model_stages(
+            decoded,
+            segmenter=job.segmenter,
+            embedder=job.embedder,
+            crop=job.crop,
+            max_regions=job.runtime.max_regions,
+            labels=job.labels,
+            segment_batch=segment_batch,
+            embed_batch=embed_batch,
+            timer=job.timer,
+        )
+        with job.timer("write"):
+            job.on_commit(job.store.write(writes))
+        count_written(job.report, writes)
+        job.tick()

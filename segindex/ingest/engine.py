@@ -1,0 +1,91 @@
+"""The engine seam: who runs the model stages over the planned images.
+
+The runner plans (sha256 identity against SQL), records unreadable files, runs videos and keeps
+the report; an engine takes the planned ``(path, sha256)`` list and makes sure every image ends
+up written through ``job.store`` (and mirrored by ``job.on_commit``):
+
+* :class:`LocalEngine` (the default): this process, decode one batch ahead in worker processes
+  (:func:`segindex.ingest.runner.run_local`).
+* :class:`~segindex.ingest.ray_engine.RayEngine`: a Ray Data plan whose actors run the same
+  stages (:func:`segindex.ingest.batch.model_stages`), the driver writing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions
+from segindex.embed.base import Embedder
+from segindex.errors import ConfigError
+from segindex.ingest.report import IngestReport, StageTimer
+from segindex.segment.base import Segmenter
+from segindex.store.sql import Store, WriteResult
+
+
+@dataclass
+class ImageJob:
+    """What an engine needs to ingest planned images; it adds to ``report`` (``indexed``,
+    ``regions``, ``failures``, ``stage_seconds``) and calls ``tick()`` after each commit."""
+
+    store: Store
+    segmenter: Segmenter
+    embedder: Embedder
+    crop: CropPolicy
+    runtime: RuntimeOptions
+    labels: LabelPolicy | None
+    on_commit: Callable[[WriteResult], None]
+    report: IngestReport
+    timer: StageTimer
+    tick: Callable[[], None]
+
+
+class IngestEngine(ABC):
+    """Runs the model stages over planned images and writes them (see the module doc)."""
+
+    name: str = "engine"
+
+    @abstractmethod
+    def run_images(self, todo: list[tuple[str, str]], job: ImageJob) -> None:
+        """Ingest ``todo`` (``(path, sha256)`` pairs, already planned) into ``job.store``."""
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Fail early (before models load) when this engine cannot run here."""
+
+
+class LocalEngine(IngestEngine):
+    """Today's ingest in this process: the default engine."""
+
+    name = "local"
+
+    def run_images(self, todo: list[tuple[str, str]], job: ImageJob) -> None:
+        from segindex.ingest.runner import run_local
+
+        run_local(todo, job)
+
+    def __repr__(self) -> str:
+        return "LocalEngine()"
+
+
+ENGINE_NAMES = ("local", "ray")
+
+
+def resolve_engine(engine: str | IngestEngine | None, **options: Any) -> IngestEngine:
+    """An engine from a name (``"local"``, ``"ray"``; ``options`` go to the Ray engine) or an
+    engine object (returned as is). ``None`` is ``"local"``. Checks that it can run here."""
+    if engine is None or engine == "local":
+        if options:
+            raise ConfigError(f"the local engine takes no options, got {sorted(options)}")
+        return LocalEngine()
+    if engine == "ray":
+        from segindex.ingest.ray_engine import RayEngine
+
+        engine = RayEngine(**options)
+    if not isinstance(engine, IngestEngine):
+        raise ConfigError(
+            f"engine must be one of {', '.join(ENGINE_NAMES)} or an IngestEngine, got {engine!r}"
+        )
+    engine.check()
+    return engine
