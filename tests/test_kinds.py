@@ -1,5 +1,6 @@
 """Index kinds (flat, HNSW, IVF-PQ): the auto rule, exactness/recall, filtered search that
-returns k hits, HNSW tombstones, memory-mapped loading, batch search."""
+returns k hits (the best k: tests/test_filtered_search.py), HNSW tombstones, memory-mapped
+loading, batch search."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from segindex.errors import ConfigError
+from segindex.store import filtered
 from segindex.store import vectors as vmod
 from segindex.store.kinds import KindSpec
 from segindex.store.vectors import VectorIndex
@@ -117,14 +119,15 @@ def test_filtered_search_returns_k_exact_hits(kind: str, n_allowed: int, monkeyp
     for row, truth in zip(got, want, strict=True):
         assert set(row[row >= 0]) <= set(allowed.tolist())
         assert (row >= 0).sum() == min(k, n_allowed)  # k hits whenever k exist
-        if n_allowed <= vmod.EXACT_MIN_IDS or kind == "flat":
+        if n_allowed <= filtered.EXACT_MIN_IDS or kind == "flat":
             assert set(row[row >= 0]) == set(truth)  # small sets are scored exactly
-    # the selector path (forced): HNSW with a very selective filter still returns k hits
-    monkeypatch.setattr(vmod, "EXACT_MIN_IDS", 0)
-    monkeypatch.setattr(vmod, "EXACT_MAX_IDS", 0)
+    # the ANN path (forced): HNSW with a very selective filter still returns the best k
+    monkeypatch.setattr(filtered, "EXACT_MIN_IDS", 0)
+    monkeypatch.setattr(filtered, "EXACT_MAX_IDS", 0)
     _, got = vi.search(Q, k, allowed_ids=allowed)
     assert all((row >= 0).sum() == min(k, n_allowed) for row in got)
     assert all(set(row[row >= 0]) <= set(allowed.tolist()) for row in got)
+    assert recall([r[r >= 0] for r in got], want) >= 0.95
 
 
 def test_ivfpq_filtered_small_set_uses_exact_vectors() -> None:
@@ -221,31 +224,3 @@ def test_large_k_on_hnsw_is_exact_and_batch_equals_single() -> None:
     import faiss
 
     assert faiss.cvar.distance_compute_blas_threshold == vmod.BLAS_MIN_QUERIES * DIM
-
-
-@pytest.mark.parametrize("share", [0.5, 0.9])
-def test_broad_filter_on_hnsw_post_filters_an_unfiltered_search(share: float, monkeypatch) -> None:
-    vi = build("hnsw")
-    allowed = np.sort(np.random.default_rng(7).choice(IDS, int(share * N), replace=False))
-    monkeypatch.setattr(vmod, "EXACT_MIN_IDS", 0)  # as if the set were too large to score
-    monkeypatch.setattr(vmod, "EXACT_MAX_IDS", 0)  # exactly
-    calls: list[bool] = []
-    ann = vi._ann
-    monkeypatch.setattr(
-        vi, "_ann", lambda q, k, sel, s: calls.append(sel is None) or ann(q, k, sel, s)
-    )
-    sims, got = vi.search(Q, 10, allowed_ids=allowed)
-    assert calls == [True]  # one unfiltered graph search, no selector
-    assert np.isin(got, allowed).all() and got.shape == (len(Q), 10)
-    assert (np.diff(sims, axis=1) <= 1e-6).all()  # best first
-    assert recall(got, exact(Q, 10, allowed)) >= 0.95
-    # allowed ids that are rare among the nearest candidates: falls back to the selector
-    far = np.sort(IDS[np.argsort(X @ Q[0])[: N // 2]])  # the half least similar to Q[0]
-    calls.clear()
-    _, got = vi.search(Q[:1], 10, allowed_ids=far)
-    assert calls == [True, False] and np.isin(got, far).all() and (got >= 0).all()
-    # when the candidates needed would be too many, the selector search is used instead
-    monkeypatch.setattr(vmod, "ANN_MAX_K", 1)
-    calls.clear()
-    _, got = vi.search(Q, 10, allowed_ids=allowed)
-    assert calls == [False] and np.isin(got, allowed).all()

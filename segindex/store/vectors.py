@@ -11,14 +11,10 @@ slot in the ``IndexIDMap2`` id map becomes ``-1`` (saved with the file, so the f
 exactly the live ids), and searches skip ``-1`` with an ID selector. When a quarter of the slots
 are dead the graph is rebuilt from its own stored vectors.
 
-Filtered search (``allowed_ids``), so ``k`` hits come back whenever ``k`` allowed vectors exist:
-
-* a small allowed set (<= 4k ids, or <= 2 % of the index up to 20k) is scored exactly: its vectors
-  are read from the flat storage (flat, HNSW) or from SQL (``fetch``, IVF-PQ) and multiplied with
-  the queries, which is both faster than any index walk and exact;
-* a larger set goes through FAISS with an ID selector: flat scans exactly; HNSW widens
-  ``efSearch`` by 1 / selectivity and IVF ``nprobe`` likewise, and if either still returns fewer
-  than ``k`` the allowed set is scored exhaustively.
+Filtered search (``allowed_ids``) returns the true best ``k`` allowed vectors, whatever the
+filter (exact for small allowed sets, else the allowed part of an unfiltered ANN search of
+adaptive depth, else an exhaustive scan of the allowed vectors): see
+:mod:`segindex.store.filtered`.
 
 Loading memory-maps the vector storage where FAISS supports it (``IO_FLAG_MMAP_IFC``: flat and
 HNSW storage; IVF lists), so opening a 2 GB index costs page-cache lookups, not a copy. A mapped
@@ -28,7 +24,6 @@ index is read-only: the first write reloads it into memory.
 from __future__ import annotations
 
 import ctypes
-import math
 import mmap as _mmap
 import os
 import sys
@@ -39,27 +34,21 @@ from typing import Any
 
 import numpy as np
 
+from segindex.store.filtered import (
+    ANN_MAX_K,
+    ANN_MAX_K_FRACTION,
+    AllowedSet,
+    empty,
+    exhaustive,
+    search_allowed,
+)
 from segindex.store.kinds import Kind, KindSpec, kind_of
 from segindex.store.kinds import build as build_faiss
 
-#: allowed sets up to this size, or up to this fraction of an index with at most
-#: ``EXACT_MAX_IDS`` allowed, are scored exactly (beyond that a gather of their vectors costs
-#: more than a filtered index walk)
-EXACT_MIN_IDS = 4_096
-EXACT_MAX_IDS = 20_000
-EXACT_MAX_FRACTION = 0.02
 #: batches of at least this many queries use BLAS (FAISS compares queries x dim)
 BLAS_MIN_QUERIES = 16
-#: an ANN index asked for more than this many (or this fraction of itself) scans exactly
-ANN_MAX_K_FRACTION = 0.05
-#: allowed sets holding at least this share of the vectors are searched by post-filtering an
-#: unfiltered ANN search (a selector slows every graph step; most candidates pass anyway)
-POSTFILTER_MIN_FRACTION = 0.5
-ANN_MAX_K = 2048
 #: HNSW is compacted when this fraction of its slots are tombstones
 COMPACT_FRACTION = 0.25
-_SCAN_CHUNK = 65_536
-_NO_SIM = np.float32(-3.4028235e38)  # what FAISS returns for a missing inner-product hit
 
 Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -100,7 +89,7 @@ class VectorIndex:
         self.kind: Kind = kind_of(self._index)
         self._mapped: tuple[Path, tuple[int, int, int]] | None = None
         self._lookup: tuple[np.ndarray, np.ndarray] | None = None  # (order, sorted slot ids)
-        self._sel_cache: tuple[np.ndarray, Any] | None = None
+        self._allowed_cache: tuple[np.ndarray, AllowedSet] | None = None
         self._dead = int(np.count_nonzero(self._slot_ids() < 0))
 
     # -- construction ------------------------------------------------------------------------
@@ -317,9 +306,10 @@ class VectorIndex:
         """Top-``k`` by inner product for ``(Q, D)`` L2-normalised float32 queries.
 
         Returns ``(similarities (Q, k) float32, ids (Q, k) int64)``, best first, id ``-1`` where
-        fewer than ``k`` vectors exist. ``allowed_ids`` restricts the search (exact scoring of
-        small sets, FAISS ID selectors for large ones), so ``k`` hits come back whenever ``k``
-        allowed vectors exist. Exact for flat; approximate ranking for HNSW / IVF-PQ.
+        fewer than ``k`` vectors exist. ``allowed_ids`` (``(m,)`` int64, sorted or not) restricts
+        the search to those ids and returns their best ``k`` (see :mod:`segindex.store.filtered`),
+        ``k`` hits whenever ``k`` allowed vectors exist. Exact for flat; approximate ranking for
+        HNSW / IVF-PQ, as good filtered as unfiltered.
         """
         faiss = _faiss()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -329,136 +319,38 @@ class VectorIndex:
         live = self.ntotal
         k = max(1, min(k, live)) if live else 1
         if live == 0:
-            return _empty(len(queries), k)
+            return empty(len(queries), k)
         if allowed_ids is not None:
-            allowed = allowed_ids if allowed_ids.dtype == np.int64 else allowed_ids.astype(np.int64)
-            m = len(allowed)
-            if m <= EXACT_MIN_IDS or m <= min(EXACT_MAX_IDS, EXACT_MAX_FRACTION * live):
-                return self._exact_subset(queries, k, allowed)
-            return self._search_filtered(queries, k, allowed)
+            return search_allowed(self, queries, k, self._allowed(allowed_ids))
         if self.kind == "flat":
             return self._index.search(queries, k)  # type: ignore[no-any-return]
         if k > min(ANN_MAX_K, ANN_MAX_K_FRACTION * live):  # a large share: scan it all
-            return self._exhaustive(queries, k, None)
-        return self._ann(queries, k, None, 1.0)
+            return exhaustive(self, queries, k, None)
+        return self._ann(queries, k)
 
-    def _ann(
-        self, queries: np.ndarray, k: int, sel: Any | None, selectivity: float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """HNSW / IVF search, its beam or probes widened by ``1 / selectivity``."""
+    def _ann(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Unfiltered HNSW / IVF search (tombstones skipped): HNSW's beam is at least ``2 k``."""
         faiss = _faiss()
-        if self._dead and sel is None:
-            sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.array([-1], np.int64)))
-        widen = 1.0 / max(selectivity, 1e-6)
+        params: Any
         if self.kind == "hnsw":
-            ef = int(min(max(self.spec.ef_search * min(widen, 8.0), 2 * k * widen, k), 16_384))
-            params = faiss.SearchParametersHNSW(efSearch=max(ef, k))
+            params = faiss.SearchParametersHNSW(efSearch=int(max(self.spec.ef_search, 2 * k)))
         else:
             nlist = int(faiss.downcast_index(self._index.index).nlist)
-            nprobe = int(min(nlist, math.ceil(self.spec.nprobe * widen)))
-            params = faiss.SearchParametersIVF(nprobe=max(1, nprobe))
-        if sel is not None:
-            params.sel = sel
+            params = faiss.SearchParametersIVF(nprobe=max(1, min(nlist, self.spec.nprobe)))
+        if self._dead:
+            params.sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.array([-1], np.int64)))
         return self._index.search(queries, k, params=params)  # type: ignore[no-any-return]
 
-    def _selector(self, allowed: np.ndarray) -> Any:
-        """``IDSelectorBatch`` over ``allowed``; the last one is kept while the same array comes
-        again (the store hands out one shared array per filter until its next write)."""
-        cached = self._sel_cache
+    def _allowed(self, allowed: np.ndarray) -> AllowedSet:
+        """``allowed`` prepared for search; the last one is kept while the same array comes
+        again (the store hands out one shared read-only array per filter until its next write)."""
+        cached = self._allowed_cache
         if cached is not None and cached[0] is allowed:
             return cached[1]
-        sel = _faiss().IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        prepared = AllowedSet(allowed)
         if not allowed.flags.writeable:  # only shared read-only arrays are worth keeping
-            self._sel_cache = (allowed, sel)
-        return sel
-
-    def _search_filtered(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        faiss = _faiss()
-        sel = self._selector(allowed)
-        if self.kind == "flat":
-            return self._index.search(queries, k, params=faiss.SearchParameters(sel=sel))  # type: ignore[no-any-return]
-        selectivity = min(1.0, len(allowed) / max(self.ntotal, 1))
-        if selectivity >= POSTFILTER_MIN_FRACTION:
-            found = self._postfiltered(queries, k, sel, selectivity)
-            if found is not None:
-                return found
-        sims, ids = self._ann(queries, k, sel, selectivity)
-        want = min(k, len(allowed))
-        if (ids >= 0).sum(axis=1).min() >= want:
-            return sims, ids
-        return self._exhaustive(queries, k, allowed)
-
-    def _postfiltered(
-        self, queries: np.ndarray, k: int, sel: Any, selectivity: float
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Top-``k`` allowed hits from an unfiltered ANN search for about ``1.5 k / selectivity``
-        candidates; ``None`` when some query got fewer than ``k`` allowed (the caller then
-        searches with the selector)."""
-        wide = int(math.ceil(1.5 * k / selectivity)) + 8
-        if wide > min(ANN_MAX_K, ANN_MAX_K_FRACTION * self.ntotal):
-            return None
-        sims, ids = self._ann(queries, wide, None, 1.0)
-        keep = np.zeros(ids.shape, dtype=bool)
-        for (row, col), i in np.ndenumerate(ids):
-            keep[row, col] = i >= 0 and bool(sel.is_member(int(i)))
-        if keep.sum(axis=1).min() < k:
-            return None
-        out_s = np.empty((len(queries), k), np.float32)
-        out_i = np.empty((len(queries), k), np.int64)
-        for row in range(len(queries)):
-            out_s[row] = sims[row][keep[row]][:k]
-            out_i[row] = ids[row][keep[row]][:k]
-        return out_s, out_i
-
-    def _exact_subset(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-``k`` over the allowed ids' own vectors."""
-        storage = self._storage()
-        if storage is not None:
-            ids, slots = self._positions(allowed)
-            vecs = storage[slots]
-        elif self.fetch is not None:
-            held, _ = self._positions(allowed)
-            ids, vecs = self.fetch(held)
-        else:  # IVF-PQ without exact vectors: every list, only the allowed ids
-            return self._exhaustive(queries, k, allowed)
-        return _top_k(queries @ np.asarray(vecs, np.float32).T, np.asarray(ids, np.int64), k)
-
-    def _exhaustive(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Score every (allowed) live vector: a chunked BLAS scan of the flat storage, or IVF with
-        every list probed."""
-        faiss = _faiss()
-        storage = self._storage()
-        if storage is None:
-            nlist = int(faiss.downcast_index(self._index.index).nlist)
-            params = faiss.SearchParametersIVF(nprobe=nlist)
-            if allowed is not None:
-                params.sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed))
-            return self._index.search(queries, k, params=params)  # type: ignore[no-any-return]
-        slot_ids = self._slot_ids()
-        keep = slot_ids >= 0
-        if allowed is not None:
-            keep &= np.isin(slot_ids, allowed)
-        best_s = np.full((len(queries), 0), _NO_SIM, np.float32)
-        best_i = np.zeros((len(queries), 0), np.int64)
-        for start in range(0, len(slot_ids), _SCAN_CHUNK):
-            sl = np.flatnonzero(keep[start : start + _SCAN_CHUNK]) + start
-            if len(sl) == 0:
-                continue
-            sims = queries @ storage[sl].T
-            s, i = _top_k(sims, slot_ids[sl], k)
-            best_s, best_i = _top_k(
-                np.concatenate([best_s, s], axis=1), None, k, np.concatenate([best_i, i], axis=1)
-            )
-        if best_s.shape[1] < k:
-            pad_s, pad_i = _empty(len(queries), k - best_s.shape[1])
-            best_s, best_i = np.hstack([best_s, pad_s]), np.hstack([best_i, pad_i])
-        return best_s, best_i
+            self._allowed_cache = (allowed, prepared)
+        return prepared
 
 
 _MADV_POPULATE_READ = 22
@@ -477,34 +369,6 @@ def _populate_read(addr: int, nbytes: int) -> int:
         return ctypes.get_errno() or -1
     except (OSError, AttributeError):
         return -1
-
-
-def _empty(q: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full((q, k), _NO_SIM, np.float32), np.full((q, k), -1, np.int64)
-
-
-def _top_k(
-    sims: np.ndarray, ids: np.ndarray | None, k: int, ids2d: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` columns of ``sims (Q, m)`` per row (ties by id), padded with ``-1``.
-
-    Column ids are ``ids (m,)`` or per row ``ids2d (Q, m)``."""
-    q, m = sims.shape
-    cols = np.broadcast_to(ids, (q, m)) if ids2d is None else ids2d
-    if m == 0:
-        return _empty(q, k)
-    take = min(k, m)
-    if take < m:
-        part = np.argpartition(-sims, take - 1, axis=1)[:, :take]
-        sims = np.take_along_axis(sims, part, axis=1)
-        cols = np.take_along_axis(cols, part, axis=1)
-    order = np.lexsort((cols, -sims), axis=1)
-    s = np.take_along_axis(sims, order, axis=1).astype(np.float32, copy=False)
-    i = np.take_along_axis(cols, order, axis=1).astype(np.int64, copy=False)
-    if take < k:
-        pad_s, pad_i = _empty(q, k - take)
-        return np.hstack([s, pad_s]), np.hstack([i, pad_i])
-    return s, i
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
