@@ -32,6 +32,7 @@ from segindex.query import (
     make_query,
     resolve_region,
 )
+from segindex.regions import Regions
 from segindex.search import (
     Hit,
     Scope,
@@ -196,8 +197,13 @@ class SearchMixin:
         return [found[k] for k in keys]
 
     def embed_image_query(self, image: ImageInput) -> np.ndarray:
-        """``(D,)`` vector of a whole query image, cropped with the index's crop policy."""
-        return self.embedder.embed_images([crop_whole(_pixels(image), self.settings.crop)])[0]
+        """``(D,)`` vector of a whole query image, cropped with the index's crop policy (an
+        embedder that ``embeds_regions`` pools the whole image, as ingest does)."""
+        pixels = _pixels(image)
+        if self.embedder.embeds_regions:
+            whole = Regions.from_masks(np.ones((1, *pixels.shape[:2]), dtype=bool))
+            return self.embedder.embed_regions(pixels, whole)[0]  # type: ignore[attr-defined,no-any-return]
+        return self.embedder.embed_images([crop_whole(pixels, self.settings.crop)])[0]
 
     def embed_region_query(self, prompt: RegionPrompt) -> tuple[np.ndarray, QueryRegion]:
         """``(D,)`` vector of a region of a new image, and the region it resolved to.
@@ -215,6 +221,10 @@ class SearchMixin:
                 raise
             segmenter = None  # a box still works without the segmenter's model
         found = resolve_region(pixels, prompt, segmenter)
+        if self.embedder.embeds_regions:  # pooled from the full image; reuses a SAM encoder pass
+            region = Regions.from_masks(found.mask[None])
+            vec = self.embedder.embed_regions(pixels, region, segmenter=segmenter)  # type: ignore[attr-defined]
+            return vec[0], found
         crop = crop_region(pixels, found.mask, found.box, self.settings.crop)
         return self.embedder.embed_images([crop])[0], found
 

@@ -28,6 +28,11 @@ class Embedder(ABC):
     """Maps images and texts into one vector space of dimension :attr:`dim`."""
 
     name: str = ""
+    #: texts go into the same space (text queries, zero-shot naming of class-agnostic regions)
+    embeds_text: bool = True
+    #: regions are embedded from the full image and their masks (``embed_regions(image,
+    #: regions, segmenter=...) -> (N, D)``) instead of from crops
+    embeds_regions: bool = False
 
     @property
     @abstractmethod

@@ -104,11 +104,23 @@ def crop_stage(image: np.ndarray, regions: Regions, crop: CropPolicy, max_region
     return Cropped(image=image, regions=kept, kinds=kinds, crops=crops)
 
 
-def embed_stage(embedder: Embedder, items: Sequence[Cropped], batch_size: int) -> list[np.ndarray]:
-    """Embed every item's regions, all items' crops in one batched pass.
+def embed_stage(
+    embedder: Embedder,
+    items: Sequence[Cropped],
+    batch_size: int,
+    segmenter: Segmenter | None = None,
+) -> list[np.ndarray]:
+    """Embed every item's regions, all items' crops in one batched pass (an embedder that
+    ``embeds_regions`` gets each full picture and its regions instead, with the ``segmenter``
+    so that it can reuse the segmenter's encoder pass).
 
     Returns one ``(N_i, D)`` float32 L2-normalised array per item, rows parallel to
     ``items[i].regions``."""
+    if embedder.embeds_regions:
+        return [
+            embedder.embed_regions(item.image, item.regions, segmenter=segmenter)  # type: ignore[attr-defined]
+            for item in items
+        ]
     crops = [c for item in items for c in item.crops]
     vectors = embedder.embed_images(crops, batch_size=batch_size)
     out: list[np.ndarray] = []
@@ -124,7 +136,8 @@ def name_stage(
     item: Cropped, vectors: np.ndarray, embedder: Embedder, labels: LabelPolicy | None
 ) -> Regions:
     """Name the item's class-agnostic regions (SAM's) by CLIP zero-shot on their ``(N, D)``
-    vectors (:mod:`segindex.labels`); ``labels=None`` keeps the segmenter's names."""
-    if labels is None:
+    vectors (:mod:`segindex.labels`); ``labels=None``, or an embedder that embeds no text, keeps
+    the segmenter's names."""
+    if labels is None or not embedder.embeds_text:
         return item.regions
     return name_class_agnostic(item.regions, item.kinds, vectors, embedder, labels)

@@ -18,6 +18,9 @@ else prompts are decoded one by one. onnxruntime is imported only when a segment
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -93,20 +96,9 @@ class SamOnnxSegmenter(SamLikeSegmenter):
         self.encoder_path, self.decoder_path = str(enc_path), str(dec_path)
         self.device = device
         self.threads = threads
-        self._mean = np.asarray(pixel_mean, dtype=np.float32)
-        self._std = np.asarray(pixel_std, dtype=np.float32)
-        self._encoder = _session(enc_path, device, threads)
+        self.encoder = OnnxSamEncoder(enc_path, device, threads, pixel_mean, pixel_std)
+        self.input_size = self.encoder.input_size
         self._decoder = _session(dec_path, device, threads)
-        enc_inputs = self._encoder.get_inputs()
-        if len(enc_inputs) != 1 or len(enc_inputs[0].shape) != 4:
-            raise ModelLoadError(
-                f"SAM encoder {self.encoder_path!r} must take one (1, 3, S, S) image input, got "
-                f"{[(i.name, i.shape) for i in enc_inputs]}"
-            )
-        self._enc_input = enc_inputs[0].name
-        side = enc_inputs[0].shape[-1]
-        self.input_size = int(side) if isinstance(side, int) else 1024
-        self._enc_output = self._encoder.get_outputs()[0].name
         names = {i.name for i in self._decoder.get_inputs()}
         missing = [n for n in DECODER_INPUTS if n not in names]
         outputs = {o.name for o in self._decoder.get_outputs()}
@@ -131,22 +123,7 @@ class SamOnnxSegmenter(SamLikeSegmenter):
     # -- encoder --------------------------------------------------------------------------------
 
     def _embed(self, image: np.ndarray) -> dict[str, Any]:
-        from PIL import Image
-
-        height, width = image.shape[:2]
-        new_h, new_w = resized_shape(height, width, self.input_size)
-        resized = np.asarray(
-            Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR),
-            dtype=np.float32,
-        )
-        x = np.zeros((1, 3, self.input_size, self.input_size), dtype=np.float32)
-        x[0, :, :new_h, :new_w] = ((resized - self._mean) / self._std).transpose(2, 0, 1)
-        (embedding,) = self._encoder.run([self._enc_output], {self._enc_input: x})
-        return {
-            "embedding": embedding,
-            "size": (height, width),
-            "scale": np.array([new_w / width, new_h / height], dtype=np.float32),
-        }
+        return self.encoder.encode(image)
 
     # -- decoder --------------------------------------------------------------------------------
 
@@ -183,6 +160,84 @@ class SamOnnxSegmenter(SamLikeSegmenter):
         }
         masks, iou = self._decoder.run(["masks", "iou_predictions"], feeds)
         return masks, iou  # (b, K, H, W), (b, K)
+
+
+class OnnxSamEncoder:
+    """A SAM image encoder ONNX session with SAM's preprocessing; it remembers the embeddings of
+    the last ``cache_size`` images (8, a CUDA ingest batch), keyed by shape and a hash of the
+    pixel bytes (so a mutated array is never confused with another), which lets a
+    ``sam_features`` embedder reuse the pass a ``sam_onnx`` segmenter made of the same image.
+
+    :meth:`encode` returns ``{"embedding": (1, C, h, w) float32, "size": (H, W) of the image,
+    "scale": (2,) float32 XY factor from image pixels to the S x S input frame}``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "auto",
+        threads: int | None = None,
+        pixel_mean: tuple[float, float, float] = SAM_PIXEL_MEAN,
+        pixel_std: tuple[float, float, float] = SAM_PIXEL_STD,
+        cache_size: int = 8,
+    ) -> None:
+        self.path = str(path)
+        self.pixel_mean = np.asarray(pixel_mean, dtype=np.float32)
+        self.pixel_std = np.asarray(pixel_std, dtype=np.float32)
+        self._session = _session(Path(path), device, threads)
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise ModelLoadError(
+                f"SAM encoder {self.path!r} must take one (1, 3, S, S) image input, got "
+                f"{[(i.name, i.shape) for i in inputs]}"
+            )
+        self._input = inputs[0].name
+        side = inputs[0].shape[-1]
+        self.input_size = int(side) if isinstance(side, int) else 1024
+        output = self._session.get_outputs()[0]
+        self._output = output.name
+        channels = output.shape[1] if len(output.shape) == 4 else None
+        self.channels = int(channels) if isinstance(channels, int) else None
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.runs = 0  # encoder passes made, for tests
+
+    def encode(self, image: np.ndarray) -> dict[str, Any]:
+        """The embedding of an ``HxWx3`` uint8 RGB image (from the cache when it was just made)."""
+        key = (
+            image.shape,
+            hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest(),
+        )
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        state = self._run(image)
+        with self._lock:
+            self._cache[key] = state
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return state
+
+    def _run(self, image: np.ndarray) -> dict[str, Any]:
+        from PIL import Image
+
+        height, width = image.shape[:2]
+        new_h, new_w = resized_shape(height, width, self.input_size)
+        resized = np.asarray(
+            Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR),
+            dtype=np.float32,
+        )
+        x = np.zeros((1, 3, self.input_size, self.input_size), dtype=np.float32)
+        x[0, :, :new_h, :new_w] = ((resized - self.pixel_mean) / self.pixel_std).transpose(2, 0, 1)
+        (embedding,) = self._session.run([self._output], {self._input: x})
+        self.runs += 1
+        return {
+            "embedding": embedding,
+            "size": (height, width),
+            "scale": np.array([new_w / width, new_h / height], dtype=np.float32),
+        }
 
 
 def resized_shape(height: int, width: int, longest: int) -> tuple[int, int]:
@@ -271,4 +326,4 @@ def _session(path: Path, device: str, threads: int | None) -> Any:
         raise ModelLoadError(f"could not load ONNX model {str(path)!r}: {exc}") from exc
 
 
-__all__ = ["SamOnnxSegmenter", "resized_shape"]
+__all__ = ["OnnxSamEncoder", "SamOnnxSegmenter", "resized_shape"]
