@@ -56,6 +56,7 @@ from segindex.store.kinds import META_KEY as KIND_META_KEY
 from segindex.store.kinds import KindSpec
 from segindex.store.lock import WriterLock
 from segindex.store.sql import Store, WriteResult
+from segindex.store.track_rows import video_counts
 from segindex.store.vectors import VectorIndex
 
 FORMAT_VERSION = 1
@@ -542,6 +543,7 @@ class Index(SearchMixin):
             "embedder": self.store.get_meta("embedder_identity"),
             "vector_dim": self.dim,
             "counts": self.store.counts(),
+            "videos": video_counts(self.store),
             "vectors": None if vi is None else vi.ntotal,
             "vector_index": described,
             "disk_bytes": {p.name: p.stat().st_size for p in sorted(files)},
@@ -557,6 +559,14 @@ class Index(SearchMixin):
         from segindex.export import to_coco
 
         return to_coco(self.store, include_whole_images=include_whole_images)
+
+    def export_youtube_vis(self) -> dict[str, Any]:
+        """The video tracks as a YouTube-VIS dataset dict (:func:`segindex.export.to_youtube_vis`:
+        one annotation per track with an RLE per sampled frame, ``None`` where absent)."""
+        from segindex.export import to_youtube_vis
+        from segindex.formats.youtube_vis import to_dict
+
+        return to_dict(to_youtube_vis(self.store))
 
 
 def _spec(

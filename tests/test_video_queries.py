@@ -282,3 +282,86 @@ def test_palette_red_is_what_the_fake_segmenter_sees() -> None:
 
     shades = np.array([[red_shade(i) for i in range(N)]], dtype=np.uint8)
     assert (quantise(shades) == list(PALETTE).index("red")).all()
+
+
+# -- the CLI door ----------------------------------------------------------------------------
+
+
+def cli(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from segindex.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def test_cli_search_tracks_prints_times(idx: Any) -> None:
+    r = cli("search", "red", "--index", str(idx.path), "--scope", "tracks", "-k", "2")
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.output.splitlines() if "a.mkv" in ln]
+    assert "from" in r.output and "frames" in r.output and "track" in r.output
+    assert "0:00.0" in lines[0] and "0:01.9" in lines[0] and " 20 " in lines[0]
+    r = cli("search", "red", "--index", str(idx.path), "--scope", "tracks", "--json",
+            "--min-duration", "0:01", "--from", "0.5", "--to", "0:00.7")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    import json
+
+    hits = json.loads(r.output)
+    assert {h["label"] for h in hits} == {"red", "blue", "gray", "green"}
+    assert all(h["end_s"] - h["start_s"] >= 1.0 and h["best_frame"]["time_s"] is not None
+               for h in hits)  # fmt: skip
+    track = hits[0]["track_id"]
+    r = cli("search", "--similar-to-track", str(track), "--index", str(idx.path),
+            "--scope", "tracks", "--json", "--group-by-video")  # fmt: skip
+    got = json.loads(r.output)
+    assert r.exit_code == 0 and len(got) == 2 and track not in {h["track_id"] for h in got}
+    r = cli("search", "red", "--index", str(idx.path), "--scope", "all", "-k", "30")
+    assert r.exit_code == 0 and "time" in r.output and "0:00.0-0:01.9" in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from", "1:xx"], "expected seconds, m:ss or h:mm:ss"),
+        (["--from", "3", "--to", "2"], "time_from_s 3.0 is after time_to_s 2.0"),
+        (["--similar-to-track", "999"], "no track with id 999"),
+    ],
+)
+def test_cli_search_bad_video_options(idx: Any, args: list[str], message: str) -> None:
+    text = [] if "--similar-to-track" in args else ["red"]
+    r = cli("search", *text, "--index", str(idx.path), "--scope", "tracks", *args)
+    assert r.exit_code != 0 and message in r.output
+
+
+def test_cli_info_counts_videos_and_tracks(idx: Any) -> None:
+    r = cli("info", "--index", str(idx.path))
+    assert r.exit_code == 0, r.output
+    assert "images:      1 indexed" in r.output
+    assert "videos:      2 indexed, 40 sampled frames" in r.output
+    assert "tracks:      6" in r.output
+
+
+def test_export_youtube_vis(idx: Any, tmp_path: Path) -> None:
+    from segindex import rle as rle_codec
+    from segindex.formats.youtube_vis import load_youtube_vis
+
+    out = tmp_path / "tracks.json"
+    r = cli("export", "--index", str(idx.path), "--format", "youtube-vis", "-o", str(out))
+    assert r.exit_code == 0 and "wrote 6 tracks of 2 videos" in r.output
+    data = load_youtube_vis(out)  # read back by the YouTube-VIS reader
+    assert sorted(Path(v.file_name or "").name for v in data.videos) == ["a.mkv", "b.mkv"]
+    names = data.category_names()
+    a = next(v for v in data.videos if (v.file_name or "").endswith("a.mkv"))
+    assert a.length == N and a.frame_indices == list(range(N))
+    assert a.times_s == pytest.approx([i / FPS for i in range(N)])
+    red = next(t for t in data.tracks_of(a.id) if names[t.category_id] == "red")
+    for f in range(N):
+        m = red.mask(f)
+        assert m is not None and m.sum() == 144 and m[4:16, 4 + 2 * f : 16 + 2 * f].all()
+    b = next(v for v in data.videos if v.id != a.id)
+    yellow = next(t for t in data.tracks_of(b.id) if names[t.category_id] == "yellow")
+    present = [s is not None for s in yellow.segmentations]
+    assert present == [5 <= f <= 9 for f in range(N)]
+    assert yellow.score == pytest.approx(0.9)
+    assert rle_codec.area(yellow.segmentations[6]) == 144  # type: ignore[arg-type]
+    assert idx.export_youtube_vis()["annotations"][0]["segmentations"]

@@ -17,6 +17,7 @@ from segindex.cli.common import (
     json_option,
 )
 from segindex.cli.video_options import video_changes, video_options
+from segindex.cli.video_search import time_cell, track_search_options, track_table, video_filters
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -280,10 +281,10 @@ def _term(_ctx: Any, _param: Any, values: tuple[str, ...]) -> list[tuple[str, fl
 @click.option("--offset", type=int, default=0, show_default=True, help="Skip this many hits.")
 @click.option(
     "--scope",
-    type=click.Choice(["regions", "images", "all"]),
+    type=click.Choice(["regions", "images", "tracks", "all"]),
     default="regions",
     show_default=True,
-    help="Segment regions, whole images, or both.",
+    help="Segment regions (of images and video frames), whole images, video tracks, or all.",
 )
 @click.option("--label", "labels", multiple=True, help="Only regions with this label (repeatable).")
 @click.option("--exclude-label", "exclude_labels", multiple=True, help="Drop this label.")
@@ -296,12 +297,14 @@ def _term(_ctx: Any, _param: Any, values: tuple[str, ...]) -> list[tuple[str, fl
 @click.option("--group-by-image", is_flag=True, help="Best region per image, with a count.")
 @click.option("--include-self", is_flag=True, help="With --similar-to: keep the region itself.")
 @click.option("--no-templates", is_flag=True, help="Embed the text verbatim (no prompt templates).")
+@track_search_options
 @device_option
 @json_option
 @_friendly
 def search(text: str | None, index_path: Path, image_path: Path | None, **kw: Any) -> None:
     """Find the regions that best match TEXT, --image FILE (or a --box/--point/--mask region
-    of it), --similar-to REGION_ID, or weighted --term's; with filters inside the search."""
+    of it), --similar-to REGION_ID, --similar-to-track TRACK_ID, or weighted --term's; with
+    filters inside the search. --scope tracks lists video tracks with their times (m:ss.s)."""
     from segindex.embed import DEFAULT_TEMPLATES
     from segindex.errors import QueryError
     from segindex.query import Filters, RegionPrompt, make_query
@@ -327,12 +330,14 @@ def search(text: str | None, index_path: Path, image_path: Path | None, **kw: An
         max_area=kw["max_area"],
         path_prefix=kw["path_prefix"],
         thing=kw["thing"],
+        **video_filters(kw),
     )
     query = make_query(
         text,
         image=image_path,
         region=region,
         similar_to=kw["similar_to"],
+        similar_to_track=kw["similar_to_track"],
         terms=kw["terms"] or None,
         negative=kw["negative"] or None,
         negative_weight=kw["negative_weight"],
@@ -341,7 +346,7 @@ def search(text: str | None, index_path: Path, image_path: Path | None, **kw: An
         scope=kw["scope"],
         filters=filters,
         min_similarity=kw["min_similarity"],
-        group_by_image=kw["group_by_image"],
+        group_by_image=kw["group_by_image"] or kw["group_by_video"],
         exclude_query_regions=not kw["include_self"],
         templates=None if kw["no_templates"] else DEFAULT_TEMPLATES,
     )
@@ -352,25 +357,11 @@ def search(text: str | None, index_path: Path, image_path: Path | None, **kw: An
         click.echo(json.dumps([h.to_dict() for h in hits], indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"{len(hits)} hits")
-    for col in ("#", "similarity", "label", "score", "bbox (x0,y0,x1,y1)", "image", "region"):
-        table.add_column(col, overflow="fold")
-    if query.group_by_image:
-        table.add_column("in image")
-    for rank, h in enumerate(hits, query.offset + 1):
-        extra = [str(h.image_matches)] if query.group_by_image else []
-        table.add_row(
-            str(rank),
-            f"{h.similarity:.3f}",
-            h.label,
-            f"{h.score:.2f}",
-            ",".join(f"{v:.0f}" for v in h.bbox),
-            h.image_path,
-            str(h.region_id),
-            *extra,
-        )
+    if query.scope == "tracks":
+        table = track_table(hits, query.offset + 1, query.group_by_image)
+    else:
+        table = _region_table(hits, query.offset + 1, query.group_by_image)
     console = Console()
     if not console.is_terminal:  # piped: never cut paths, whatever the width
         longest = max((len(h.image_path) for h in hits), default=0)
@@ -382,6 +373,32 @@ def search(text: str | None, index_path: Path, image_path: Path | None, **kw: An
         click.echo(f"query region: {r.method}, box {box}, {int(r.mask.sum())} px")
     if page.next_offset is not None:
         click.echo(f"more: --offset {page.next_offset}")
+
+
+def _region_table(hits: list[Any], first_rank: int, grouped: bool) -> Any:
+    from rich.table import Table
+
+    timed = any(h.time_s is not None for h in hits)  # video frames or tracks among the hits
+    table = Table(title=f"{len(hits)} hits")
+    for col in ("#", "similarity", "label", "score", "bbox (x0,y0,x1,y1)", "image", "region"):
+        table.add_column(col, overflow="fold")
+    if timed:
+        table.add_column("time")
+    if grouped:
+        table.add_column("in image")
+    for rank, h in enumerate(hits, first_rank):
+        extra = ([time_cell(h)] if timed else []) + ([str(h.image_matches)] if grouped else [])
+        table.add_row(
+            str(rank),
+            f"{h.similarity:.3f}",
+            h.label,
+            f"{h.score:.2f}",
+            ",".join(f"{v:.0f}" for v in h.bbox),
+            h.image_path,
+            str(h.region_id),
+            *extra,
+        )
+    return table
 
 
 @click.command()
@@ -407,7 +424,13 @@ def info(index_path: Path, as_json: bool) -> None:
         f"embedder:    {s['embedder']['name']} {s['embedder']['options']} "
         f"(dim {data['vector_dim']})"
     )
-    click.echo(f"images:      {c['images_indexed']} indexed, {c['images_failed']} failed")
+    v = data.get("videos") or {}
+    images = c["images_indexed"] - int(v.get("videos", 0))
+    click.echo(f"images:      {images} indexed, {c['images_failed']} failed")
+    if v.get("videos") or v.get("videos_partial"):
+        partial = f", {v['videos_partial']} partly ingested" if v["videos_partial"] else ""
+        click.echo(f"videos:      {v['videos']} indexed{partial}, {v['frames']} sampled frames")
+        click.echo(f"tracks:      {v['tracks']}")
     click.echo(f"regions:     {c['regions']} (+{c['whole_image_regions']} whole-image)")
     click.echo(f"vectors:     {data['vectors'] if data['vectors'] is not None else 'unreadable'}")
     for name, size in data["disk_bytes"].items():
@@ -425,15 +448,31 @@ def info(index_path: Path, as_json: bool) -> None:
     "--output",
     type=click.Path(path_type=Path),
     required=True,
-    help="Where to write the COCO JSON.",
+    help="Where to write the JSON.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["coco", "youtube-vis"]),
+    default="coco",
+    show_default=True,
+    help="coco: regions of images and frames; youtube-vis: video tracks, an RLE per frame.",
 )
 @click.option("--include-whole-images", is_flag=True, help="Also export whole-image regions.")
 @_friendly
-def export(index_path: Path, output: Path, include_whole_images: bool) -> None:
-    """Write all indexed regions as COCO JSON (RLE segmentations, scores, XYWH boxes)."""
+def export(index_path: Path, output: Path, fmt: str, include_whole_images: bool) -> None:
+    """Write all indexed regions as COCO JSON (RLE segmentations, scores, XYWH boxes), or the
+    video tracks as YouTube-VIS JSON (videos, categories, per-frame RLE lists)."""
     from segindex.index import Index
 
     with Index.open(index_path) as idx:
+        if fmt == "youtube-vis":
+            vis = idx.export_youtube_vis()
+            output.write_text(json.dumps(vis))
+            click.echo(
+                f"wrote {len(vis['annotations'])} tracks of {len(vis['videos'])} videos to {output}"
+            )
+            return
         data = idx.export_coco(include_whole_images=include_whole_images)
     output.write_text(json.dumps(data))
     click.echo(

@@ -10,7 +10,7 @@ query (or one read transaction).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -192,3 +192,38 @@ def video_counts(store: Store) -> dict[str, int]:
         "tracks": int(n_tracks),
         "frames": int(n_frames),
     }
+
+
+def sampled_frames(store: Store) -> dict[int, list[tuple[int, float]]]:
+    """``video id -> [(frame index, time in seconds), ...]`` of every sampled frame that holds a
+    region (whole-frame regions count), in time order, for the indexed videos."""
+    stmt = (
+        select(regions.c.image_id, regions.c.frame_index, regions.c.time_s)
+        .join(images, images.c.id == regions.c.image_id)
+        .where(regions.c.frame_index.is_not(None), images.c.status == "indexed")
+        .distinct()
+        .order_by(regions.c.image_id, regions.c.frame_index)
+    )
+    out: dict[int, list[tuple[int, float]]] = {}
+    with store.engine.connect() as conn:
+        for r in conn.execute(stmt):
+            out.setdefault(int(r.image_id), []).append((int(r.frame_index), float(r.time_s)))
+    return out
+
+
+def track_masks(store: Store) -> Iterator[tuple[int, int, str]]:
+    """``(track id, frame index, COCO RLE counts)`` of every tracked frame region of the indexed
+    videos, ordered by track then frame (streamed: a large index is never held whole)."""
+    stmt = (
+        select(regions.c.track_id, regions.c.frame_index, regions.c.rle)
+        .join(images, images.c.id == regions.c.image_id)
+        .where(
+            regions.c.track_id.is_not(None),
+            regions.c.kind == "segment",
+            images.c.status == "indexed",
+        )
+        .order_by(regions.c.track_id, regions.c.frame_index)
+    )
+    with store.engine.connect() as conn:
+        for r in conn.execute(stmt):
+            yield int(r.track_id), int(r.frame_index), str(r.rle)
