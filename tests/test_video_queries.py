@@ -51,26 +51,34 @@ def park(i: int) -> np.ndarray:
     return draw_scene(shapes, size=(48, 64), background="gray")
 
 
-@pytest.fixture(scope="module")
-def idx(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def video_index(where: Path, root: Path) -> Any:
+    """A fake-backed index at ``where`` sampling every frame (FPS, no near-duplicate skipping),
+    with everything under ``root`` ingested."""
     from segindex import Index
     from segindex.config import VideoOptions
 
     register_fakes()
-    root = tmp_path_factory.mktemp("media")
-    (root / "walk").mkdir()
-    (root / "park").mkdir()
-    write_clip(root / "walk" / "a.mkv", N, fps=FPS, draw=walk)
-    write_clip(root / "park" / "b.mkv", N, fps=FPS, draw=park)
     Image.fromarray(draw_scene([("red", (10, 10, 50, 40))])).save(root / "photo.png")
     index = Index.create(
-        tmp_path_factory.mktemp("idx") / "v.segindex",
+        where / "v.segindex",
         segmenter="fake",
         embedder="fake",
         video=VideoOptions(fps=FPS, dedup_threshold=0.0),
     )
     report = index.ingest([root])
-    assert report.failed == 0 and report.videos == 2
+    assert report.failed == 0
+    return index
+
+
+@pytest.fixture(scope="module")
+def idx(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("media")
+    (root / "walk").mkdir()
+    (root / "park").mkdir()
+    write_clip(root / "walk" / "a.mkv", N, fps=FPS, draw=walk)
+    write_clip(root / "park" / "b.mkv", N, fps=FPS, draw=park)
+    index = video_index(tmp_path_factory.mktemp("idx"), root)
+    assert index.store.counts()["images_indexed"] == 3
     yield index
     index.close()
 

@@ -23,6 +23,7 @@ from segindex.errors import (
     SegindexError,
 )
 from segindex.index import Index
+from segindex.service.errors import UploadTooLarge, error
 from segindex.service.settings import ServiceSettings
 
 log = logging.getLogger("segindex.service")
@@ -30,30 +31,25 @@ STATIC = files("segindex.service") / "static"
 BODY_SLACK = 64 * 1024  # multipart headers and the JSON query field around an upload
 
 
-class UploadTooLarge(Exception):
-    """An upload over the byte or pixel limit (HTTP 413)."""
-
-
-def error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status, **extra}, status_code=status)
-
-
 def build_app(index: Index, settings: ServiceSettings) -> FastAPI:
     from segindex.service.routes_data import router as data_router
     from segindex.service.routes_search import router as search_router
+    from segindex.service.routes_video import router as video_router
 
     app = FastAPI(
         title="segindex",
         version="0.1.0",
         description=(
-            "Object-level image search: find regions (masks) by text, by image, by a region "
-            "drawn on a new image, or by an indexed region; with filters inside the search."
+            "Object-level image and video search: find regions (masks) and video tracks by "
+            "text, by image, by a region drawn on a new image, or by an indexed region or "
+            "track; with filters inside the search."
         ),
     )
     app.state.index = index
     app.state.settings = settings
     app.include_router(search_router)
     app.include_router(data_router)
+    app.include_router(video_router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)

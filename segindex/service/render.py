@@ -85,8 +85,12 @@ def overlay_png(
     labels: Sequence[str],
     boxes: Sequence[Sequence[float]],
     alpha: float = 0.45,
+    *,
+    draw_boxes: bool = False,
+    max_side: int | None = None,
 ) -> bytes:
-    """The whole image with every region coloured, outlined and labelled."""
+    """The whole image with every region coloured, outlined and labelled; ``draw_boxes`` also
+    draws each XYXY box; ``max_side`` shrinks the picture to fit that many pixels."""
     out = image.astype(np.float32)
     for i, mask in enumerate(masks):
         colour = COLOURS[i % len(COLOURS)].astype(np.float32)
@@ -96,8 +100,16 @@ def overlay_png(
     draw = ImageDraw.Draw(picture)
     for i, (label, box) in enumerate(zip(labels, boxes, strict=True)):
         colour = tuple(int(c) for c in COLOURS[i % len(COLOURS)])
+        if draw_boxes:
+            width = max(1, min(image.shape[:2]) // 200)
+            x1, y1 = float(box[2]) - 1, float(box[3]) - 1  # x1/y1 exclusive
+            draw.rectangle((float(box[0]), float(box[1]), x1, y1), outline=colour, width=width)
         x, y = float(box[0]) + 2, float(box[1]) + 2
         text_box = draw.textbbox((x, y), label)
         draw.rectangle(text_box, fill=(0, 0, 0))
         draw.text((x, y), label, fill=colour)
+    if max_side is not None and max(picture.size) > max_side:
+        scale = max_side / max(picture.size)
+        size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+        picture = picture.resize(size, Image.LANCZOS)
     return png(picture)

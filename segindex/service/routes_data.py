@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse, Response
 from segindex.images import load_image
 from segindex.index import Index
 from segindex.service import render
+from segindex.service.frames import region_pixels
 from segindex.service.routes_search import hit_json
 from segindex.service.uploads import read_upload
 
@@ -78,7 +79,8 @@ def _png(data: bytes, headers: dict[str, str]) -> Response:
 
 @router.get("/regions/{region_id}", tags=["regions"])
 def get_region(region_id: RegionId, index: IndexDep) -> dict[str, Any]:
-    """A region: label, score, box, area, mask as COCO RLE, and its picture URLs."""
+    """A region: label, score, box, area, mask as COCO RLE, and its picture URLs (a region of a
+    video frame also has its ``frame_index``, ``time_s`` and ``track_id``)."""
     return hit_json(index.region(region_id))
 
 
@@ -90,9 +92,10 @@ def region_mask(region_id: RegionId, index: IndexDep) -> Response:
 
 @router.get("/regions/{region_id}/crop.png", tags=["regions"], response_class=Response)
 def region_crop(region_id: RegionId, index: IndexDep) -> Response:
-    """The region cut out of its image (tight box, transparent outside the mask)."""
+    """The region cut out of its image or video frame (tight box, transparent outside the
+    mask)."""
     hit = index.region(region_id)
-    pixels = load_image(index.image_file(hit.image_id))
+    pixels = region_pixels(index, hit)
     return _png(render.cutout_png(pixels, hit.mask(), hit.bbox), CACHE)
 
 
@@ -102,7 +105,7 @@ def region_thumb(
 ) -> Response:
     """A thumbnail: the region with context, mask tinted and outlined."""
     hit = index.region(region_id)
-    pixels = load_image(index.image_file(hit.image_id))
+    pixels = region_pixels(index, hit)
     return _png(render.thumb_png(pixels, hit.mask(), hit.bbox, size), CACHE)
 
 
@@ -157,9 +160,13 @@ def delete_image(image_id: ImageId, index: IndexDep) -> dict[str, Any]:
 
 @router.get("/stats", tags=["service"])
 def stats(index: IndexDep) -> dict[str, Any]:
-    """Counts, models, crop policy and the most frequent labels."""
+    """Counts (images, regions; videos, sampled frames, tracks), models, crop policy and the
+    most frequent labels."""
+    from segindex.store.track_rows import video_counts
+
     return {
         "counts": index.store.counts(),
+        "videos": video_counts(index.store),
         "vectors": index.vectors.ntotal,
         "vector_dim": index.dim,
         "settings": index.settings.to_dict(),

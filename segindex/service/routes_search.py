@@ -39,7 +39,11 @@ SEARCH_OPENAPI = {
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:
-    """A hit (or a region read by id) with the URLs of its pictures."""
+    """A hit (or a region read by id) with the URLs of its pictures. A region of a video frame
+    points at its video and, when tracked, its track and the frame's overlay; a track hit's
+    ``thumb`` shows its best frame."""
+    from segindex.tracks import TrackHit
+
     out = hit.to_dict()
     rid, iid = hit.region_id, hit.image_id
     out["urls"] = {
@@ -50,6 +54,18 @@ def hit_json(hit: Hit) -> dict[str, Any]:
         "image": f"/images/{iid}",
         "overlay": f"/images/{iid}/overlay.png",
     }
+    if hit.time_s is not None:  # a video's region: no image file to show
+        urls = out["urls"]
+        urls["video"] = urls["image"] = f"/videos/{iid}"
+        urls["overlay"] = urls["thumb"]
+        if hit.track_id is not None:
+            urls["track"] = f"/tracks/{hit.track_id}"
+            urls["overlay"] = f"/tracks/{hit.track_id}/frames/{hit.frame_index}/overlay.png"
+    if isinstance(hit, TrackHit) and hit.best_frame is not None:
+        best = hit.best_frame
+        out["urls"]["thumb"] = f"/regions/{best.region_id}/thumb.png"
+        out["urls"]["overlay"] = f"/tracks/{hit.track_id}/frames/{best.frame_index}/overlay.png"
+        out["best_frame"]["urls"] = {"thumb": f"/regions/{best.region_id}/thumb.png"}
     return out
 
 

@@ -26,8 +26,19 @@ class FiltersIn(_Strict):
     min_score: float | None = Field(None, description="segmenter confidence >= this")
     min_area: int | None = Field(None, ge=0, description="mask area >= this many pixels")
     max_area: int | None = Field(None, ge=0, description="mask area <= this many pixels")
-    path_prefix: str | None = Field(None, description="image path starts with this (literal)")
+    path_prefix: str | None = Field(
+        None, description="image (or video) path starts with this (literal)"
+    )
     thing: bool | None = Field(None, description="true: things only; false: stuff only")
+    min_duration_s: float | None = Field(
+        None, description="video tracks (and their frames) lasting at least this many seconds"
+    )
+    time_from_s: float | None = Field(
+        None, description="video tracks overlapping, or frames at or after, this time"
+    )
+    time_to_s: float | None = Field(
+        None, description="video tracks overlapping, or frames at or before, this time"
+    )
 
     def to_filters(self) -> Filters:
         return Filters(
@@ -38,6 +49,9 @@ class FiltersIn(_Strict):
             max_area=self.max_area,
             path_prefix=self.path_prefix,
             thing=self.thing,
+            min_duration_s=self.min_duration_s,
+            time_from_s=self.time_from_s,
+            time_to_s=self.time_to_s,
         )
 
 
@@ -62,10 +76,11 @@ class RegionIn(_Strict):
 
 
 class TermIn(_Strict):
-    """One weighted term: a text or an indexed region."""
+    """One weighted term: a text, an indexed region or an indexed video track."""
 
     text: str | None = None
     region_id: Id | None = None
+    track_id: Id | None = None
     weight: float = 1.0
 
 
@@ -75,13 +90,14 @@ class SearchIn(_Strict):
 
     text: str | None = Field(None, description="search by text")
     similar_to: Id | None = Field(None, description="search by an indexed region id")
+    similar_to_track: Id | None = Field(None, description="search by an indexed track id")
     terms: list[TermIn] | None = Field(None, max_length=16, description="weighted terms")
     region: RegionIn | None = Field(None, description="a region of the uploaded image")
     negative: list[str] | str = Field(default_factory=list, description="texts to subtract")
     negative_weight: float = Field(0.5, ge=0, le=10)
     k: int = Field(10, ge=1)
     offset: int = Field(0, ge=0, le=1_000_000)
-    scope: Literal["regions", "images", "all"] = "regions"
+    scope: Literal["regions", "images", "tracks", "all"] = "regions"
     filters: FiltersIn = Field(default_factory=FiltersIn)
     min_similarity: float | None = Field(None, ge=-1, le=1)
     group_by_image: bool = False
@@ -104,12 +120,16 @@ class SearchIn(_Strict):
             image = None
         terms = None
         if self.terms is not None:
-            terms = [Term(text=t.text, region_id=t.region_id, weight=t.weight) for t in self.terms]
+            terms = [
+                Term(text=t.text, region_id=t.region_id, track_id=t.track_id, weight=t.weight)
+                for t in self.terms
+            ]
         return make_query(
             self.text,
             image=image,
             region=region,
             similar_to=self.similar_to,
+            similar_to_track=self.similar_to_track,
             terms=terms,
             negative=self.negative or None,
             negative_weight=self.negative_weight,

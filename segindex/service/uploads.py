@@ -9,7 +9,7 @@ from fastapi import UploadFile
 from PIL import Image
 
 from segindex.errors import ImageDecodeError
-from segindex.service.app import UploadTooLarge
+from segindex.service.errors import UploadTooLarge
 from segindex.service.settings import ServiceSettings
 
 
