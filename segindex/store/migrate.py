@@ -15,12 +15,13 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import Column, Table
 
-from segindex.store.schema import SCHEMA_VERSION, images, metadata, regions
+from segindex.store.schema import SCHEMA_VERSION, images, metadata, regions, tracks
 
 #: columns added by schema version 2, per table
 _ADDED: tuple[tuple[Table, tuple[str, ...]], ...] = (
     (images, ("media", "duration_s", "fps", "rotation")),
     (regions, ("frame_index", "time_s", "track_id")),
+    (tracks, ("vector_sum", "votes", "best_id")),  # tracks made by early version-2 code
 )
 
 

@@ -15,8 +15,10 @@ Videos (schema version 2, added in place to older indexes by :mod:`segindex.stor
   mask (RLE), area, ``frame_index`` and ``time_s`` those of its best frame (the frame vector
   closest to the track vector). So tracks live in the same FAISS file as everything else and
   check / repair / rebuild need nothing new.
-* ``segindex_tracks`` has one row per track. Its ``id`` is the **stable track id** (what
-  ``regions.track_id`` holds, for the frame rows and for the track row). ``region_id`` is the
+* ``segindex_tracks`` has one row per track: its summary (label, label_id, score, start_s,
+  end_s, n_frames), running totals to extend it, and ``best_id``, the region row of its best
+  frame. Its ``id`` is the **stable track id** (what ``regions.track_id`` holds, for the frame
+  rows and for the track row). ``region_id`` is the
   track's current ``kind = "track"`` region row: when a later chunk extends a track, that row is
   deleted and a new one inserted with a new id (region ids are never reused, so the FAISS
   mirror, readers' id sync and crash recovery see the new vector by ids alone) and
@@ -129,6 +131,10 @@ tracks = Table(
     Column("start_s", Float, nullable=True),
     Column("end_s", Float, nullable=True),
     Column("n_frames", Integer, nullable=False, default=0),
+    # running totals (segindex.store.track_totals): the next chunk extends them, no re-read
+    Column("vector_sum", LargeBinary, nullable=True),  # float64 little-endian, (D,)
+    Column("votes", Text, nullable=True),  # JSON [[label, label_id, vote, score_sum, n], ...]
+    Column("best_id", Integer, nullable=True),  # region id of the best frame so far
     sqlite_autoincrement=True,
 )
 

@@ -28,6 +28,7 @@ from segindex.store.sql import (
     clear_image,
     db_path,
 )
+from segindex.store.track_totals import TrackTotals
 
 
 @dataclass
@@ -148,22 +149,21 @@ def write_chunk(
     summary of all its frames so far, under a new region id), and either the resume ``state``
     (JSON-able; the video stays ``"partial"``) or, with ``state=None``, completion (the video
     becomes ``"indexed"`` and its progress row goes)."""
-    from segindex.track import summarise_track
-
     with store.engine.begin() as conn:
         local = sorted({int(i) for f in frames for i in f.local_ids.tolist() if i >= 0})
         track_of = _track_ids(conn, image_id, local)
         rows: list[dict[str, Any]] = []
-        vectors: list[np.ndarray] = []
         for f in frames:
             for row, lid in zip(f.rows, f.local_ids.tolist(), strict=True):
                 rows.append({**row, "track_id": track_of[int(lid)] if lid >= 0 else None})
-            if len(f.rows):
-                vectors.append(f.vectors)
+        vectors = [f.vectors for f in frames if len(f.rows)]
         ids = _insert_regions(conn, rows)
-        track_rows, track_vectors, removed = _resummarise(
-            conn, image_id, sorted(track_of.values()), summarise_track
-        )
+        new: dict[int, list[tuple[int, dict[str, Any], np.ndarray]]] = {}
+        flat = np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
+        for rid, row, vec in zip(ids, rows, flat, strict=True):
+            if row["track_id"] is not None:
+                new.setdefault(row["track_id"], []).append((rid, row, vec))
+        track_rows, track_vectors, removed = _resummarise(conn, image_id, new)
         new_track_rows = _insert_regions(conn, track_rows)
         for row, rid in zip(track_rows, new_track_rows, strict=True):
             conn.execute(update(tracks).where(tracks.c.id == row["track_id"]).values(region_id=rid))
@@ -228,83 +228,60 @@ def _track_ids(conn: Any, image_id: int, local: list[int]) -> dict[int, int]:
 
 
 def _resummarise(
-    conn: Any, image_id: int, track_ids: list[int], summarise: Any
+    conn: Any, image_id: int, new: dict[int, list[tuple[int, dict[str, Any], np.ndarray]]]
 ) -> tuple[list[dict[str, Any]], list[np.ndarray], list[int]]:
-    """New ``kind = "track"`` rows (and their vectors) for these tracks from all their frames,
-    the tracks table updated to point at them; returns the rows, vectors and replaced ids."""
-    if not track_ids:
+    """Extend each track in ``new`` (track id -> its new frames' ``(region id, row, (D,)
+    vector)``) from its running totals; returns the new ``kind = "track"`` rows, their vectors,
+    and the replaced track rows' ids. The tracks' rows are updated (``region_id`` is set once
+    the new track rows are inserted)."""
+    if not new:
         return [], [], []
-    frame_rows = conn.execute(
-        select(
-            regions.c.id,
-            regions.c.track_id,
-            regions.c.label,
-            regions.c.label_id,
-            regions.c.score,
-            regions.c.time_s,
-            regions.c.vector,
-        )
-        .where(regions.c.track_id.in_(track_ids), regions.c.kind == "segment")
-        .order_by(regions.c.id)
-    ).all()
-    by_track: dict[int, list[Any]] = {t: [] for t in track_ids}
-    for r in frame_rows:
-        by_track[int(r.track_id)].append(r)
-    old = dict(
-        conn.execute(
-            select(tracks.c.id, tracks.c.region_id).where(tracks.c.id.in_(track_ids))
-        ).all()
-    )
+    current = {
+        r.id: r for r in conn.execute(select(tracks).where(tracks.c.id.in_(list(new)))).all()
+    }
     out_rows: list[dict[str, Any]] = []
     out_vectors: list[np.ndarray] = []
-    for tid in track_ids:
-        frames = by_track[tid]
-        vecs = np.stack([np.frombuffer(r.vector, dtype="<f4") for r in frames]).astype(np.float32)
-        s = summarise(
-            [r.label for r in frames],
-            [int(r.label_id) for r in frames],
-            np.asarray([r.score for r in frames]),
-            vecs,
-            np.asarray([r.time_s for r in frames]),
-        )
-        best_id = frames[int(np.argmax(vecs @ s.vector))].id
-        best = conn.execute(select(regions).where(regions.c.id == best_id)).one()
+    replaced: list[int] = []
+    for tid, frames in new.items():
+        t = current[tid]
+        totals = TrackTotals.from_row(t)
+        for _, row, vec in frames:
+            totals.add(row["label"], row["label_id"], row["score"], vec, row["time_s"])
+        vector = totals.vector()
+        candidates = list(frames)
+        if t.best_id is not None:  # the previous best frame competes with the new ones
+            old = conn.execute(select(regions).where(regions.c.id == t.best_id)).one_or_none()
+            if old is not None:
+                old_vec = np.frombuffer(old.vector, dtype="<f4")
+                candidates.insert(0, (old.id, dict(old._mapping), old_vec))
+        best_id, best, _ = max(candidates, key=lambda c: float(np.dot(c[2], vector)))
+        label, label_id, score = totals.label()
         out_rows.append(
             {
+                **{k: best[k] for k in _COPIED_FROM_BEST},
                 "image_id": image_id,
                 "kind": "track",
-                "label_id": int(s.label_id),
-                "label": s.label,
-                "score": float(s.score),
-                "is_thing": bool(best.is_thing),
-                "x0": best.x0,
-                "y0": best.y0,
-                "x1": best.x1,
-                "y1": best.y1,
-                "area": best.area,
-                "rle": best.rle,
-                "crop": best.crop,
-                "vector": np.ascontiguousarray(s.vector, dtype="<f4").tobytes(),
-                "frame_index": best.frame_index,
-                "time_s": best.time_s,
+                "label_id": label_id,
+                "label": label,
+                "score": score,
+                "vector": np.ascontiguousarray(vector, dtype="<f4").tobytes(),
                 "track_id": tid,
             }
         )
-        out_vectors.append(s.vector.astype(np.float32))
+        out_vectors.append(vector)
         conn.execute(
             update(tracks)
             .where(tracks.c.id == tid)
-            .values(
-                region_id=None,
-                label=s.label,
-                label_id=int(s.label_id),
-                score=float(s.score),
-                start_s=s.start_s,
-                end_s=s.end_s,
-                n_frames=s.n_frames,
-            )
+            .values(region_id=None, best_id=int(best_id), **totals.to_values())
         )
-    replaced = [int(old[t]) for t in track_ids if old.get(t) is not None]
+        if t.region_id is not None:
+            replaced.append(int(t.region_id))
     if replaced:
         conn.execute(delete(regions).where(regions.c.id.in_(replaced)))
     return out_rows, out_vectors, replaced
+
+
+#: a track's region row shows its best frame's box, mask, area and time
+_COPIED_FROM_BEST = (
+    "is_thing", "x0", "y0", "x1", "y1", "area", "rle", "crop", "frame_index", "time_s"
+)  # fmt: skip
