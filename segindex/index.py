@@ -48,6 +48,7 @@ from segindex.errors import (
 from segindex.images import DEFAULT_MAX_PIXELS, load_image
 from segindex.index_search import SearchMixin
 from segindex.ingest import IngestProgress, IngestReport, run_ingest
+from segindex.ingest.engine import BackendRecipe, IngestEngine, resolve_engine
 from segindex.segment import SEGMENTERS, Segmenter
 from segindex.store.check import CheckReport
 from segindex.store.check import check as check_index
@@ -92,7 +93,7 @@ class Index(SearchMixin):
         self._last_save = time.monotonic()
         self._lock = threading.RLock()  # FAISS index: load, search, add/remove, save
         self._write_lock = threading.RLock()  # one ingest or delete at a time (threads)
-        self._writer = WriterLock(path)  # ... and across processes
+        self._writer = WriterLock(path, store.engine)  # ... across processes (and machines)
         self._generation = 0  # store generation the in-memory FAISS index reflects
         self._text_cache: dict[tuple[str, tuple[str, ...] | None], np.ndarray] = {}
 
@@ -355,19 +356,27 @@ class Index(SearchMixin):
         *,
         progress: Callable[[IngestProgress], None] | None = None,
         retry_failed: bool = False,
+        engine: str | IngestEngine | None = None,
     ) -> IngestReport:
         """Index files, folders (recursive) and glob patterns.
 
         Unchanged files (same path, same sha256) are skipped; a changed file replaces its old
         regions; an undecodable file is recorded as failed with its reason and the run goes on.
         Files that failed before are retried only if changed, or with ``retry_failed=True``.
+        ``engine``: ``"local"`` (default, this process), ``"ray"`` or an engine object such as
+        ``RayEngine(address="auto", workers=8, gpus_per_worker=1)`` (:mod:`segindex.ingest`).
         """
         if isinstance(sources, (str, Path)):
             sources = [sources]
+        run_on = resolve_engine(engine)  # e.g. Ray missing: fails before any model loads
         embedder, segmenter = self.embedder, self.segmenter  # load models before any work
+        run_on = run_on.with_backends(
+            BackendRecipe.of("segmenter", self._segmenter_spec, self.runtime),
+            BackendRecipe.of("embedder", self.settings.embedder, self.runtime),
+        )
         _ = self.vectors
         with self._write_lock, self._writer:
-            return self._ingest_locked(sources, embedder, segmenter, progress, retry_failed)
+            return self._ingest_locked(sources, embedder, segmenter, progress, retry_failed, run_on)
 
     def _ingest_locked(
         self,
@@ -376,6 +385,7 @@ class Index(SearchMixin):
         segmenter: Segmenter,
         progress: Callable[[IngestProgress], None] | None,
         retry_failed: bool,
+        engine: IngestEngine,
     ) -> IngestReport:
         try:
             report = run_ingest(
@@ -390,7 +400,13 @@ class Index(SearchMixin):
                 on_commit=self._mirror,
                 progress=progress,
                 retry_failed=retry_failed,
+                engine=engine,
             )
+            if engine.name != "local":  # rows may come from elsewhere: the file follows SQL
+                with self._lock:
+                    before = self.vectors.ntotal
+                    self._sync_vectors(self.vectors)
+                    self._dirty = self._dirty or self.vectors.ntotal != before
         finally:
             self.flush()
         self._migrate_kind()

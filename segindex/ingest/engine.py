@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions
+from segindex.config import BackendSpec, CropPolicy, LabelPolicy, RuntimeOptions
 from segindex.embed.base import Embedder
 from segindex.errors import ConfigError
 from segindex.ingest.report import IngestReport, StageTimer
@@ -54,6 +54,11 @@ class IngestEngine(ABC):
     def check(self) -> None:  # noqa: B027 - optional hook
         """Fail early (before models load) when this engine cannot run here."""
 
+    def with_backends(self, segmenter: BackendRecipe, embedder: BackendRecipe) -> IngestEngine:
+        """This engine told how to build the index's backends elsewhere (the Ray workers);
+        an engine that runs in this process needs nothing and returns itself."""
+        return self
+
 
 class LocalEngine(IngestEngine):
     """Today's ingest in this process: the default engine."""
@@ -89,3 +94,41 @@ def resolve_engine(engine: str | IngestEngine | None, **options: Any) -> IngestE
         )
     engine.check()
     return engine
+
+
+@dataclass(frozen=True)
+class BackendRecipe:
+    """How to build a segmenter or embedder in another process: the builder resolved from the
+    registry here (so a backend registered at run time, like the test fakes, builds there too;
+    pickled by reference), its options, device and precision."""
+
+    kind: str  # "segmenter" | "embedder"
+    name: str
+    builder: Callable[..., Any]
+    options: dict[str, Any]
+    device: str
+    precision: str
+
+    @classmethod
+    def of(cls, kind: str, spec: BackendSpec, runtime: RuntimeOptions) -> BackendRecipe:
+        """The recipe of backend ``spec`` (name, options) on ``runtime``'s device/precision."""
+        builder = _registry(kind).get(spec.name)
+        opts = dict(spec.options)
+        return cls(kind, spec.name, builder, opts, runtime.device, runtime.precision)
+
+    def build(self) -> Any:
+        """Register the builder under its name in this process, then build as the index does."""
+        registry = _registry(self.kind)
+        registry.register(self.name, self.builder, replace=True)
+        return registry.build_on(
+            self.name, self.options, device=self.device, precision=self.precision
+        )
+
+
+def _registry(kind: str) -> Any:
+    from segindex.embed import EMBEDDERS
+    from segindex.segment import SEGMENTERS
+
+    if kind not in ("segmenter", "embedder"):
+        raise ConfigError(f"backend kind must be 'segmenter' or 'embedder', got {kind!r}")
+    return SEGMENTERS if kind == "segmenter" else EMBEDDERS

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 
 from segindex.regions import Regions
+from segindex.store.claim import already_written, find_image, insert_image
 from segindex.store.migrate import upgrade
 from segindex.store.schema import images, index_meta, regions, tracks, video_progress
 
@@ -53,6 +54,25 @@ class ImageWrite:
     crop: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     media: str = "image"  # "image" | "video" (a failed video is recorded through here too)
+    #: region rows made beforehand by :meth:`packed` (without ``image_id`` and ``vector``), in
+    #: place of ``regions``: how a Ray worker ships an image (RLE, not ``NxHxW`` masks)
+    rows: list[dict[str, Any]] | None = None
+
+    @property
+    def count(self) -> int:
+        """The number of regions (rows) this write stores."""
+        if self.rows is not None:
+            return len(self.rows)
+        return 0 if self.regions is None else len(self.regions)
+
+    def packed(self) -> ImageWrite:
+        """The same write with its regions as rows (RLE masks): compact to send between
+        processes, written exactly as this one would be."""
+        if self.regions is None or self.vectors is None:
+            return self
+        made = _region_rows(0, self)
+        rows = [{k: v for k, v in r.items() if k not in ("image_id", "vector")} for r in made]
+        return replace(self, regions=None, rows=rows)
 
 
 @dataclass
@@ -165,8 +185,12 @@ class Store:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def write(self, batch: Sequence[ImageWrite]) -> WriteResult:
-        """Store a batch of images in ONE transaction; replaced images lose their old regions."""
+    def write(self, batch: Sequence[ImageWrite], *, skip_done: bool = False) -> WriteResult:
+        """Store a batch of images in ONE transaction; replaced images lose their old regions.
+
+        ``skip_done``: an image already indexed with the same sha256 is left as it is (a repeated
+        write changes nothing, :mod:`segindex.store.claim`): how engines that may run an image
+        twice (Ray) write."""
         now = _now()
         removed: list[int] = []
         region_rows: list[dict[str, Any]] = []
@@ -174,10 +198,8 @@ class Store:
         with self.engine.begin() as conn:
             for item in batch:
                 path = db_path(item.path)
-                image_id = conn.execute(
-                    select(images.c.id).where(images.c.path == path)
-                ).scalar_one_or_none()
-                n = 0 if item.regions is None else len(item.regions)
+                row = find_image(conn, path, lock=skip_done)
+                n = item.count
                 values = {
                     "sha256": item.sha256,
                     "width": item.width,
@@ -188,16 +210,19 @@ class Store:
                     "updated_at": now,
                     "media": item.media,
                 }
-                if image_id is None:
-                    image_id = conn.execute(
-                        insert(images)
-                        .values(path=path, created_at=now, **values)
-                        .returning(images.c.id)
-                    ).scalar_one()
-                else:
+                image_id = None
+                if row is None:
+                    new = {"path": path, "created_at": now, **values}
+                    image_id = insert_image(conn, new, if_absent=skip_done)
+                    if image_id is None:  # another writer inserted it meanwhile
+                        row = find_image(conn, path, lock=True)
+                if row is not None:
+                    if skip_done and already_written(row, values):
+                        continue
+                    image_id = row.id
                     removed.extend(clear_image(conn, image_id))
                     conn.execute(update(images).where(images.c.id == image_id).values(**values))
-                if item.regions is None or n == 0:
+                if n == 0:
                     continue
                 if item.vectors is None or len(item.vectors) != n or len(item.kinds) != n:
                     raise ValueError(
@@ -507,6 +532,12 @@ class Store:
 
 
 def _region_rows(image_id: int, item: ImageWrite) -> list[dict[str, Any]]:
+    if item.rows is not None:  # packed: made by the same code below, in another process
+        vecs = np.ascontiguousarray(item.vectors, dtype="<f4")
+        return [
+            {**row, "image_id": image_id, "vector": vecs[i].tobytes()}
+            for i, row in enumerate(item.rows)
+        ]
     r = item.regions
     assert r is not None and item.vectors is not None  # checked by the caller
     rles = r.rles()

@@ -1,0 +1,98 @@
+"""The Ray side of the Ray engine: a Ray Data callable class, one instance per actor.
+
+Each actor builds its segmenter and embedder ONCE (from :class:`BackendRecipe`s) and then maps
+batches of planned images to their writes with exactly the local engine's code: decode
+(:func:`segindex.ingest.prefetch.decode_one`), then :func:`segindex.ingest.batch.model_stages`.
+It never touches SQL: every image comes back as one packed :class:`ImageWrite` (regions as RLE
+rows plus their vectors, or the reason it failed), and the driver writes it idempotently.
+
+Nothing here imports Ray: Ray imports this module in its workers.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions
+from segindex.device import backend_device
+from segindex.ingest.batch import DecodedImage, model_stages
+from segindex.ingest.engine import BackendRecipe
+from segindex.ingest.prefetch import decode_one
+from segindex.ingest.report import IngestReport, StageTimer
+from segindex.store.sql import ImageWrite
+
+#: stages whose worker seconds come back per image (summed by the driver into the report)
+WORKER_STAGES = ("decode", "segment", "crop", "embed")
+
+
+class IngestWorker:
+    """``map_batches`` callable: a batch ``{"path", "file", "sha256"}`` (``(B,)`` str arrays:
+    the path as stored, the absolute file to read, the planned sha256) to ``{"path", "write",
+    "<stage>_s"}``: ``write`` is ``(B,)`` pickled packed :class:`ImageWrite`, ``<stage>_s``
+    ``(B,)`` float64 worker seconds per image (the batch's time shared evenly)."""
+
+    def __init__(
+        self,
+        segmenter: BackendRecipe,
+        embedder: BackendRecipe,
+        crop: CropPolicy,
+        runtime: RuntimeOptions,
+        labels: LabelPolicy | None,
+        setup: Callable[[], None] | None = None,
+    ) -> None:
+        if setup is not None:
+            setup()
+        self.segmenter = segmenter.build()
+        self.embedder = embedder.build()
+        self.crop, self.runtime, self.labels = crop, runtime, labels
+        self.segment_batch, self.embed_batch = runtime.batch_sizes(
+            backend_device(self.segmenter), backend_device(self.embedder)
+        )
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        report = IngestReport()
+        timer = StageTimer(report)
+        writes: list[ImageWrite] = []
+        decoded: list[DecodedImage] = []
+        paths = [str(p) for p in batch["path"]]
+        with timer("decode"):
+            for path, file, sha in zip(paths, batch["file"], batch["sha256"], strict=True):
+                pixels = decode_one(str(file), self.runtime.max_pixels)
+                if isinstance(pixels, str):
+                    writes.append(ImageWrite(path=path, sha256=str(sha), error=pixels))
+                else:
+                    decoded.append(DecodedImage(path, str(sha), pixels))
+        writes += model_stages(
+            decoded,
+            segmenter=self.segmenter,
+            embedder=self.embedder,
+            crop=self.crop,
+            max_regions=self.runtime.max_regions,
+            labels=self.labels,
+            segment_batch=self.segment_batch,
+            embed_batch=self.embed_batch,
+            timer=timer,
+        )
+        by_path = {w.path: w for w in writes}
+        out: dict[str, Any] = {
+            "path": np.asarray(paths, dtype=object),
+            "write": np.asarray(
+                [pickle.dumps(by_path[p].packed(), protocol=5) for p in paths], dtype=object
+            ),
+        }
+        share = 1.0 / max(1, len(paths))
+        for stage in WORKER_STAGES:
+            out[f"{stage}_s"] = np.full(len(paths), report.stage_seconds[stage] * share)
+        return out
+
+
+def unpack(blob: bytes) -> ImageWrite:
+    """The :class:`ImageWrite` a worker packed (trusted: our own workers' pickles)."""
+    write = pickle.loads(blob)
+    if not isinstance(write, ImageWrite):
+        raise TypeError(f"expected a packed ImageWrite, got {type(write).__name__}")
+    return write

@@ -1,0 +1,205 @@
+"""The ingest engine seam, idempotent writes and the database writer lock (no Ray needed).
+
+The Ray engine itself, on a multi-node local cluster, is tested in test_ray.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segindex.errors import ConfigError, IndexLockedError
+from segindex.ingest.engine import LocalEngine, resolve_engine
+from segindex.ingest.ray_engine import INSTALL_HINT, RayEngine, refuse_shared_sqlite
+from segindex.regions import Regions
+from segindex.store.sql import ImageWrite, Store
+from tests.pg import fresh_schema
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    with fresh_schema() as url:
+        yield url
+
+
+def test_resolve_engine_by_name_and_object() -> None:
+    assert isinstance(resolve_engine(None), LocalEngine)
+    assert isinstance(resolve_engine("local"), LocalEngine)
+    ray = RayEngine(workers=2)
+    assert resolve_engine(ray) is ray
+    assert resolve_engine("ray", workers=3).workers == 3  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="local, ray"):
+        resolve_engine("spark")
+    with pytest.raises(ConfigError, match="no options"):
+        resolve_engine("local", workers=2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"workers": 0}, "workers must be an integer >= 1"),
+        ({"workers": 1.5}, "workers must be an integer >= 1"),
+        ({"gpus_per_worker": -1}, "gpus_per_worker must be a number >= 0"),
+        ({"cpus_per_worker": float("nan")}, "cpus_per_worker must be a number >= 0"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"retries": -1}, "retries must be an integer >= 0"),
+    ],
+)
+def test_ray_engine_options_are_checked(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RayEngine(**kwargs)  # type: ignore[arg-type]
+
+
+def test_missing_ray_is_one_clear_error_before_models_load(
+    make_index, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a)
+    )
+    idx = make_index()
+    idx._segmenter = None
+    with pytest.raises(ConfigError) as info:
+        idx.ingest(photos, engine="ray")
+    assert INSTALL_HINT in str(info.value)
+    assert idx._segmenter is None  # refused before the segmenter loaded
+    assert idx.store.counts()["images_indexed"] == 0
+
+
+def test_import_and_help_never_import_ray() -> None:
+    code = (
+        "import sys\n"
+        "import segindex, segindex.ingest.ray_engine, segindex.ingest.ray_worker\n"
+        "from click.testing import CliRunner\n"
+        "from segindex.cli import main\n"
+        "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
+        "assert CliRunner().invoke(main, ['ingest', '--help']).exit_code == 0\n"
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_sqlite_refused_on_more_than_one_node() -> None:
+    refuse_shared_sqlite("sqlite", 1)
+    refuse_shared_sqlite("postgresql", 3)
+    with pytest.raises(ConfigError, match="SQLite must not be shared over a network file system"):
+        refuse_shared_sqlite("sqlite", 2)
+
+
+def _write(path: str, sha: str, colours: int = 2) -> ImageWrite:
+    masks = np.zeros((colours, 8, 10), dtype=bool)
+    for i in range(colours):
+        masks[i, i : i + 3, 2 * i : 2 * i + 4] = True
+    regions = Regions.from_masks(
+        masks,
+        label_ids=list(range(colours)),
+        labels=[f"c{i}" for i in range(colours)],
+        scores=[0.5 + i / 10 for i in range(colours)],
+        is_thing=[True] * colours,
+    )
+    vectors = np.random.default_rng(len(path)).normal(size=(colours, 4)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return ImageWrite(
+        path=path,
+        sha256=sha,
+        width=10,
+        height=8,
+        regions=regions,
+        kinds=["segment"] * colours,
+        vectors=vectors,
+        crop={"pad": 0},
+    )
+
+
+def _rows(store: Store) -> list[tuple[object, ...]]:
+    return [(r.id, r.path, r.label, r.rle, r.x0, r.y1, r.area) for r in store.iter_regions()]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_repeated_write_changes_nothing(backend: str, tmp_path: Path, request) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'm.sqlite'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    store = Store(url)
+    try:
+        first = store.write([_write("a.png", "sha-a"), _write("b.png", "sha-b", 3)], skip_done=True)
+        assert len(first.added_ids) == 5
+        before = _rows(store)
+        # a retried task delivers a.png again (and now a new image c.png); even as a failure
+        again = store.write(
+            [
+                _write("a.png", "sha-a"),
+                ImageWrite("b.png", "sha-b", error="boom"),
+                _write("c", "c"),
+            ],
+            skip_done=True,
+        )
+        assert len(again.removed_ids) == 0 and len(again.added_ids) == 2  # only c's regions
+        assert _rows(store)[: len(before)] == before
+        assert store.counts() == {
+            "images_indexed": 3,
+            "images_failed": 0,
+            "regions": 7,
+            "whole_image_regions": 0,
+        }
+        # changed bytes (another sha256) are a real replacement, and so is a plain write
+        changed = store.write([_write("a.png", "sha-a2")], skip_done=True)
+        assert sorted(changed.removed_ids.tolist()) == sorted(first.added_ids[:2].tolist())
+        plain = store.write([_write("a.png", "sha-a2")])
+        assert len(plain.removed_ids) == 2 and len(plain.added_ids) == 2
+    finally:
+        store.close()
+
+
+def test_packed_write_stores_the_same_rows(tmp_path: Path) -> None:
+    a, b = Store(f"sqlite:///{tmp_path / 'a.sqlite'}"), Store(f"sqlite:///{tmp_path / 'b.sqlite'}")
+    try:
+        item = _write("x.png", "sha-x", 3)
+        packed = item.packed()
+        assert packed.regions is None and packed.count == 3 and item.count == 3
+        a.write([item])
+        b.write([packed], skip_done=True)
+        assert _rows(a) == _rows(b)
+        ids, vecs = b.vectors_by_id(b.region_ids())
+        np.testing.assert_array_equal(vecs, item.vectors)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_database_lock_keeps_two_directories_apart(make_index, pg_url: str, tmp_path: Path) -> None:
+    from segindex import Index
+
+    first = make_index("one.segindex", db_url=pg_url)
+    second = Index.open(tmp_path / "one.segindex")
+    # a second directory pointing at the same database: the file lock alone would not see it
+    (tmp_path / "two.segindex").mkdir()
+    (tmp_path / "two.segindex" / "segindex.json").write_text(
+        (tmp_path / "one.segindex" / "segindex.json").read_text()
+    )
+    other = Index.open(tmp_path / "two.segindex")
+    try:
+        with first._writer:
+            with pytest.raises(IndexLockedError) as info:
+                other._writer.acquire()
+            message = str(info.value)
+            assert "being written by another segindex writer" in message
+            assert "one.segindex" in message and "PostgreSQL backend PID" in message
+            assert not other._writer.held
+        with other._writer:  # released: the other directory may write now
+            assert other._writer.held
+        with second._writer:
+            pass
+    finally:
+        second.close()
+        other.close()
