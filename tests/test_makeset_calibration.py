@@ -152,3 +152,82 @@ def test_oracle_scores_one(evalset: dict[str, Any], tmp_path: Path) -> None:
     assert s["instance_map"] == pytest.approx(1.0)
     assert s["image_map"] > s["image_chance_map"] + 0.5
     assert r["instance_to_region"]["queries"] >= 30
+
+
+def test_textless_embedder_gets_image_queries_and_a_report(
+    evalset: dict[str, Any], tmp_path: Path
+) -> None:
+    from segindex.eval.report import write_report
+    from segindex.testing.fakes import FakeEmbedder
+
+    class NoText(FakeEmbedder):
+        name = "fake_notext"
+        embeds_text = False
+
+        def _embed_texts(self, texts: list[str]) -> np.ndarray:
+            raise AssertionError("texts must not be embedded")
+
+    EMBEDDERS.register("fake_notext", NoText, replace=True)
+    try:
+        r = _evaluate(tmp_path, evalset, "fake_notext")
+    finally:
+        EMBEDDERS.unregister("fake_notext")
+    assert "does not embed text" in r["text_skipped"]
+    assert r["text_to_region"]["per_class"] == [] and r["summary"]["text_map"] is None
+    assert r["summary"]["image_map"] is not None and r["summary"]["instance_map"] is not None
+    files = write_report(r, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "Text queries skipped" in md and "same source instance" in md
+    assert all(f.stat().st_size > 0 for f in files)
+
+
+def test_cli_make_set_distractors_and_ignore_class(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from segindex.cli import main
+
+    def run(*args: str) -> str:
+        res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    out = tmp_path / "set"
+    text = run("eval", "make-set", str(out), "--n", "4", "--size", "96x128",
+               "--max-distractors", "0")  # fmt: skip
+    assert "source instances:" in text and "distractor" not in text.split(" to ")[0]
+    info = json.loads(
+        run(
+            "eval",
+            "make-set",
+            str(tmp_path / "d"),
+            "--n",
+            "4",
+            "--size",
+            "96x128",
+            "--max-distractors",
+            "3",
+            "--json",
+        )  # fmt: skip
+    )
+    assert info["per_class"]["distractor"] >= 2
+    res = CliRunner().invoke(
+        main, ["eval", "make-set", str(tmp_path / "x"), "--max-distractors", "-1"]
+    )
+    assert res.exit_code != 0 and "--max-distractors must be >= 0" in res.output
+    d = tmp_path / "d"
+    index = tmp_path / "idx"
+    run("ingest", str(d / "images"), "--index", str(index), "--segmenter", "coco",
+        "--segmenter-option", f"annotations={d / 'panoptic.json'}", "--embedder", "fake",
+        "--min-area", "1")  # fmt: skip
+    base = ["eval", "retrieval", "--index", str(index), "--gt", str(d / "instances.json"), "--json"]
+    default = json.loads(run(*base))
+    queried = json.loads(run(*base, "--ignore-class", "none"))
+    assert default["instance_chance_map"] is not None
+    # distractors become queries (and relevant to each other) only when not ignored
+    report = tmp_path / "rep"
+    run(*base[:-1], "--ignore-class", "none", "-o", str(report))
+    names = {
+        r["name"]
+        for r in json.loads((report / "result.json").read_text())["image_to_region"]["per_class"]
+    }
+    assert "distractor" in names and queried["image_map"] != default["image_map"]

@@ -92,6 +92,13 @@ def segmentation(
     "-k", "ks", type=int, multiple=True, help="Cut-offs for recall@k / nDCG@k (default 1 5 10)."
 )
 @click.option("--no-image-queries", is_flag=True, help="Skip image->region queries.")
+@click.option(
+    "--ignore-class",
+    "ignore_classes",
+    multiple=True,
+    help="Class never queried (its regions are irrelevant results); repeatable; default "
+    "'distractor' (the make-set distractors).",
+)
 @_out_option
 @device_option
 @json_option
@@ -103,12 +110,14 @@ def retrieval(
     templates: tuple[str, ...],
     ks: tuple[int, ...],
     no_image_queries: bool,
+    ignore_classes: tuple[str, ...],
     out: Path | None,
     device: str,
     precision: str,
     as_json: bool,
 ) -> None:
-    """Text->region and image->region recall@k, mAP, nDCG; whole-image vs region; ANN recall."""
+    """Text->region and image->region (by class and by source instance) recall@k, mAP, nDCG,
+    with the chance mAP of a random ranking; whole-image vs region; ANN recall."""
     from segindex.config import RuntimeOptions
     from segindex.errors import ConfigError
     from segindex.eval.coco import load_masks
@@ -125,6 +134,7 @@ def retrieval(
         ks=ks or RetrievalOptions().ks,
         images_root=str(images_root) if images_root else None,
         image_queries=not no_image_queries,
+        ignore_classes=ignore_classes or RetrievalOptions().ignore_classes,
     )
     gt = load_masks(gt_path)
     with Index.open(index_path, runtime=RuntimeOptions(device=device, precision=precision)) as idx:
@@ -143,6 +153,13 @@ def retrieval(
 )
 @click.option("--max-objects", type=int, default=4, show_default=True, help="Objects per image.")
 @click.option(
+    "--max-distractors",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Distractor patches per image (class 'distractor', never queried).",
+)
+@click.option(
     "--video", is_flag=True, help="Write clips of moving cut-outs + YouTube-VIS GT instead."
 )
 @click.option("--fps", type=int, default=10, show_default=True, help="Frame rate of --video clips.")
@@ -154,6 +171,7 @@ def make_set(
     seed: int,
     size: str | None,
     max_objects: int,
+    max_distractors: int,
     video: bool,
     fps: int,
     as_json: bool,
@@ -169,6 +187,8 @@ def make_set(
         raise ConfigError(f"--size must be HEIGHTxWIDTH, e.g. 256x320, got {size!r}") from None
     if h < 32 or w < 32 or max_objects < 1:
         raise ConfigError(f"--size must be at least 32x32 and --max-objects >= 1, got {size!r}")
+    if max_distractors < 0:
+        raise ConfigError(f"--max-distractors must be >= 0, got {max_distractors}")
     if video:
         from segindex.eval.makeset_video import make_video_set
 
@@ -183,12 +203,16 @@ def make_set(
         return
     from segindex.eval.makeset import make_set as make
 
-    info = make(out, n=n, seed=seed, size=(h, w), max_objects=max_objects)
+    info = make(
+        out, n=n, seed=seed, size=(h, w), max_objects=max_objects, max_distractors=max_distractors
+    )
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
     per = ", ".join(f"{k} {v}" for k, v in sorted(info["per_class"].items()))
     click.echo(f"wrote {info['images']} images, {info['segments']} segments ({per}) to {out}")
+    sources = ", ".join(f"{k} {v}" for k, v in info["instances_per_class"].items())
+    click.echo(f"  source instances:  {sources}")
     click.echo(f"  panoptic GT:  {info['panoptic']}")
     click.echo(f"  instance GT:  {info['instances']}")
     click.echo(f"  images root:  {info['images_root']}")

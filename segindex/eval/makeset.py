@@ -156,8 +156,10 @@ def make_set(
     size: tuple[int, int] = (256, 320),
     max_objects: int = 4,
     shared_dir: str | Path | None = None,
+    max_distractors: int = 2,
 ) -> dict[str, Any]:
-    """Write ``n`` composites and their ground truth under ``out``; returns a summary dict."""
+    """Write ``n`` composites and their ground truth under ``out``; returns a summary dict
+    (``per_class`` segment counts, ``instances_per_class`` distinct source instances)."""
     from PIL import Image
 
     from segindex.eval.coco import id_to_rgb
@@ -175,7 +177,7 @@ def make_set(
     ann_id = 1
     for i in range(n):
         rng = np.random.default_rng([seed, i])
-        canvas, segments = compose(rng, sources, size, max_objects)
+        canvas, segments = compose(rng, sources, size, max_objects, None, max_distractors)
         name = f"{i:06d}.jpg"
         Image.fromarray(canvas).save(out / "images" / name, quality=92)
         h, w = size

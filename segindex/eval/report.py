@@ -71,11 +71,15 @@ def _markdown(result: dict[str, Any], plots: list[Path]) -> str:
         cols = ["name", "n_relevant", "ap"] + [f"recall@{k}" for k in ks]
         cols += [f"ndcg@{k}" for k in ks]
         lines += _table("Text -> region, per class", result["text_to_region"]["per_class"], cols)
-        if "image_to_region" in result:
-            cols = ["name", "queries", "ap"] + [f"recall@{k}" for k in ks]
-            lines += _table(
-                "Image -> region, per class", result["image_to_region"]["per_class"], cols
-            )
+        if "text_skipped" in result:
+            lines += [f"Text queries skipped: {result['text_skipped']}.", ""]
+        cols = ["name", "queries", "ap", "chance"] + [f"recall@{k}" for k in ks]
+        for key, title in (
+            ("image_to_region", "Image -> region, per class"),
+            ("instance_to_region", "Image -> region, same source instance, per class"),
+        ):
+            if key in result:
+                lines += _table(title, result[key]["per_class"], cols)
         cols = ["name", "n_relevant", "whole_ap", "region_ap"]
         cols += [f"{t}_recall@{k}" for k in ks for t in ("whole", "region")]
         title = "Finding images: whole-image vectors vs regions"
@@ -136,16 +140,19 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
     ax.set_title("text -> region precision-recall")
-    ax.legend(fontsize="small")
+    if ax.get_legend_handles_labels()[0]:  # no text curves without text queries
+        ax.legend(fontsize="small")
     save(fig, "pr_curve.png")
     rows = result["text_to_region"]["per_class"]
-    names = [r["name"] for r in rows]
-    series = {"text AP": [r["ap"] for r in rows]}
+    image_rows = result.get("image_to_region", {}).get("per_class", [])
+    names = [r["name"] for r in rows] or [r["name"] for r in image_rows]
+    text = {r["name"]: r["ap"] for r in rows}
+    series = {"text AP": [text.get(n) for n in names]}
     if "image_to_region" in result:
-        img = {r["name"]: r["ap"] for r in result["image_to_region"]["per_class"]}
+        img = {r["name"]: r["ap"] for r in image_rows}
         series["image AP"] = [img.get(n) for n in names]
     wv = {r["name"]: r for r in result["whole_vs_region"]["per_class"]}
-    series["whole-image AP"] = [wv[n]["whole_ap"] for n in names]
+    series["whole-image AP"] = [wv[n]["whole_ap"] if n in wv else None for n in names]
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 4))
     _bars(ax, names, series)
     ax.set_title("AP per class")
@@ -157,7 +164,8 @@ def _plots(result: dict[str, Any], out: Path) -> list[Path]:
             ax.hist(d[key], bins=40, alpha=0.6, density=True, label=key)
     ax.set_xlabel("cosine similarity to the text query")
     ax.set_ylabel("density")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # no text scores without text queries
+        ax.legend()
     save(fig, "scores.png")
     return files
 
