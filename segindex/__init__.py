@@ -22,6 +22,7 @@ _LAZY = {
     "IndexSettings": "segindex.config",
     "BackendSpec": "segindex.config",
     "RuntimeOptions": "segindex.config",
+    "VideoOptions": "segindex.config",
     "IngestReport": "segindex.ingest",
     "SEGMENTERS": "segindex.segment",
     "EMBEDDERS": "segindex.embed",
@@ -42,11 +43,18 @@ __all__ = [
     "Regions",
     "RuntimeOptions",
     "Segmenter",
+    "VideoOptions",
     "__version__",
 ]
 
 if TYPE_CHECKING:
-    from segindex.config import BackendSpec, CropPolicy, IndexSettings, RuntimeOptions
+    from segindex.config import (
+        BackendSpec,
+        CropPolicy,
+        IndexSettings,
+        RuntimeOptions,
+        VideoOptions,
+    )
     from segindex.embed import EMBEDDERS, Embedder
     from segindex.index import Index
     from segindex.ingest import IngestReport

@@ -120,6 +120,8 @@ class Index(SearchMixin):
 
         ``vector_index`` picks the FAISS index kind (default: ``auto``, by size; see
         :mod:`segindex.store.kinds`); :meth:`reindex` changes it later.
+        ``video`` sets how videos are sampled and tracked (:class:`VideoOptions`, stored;
+        :meth:`set_video_options` changes it later).
 
         The embedder is loaded once here to record its vector dimension; a missing model fails
         now with :class:`~segindex.errors.ModelLoadError`, before any work is done.

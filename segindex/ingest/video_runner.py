@@ -3,8 +3,8 @@ chunks.
 
     probe    -> size, rotation, duration (segindex.ingest.video)         [new or restarted video]
     sample   -> kept frames, one at a time from a PyAV stream             (segindex.ingest.video)
-    segment, crop, embed, name  -> the image stage functions, batched across frames
-                                                                          (segindex.ingest.stages)
+    segment, crop, embed, name  -> the images' model stages, batched across frames
+                                                                          (segindex.ingest.batch)
     track    -> tracker-local ids per frame, frame by frame in time order (segindex.track)
     write    -> every ``VideoOptions.chunk`` sampled frames ONE transaction: the chunk's frame
                 regions, the tracks it extends (re-summarised), and the sampler + tracker state
@@ -28,8 +28,8 @@ import numpy as np
 from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions, VideoOptions
 from segindex.embed.base import Embedder
 from segindex.errors import ConfigError, VideoDecodeError
+from segindex.ingest.batch import DecodedImage, model_stages
 from segindex.ingest.report import IngestReport, StageTimer
-from segindex.ingest.stages import crop_stage, embed_stage, name_stage, segment_safely
 from segindex.ingest.video import SampledFrame, SamplerState, probe, sample_frames
 from segindex.segment.base import Segmenter
 from segindex.store.sql import ImageState, ImageWrite, Store, WriteResult, db_path
@@ -151,42 +151,41 @@ def _take(ctx: VideoContext, frames: Iterator[SampledFrame], n: int) -> list[Sam
 def _process(
     ctx: VideoContext, path: str, image_id: int, group: list[SampledFrame], tstate: Any
 ) -> list[FrameWrite]:
-    """The image stages over a group of frames, then the tracker frame by frame."""
-    with ctx.timer("segment"):
-        segs = segment_safely(
-            ctx.segmenter,
-            [f.image for f in group],
-            ctx.segment_batch,
-            paths=[frame_path(path, f.index) for f in group],
-        )
-    for f, seg in zip(group, segs, strict=True):
-        if isinstance(seg, str):
-            raise VideoDecodeError(f"frame {f.index} ({f.time_s:.3f} s): {seg}")
-    with ctx.timer("crop"):
-        items = [
-            crop_stage(f.image, seg, ctx.crop, ctx.runtime.max_regions)
-            for f, seg in zip(group, segs, strict=True)
-            if not isinstance(seg, str)  # (none: checked above)
-        ]
-    with ctx.timer("embed"):
-        vectors = embed_stage(ctx.embedder, items, ctx.embed_batch)
+    """The image model stages over a group of frames (:func:`~segindex.ingest.batch.
+    model_stages`, batched across frames exactly like images), then the tracker frame by frame
+    in time order. A frame the models fail on fails the video."""
+    decoded = [DecodedImage(frame_path(path, f.index), "", f.image) for f in group]
+    writes = model_stages(
+        decoded,
+        segmenter=ctx.segmenter,
+        embedder=ctx.embedder,
+        crop=ctx.crop,
+        max_regions=ctx.runtime.max_regions,
+        labels=ctx.labels,
+        segment_batch=ctx.segment_batch,
+        embed_batch=ctx.embed_batch,
+        timer=ctx.timer,
+    )
+    by_path = {w.path: w for w in writes}
     out: list[FrameWrite] = []
     crop_meta = ctx.crop.to_dict()
-    for f, item, vecs in zip(group, items, vectors, strict=True):
-        named = name_stage(item, vecs, ctx.embedder, ctx.labels)
-        kinds = np.asarray(item.kinds)
+    for f, d in zip(group, decoded, strict=True):
+        w = by_path[d.path]
+        if w.error is not None or w.regions is None or w.vectors is None:
+            raise VideoDecodeError(f"frame {f.index} ({f.time_s:.3f} s): {w.error}")
+        kinds = np.asarray(w.kinds)
         segments = np.flatnonzero(kinds == "segment")
-        local = np.full(len(named), -1, dtype=np.int64)
+        local = np.full(len(w.regions), -1, dtype=np.int64)
         with ctx.timer("track"):
             local[segments] = ctx.tracker.update(
                 tstate,
                 f.index,
                 f.time_s,
-                named[segments],
-                np.ascontiguousarray(vecs[segments], dtype=np.float32),
+                w.regions[segments],
+                np.ascontiguousarray(w.vectors[segments], dtype=np.float32),
             )
         encoded = FrameWrite.encode(
-            image_id, f.index, f.time_s, named, item.kinds, vecs, local, crop_meta
+            image_id, f.index, f.time_s, w.regions, w.kinds, w.vectors, local, crop_meta
         )
         out.append(encoded)
     return out
