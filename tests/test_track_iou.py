@@ -11,7 +11,7 @@ import pytest
 from segindex.errors import ConfigError, UnknownBackendError
 from segindex.regions import Regions
 from segindex.track import TRACKERS
-from segindex.track.iou import IouTracker, box_motion, mask_ious, shift_mask
+from segindex.track.iou import IouTracker, box_motion, mask_ious
 
 H, W = 60, 120
 
@@ -205,19 +205,23 @@ def test_bad_options(options: dict[str, object], match: str) -> None:
         IouTracker(**options)  # type: ignore[arg-type]
 
 
-def test_shift_mask_and_ious() -> None:
-    m = np.zeros((5, 6), bool)
-    m[1:3, 1:3] = True
-    s = shift_mask(m, 2, 1)
-    assert s.sum() == 4 and s[2:4, 3:5].all()
-    assert shift_mask(m, -2, 0).sum() == 2  # half leaves the frame
-    assert not shift_mask(m, 6, 0).any()
+def test_mask_ious_of_a_shifted_crop() -> None:
+    crop = np.ones((2, 2), bool)  # a 2x2 square
     other = np.zeros((2, 5, 6), bool)
-    other[0, 1:3, 2:4] = True  # overlaps 2 of 4 pixels
+    other[0, 1:3, 2:4] = True
     other[1, 4:5, 5:6] = True
-    boxes = np.array([[2, 1, 4, 3], [5, 4, 6, 5]], np.float32)
-    ious = mask_ious(m, np.array([1, 1, 3, 3], np.float32), other, boxes, other.sum((1, 2)))
-    np.testing.assert_allclose(ious, [2 / 6, 0.0])
+    boxes = np.array([[2, 1, 4, 3], [5, 4, 6, 5]])
+    areas = other.sum((1, 2))
+    full = np.zeros((5, 6), bool)
+    full[1:3, 1:3] = True
+    expect = [(full & o).sum() / (full | o).sum() for o in other]  # placed at (1, 1)
+    np.testing.assert_allclose(mask_ious(crop, (1, 1), other, boxes, areas), expect)
+    np.testing.assert_allclose(expect, [2 / 6, 0.0])
+    # moved to (2, 1): on top of the first mask
+    np.testing.assert_allclose(mask_ious(crop, (2, 1), other, boxes, areas), [1.0, 0.0])
+    # half outside the frame on the right: only the visible column counts (1 px in common)
+    np.testing.assert_allclose(mask_ious(crop, (5, 3), other, boxes, areas), [0.0, 1 / 2])
+    assert not mask_ious(crop, (-5, 0), other, boxes, areas).any()
 
 
 @pytest.mark.parametrize(

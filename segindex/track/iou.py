@@ -34,8 +34,9 @@ _DISALLOWED = 1e6
 class Track:
     """One active track: its last observation and motion.
 
-    mask      ``HxW`` bool, the last matched mask
-    box       ``(4,)`` float32 XYXY pixels of ``mask``
+    mask      ``hxw`` bool, the last matched mask cropped to its tight ``box``
+    box       ``(4,)`` float32 XYXY pixels (x1/y1 exclusive) of the mask in the frame
+    frame     ``(height, width)`` of the video's frames
     velocity  ``(2,)`` float64 box velocity ``(vx, vy)`` in pixels per second
     vector    ``(D,)`` float32 L2-normalised appearance (smoothed over matches)
     """
@@ -43,6 +44,7 @@ class Track:
     id: int
     mask: np.ndarray
     box: np.ndarray
+    frame: tuple[int, int]
     velocity: np.ndarray
     vector: np.ndarray
     label: str
@@ -148,8 +150,9 @@ class IouTracker(Tracker[IouState]):
             state.tracks.append(
                 Track(
                     id=int(tid),
-                    mask=regions.masks[j].copy(),
+                    mask=_crop(regions.masks[j], regions.boxes[j]),
                     box=regions.boxes[j].copy(),
+                    frame=regions.image_size,
                     velocity=np.zeros(2),
                     vector=vectors[j].copy(),
                     label=str(regions.labels[j]),
@@ -169,7 +172,9 @@ class IouTracker(Tracker[IouState]):
         diag = float(np.hypot(h, w))
         cost = np.full((len(tracks), len(regions)), _DISALLOWED)
         centres = _centres(regions.boxes)
-        areas = regions.areas
+        boxes = regions.boxes.astype(np.int64)
+        areas = np.array([regions.masks[k, y0:y1, x0:x1].sum() for k, (x0, y0, x1, y1)
+                          in enumerate(boxes)], dtype=np.int64)  # fmt: skip
         for i, t in enumerate(tracks):
             shift = np.rint(t.velocity * (time_s - t.last_time)).astype(np.int64)
             predicted_box = t.box + np.array([shift[0], shift[1]] * 2, dtype=np.float32)
@@ -177,10 +182,9 @@ class IouTracker(Tracker[IouState]):
             near = np.flatnonzero(dist <= self.max_distance * diag)
             if near.size == 0:
                 continue
-            shifted = shift_mask(t.mask, int(shift[0]), int(shift[1]))
-            iou = mask_ious(
-                shifted, predicted_box, regions.masks[near], regions.boxes[near], areas[near]
-            )
+            origin = (int(t.box[0]) + int(shift[0]), int(t.box[1]) + int(shift[1]))
+            # all regions (no copy of the masks); pairs whose boxes miss cost nothing
+            iou = mask_ious(t.mask, origin, regions.masks, boxes, areas)[near]
             cos = vectors[near] @ t.vector if vectors.shape[1] else np.ones(len(near))
             same = regions.labels[near] == t.label
             cost[i, near] = (
@@ -201,7 +205,7 @@ class IouTracker(Tracker[IouState]):
             t.velocity = s * t.velocity + (1.0 - s) * measured
         v = self.vector_smoothing * t.vector + (1.0 - self.vector_smoothing) * vectors[j]
         t.vector = _normalise(v[None])[0]
-        t.mask = regions.masks[j].copy()
+        t.mask = _crop(regions.masks[j], regions.boxes[j])
         t.box = regions.boxes[j].copy()
         t.label = str(regions.labels[j])
         t.last_time = time_s
@@ -210,10 +214,10 @@ class IouTracker(Tracker[IouState]):
 
     @staticmethod
     def _check_compatible(track: Track, regions: Regions, vectors: np.ndarray) -> None:
-        if regions.image_size != track.mask.shape:
+        if regions.image_size != track.frame:
             raise ValueError(
                 f"frame size changed within a video: regions are {regions.image_size}, "
-                f"tracks {track.mask.shape}"
+                f"tracks {track.frame}"
             )
         if len(regions) and vectors.shape[1] != track.vector.shape[0]:
             raise ValueError(
@@ -226,7 +230,7 @@ class IouTracker(Tracker[IouState]):
             "tracks": [
                 {
                     "id": t.id,
-                    "mask": dict(rle_codec.encode(t.mask)),
+                    "mask": dict(rle_codec.encode(_uncrop(t.mask, t.box, t.frame))),
                     "box": t.box.tolist(),
                     "velocity": t.velocity.tolist(),
                     "vector": t.vector.tolist(),
@@ -240,52 +244,70 @@ class IouTracker(Tracker[IouState]):
         }
 
     def _load_state(self, data: dict[str, Any]) -> IouState:
-        tracks = [
-            Track(
-                id=int(d["id"]),
-                mask=rle_codec.decode(d["mask"]),
-                box=np.asarray(d["box"], dtype=np.float32).reshape(4),
-                velocity=np.asarray(d["velocity"], dtype=np.float64).reshape(2),
-                vector=np.asarray(d["vector"], dtype=np.float32).reshape(-1),
-                label=str(d["label"]),
-                last_time=float(d["last_time"]),
-                hits=int(d["hits"]),
-                missed=int(d["missed"]),
+        tracks = []
+        for d in data["tracks"]:
+            full = rle_codec.decode(d["mask"])
+            box = np.asarray(d["box"], dtype=np.float32).reshape(4)
+            tracks.append(
+                Track(
+                    id=int(d["id"]),
+                    mask=_crop(full, box),
+                    box=box,
+                    frame=(int(full.shape[0]), int(full.shape[1])),
+                    velocity=np.asarray(d["velocity"], dtype=np.float64).reshape(2),
+                    vector=np.asarray(d["vector"], dtype=np.float32).reshape(-1),
+                    label=str(d["label"]),
+                    last_time=float(d["last_time"]),
+                    hits=int(d["hits"]),
+                    missed=int(d["missed"]),
+                )
             )
-            for d in data["tracks"]
-        ]
         return IouState(tracks=tracks)
 
 
-def shift_mask(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """``mask`` (``HxW`` bool) moved ``dx`` pixels right and ``dy`` down; what leaves the frame is
-    lost, what enters is False."""
-    h, w = mask.shape
-    out = np.zeros_like(mask)
-    if abs(dx) >= w or abs(dy) >= h:
-        return out
-    src = mask[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
-    out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
-    return out
+def _crop(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """A copy of the ``box`` (XYXY) part of an ``HxW`` bool mask."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return mask[y0:y1, x0:x1].copy()
+
+
+def _uncrop(crop: np.ndarray, box: np.ndarray, frame: tuple[int, int]) -> np.ndarray:
+    """The ``frame``-sized ``HxW`` bool mask of a crop taken at ``box``."""
+    full = np.zeros(frame, dtype=bool)
+    x0, y0 = int(box[0]), int(box[1])
+    full[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] = crop
+    return full
 
 
 def mask_ious(
-    mask: np.ndarray, box: np.ndarray, masks: np.ndarray, boxes: np.ndarray, areas: np.ndarray
+    crop: np.ndarray,
+    origin: tuple[int, int],
+    masks: np.ndarray,
+    boxes: np.ndarray,
+    areas: np.ndarray,
 ) -> np.ndarray:
-    """``(N,)`` float64 IoU of one ``HxW`` bool ``mask`` (XYXY ``box``, may reach outside the
-    frame) with ``NxHxW`` bool ``masks`` (``(N, 4)`` XYXY ``boxes``, ``(N,)`` pixel ``areas``);
-    the intersection is counted only inside the overlap of the boxes."""
-    area = int(mask.sum())
-    out = np.zeros(len(masks))
-    h, w = mask.shape
-    for k in range(len(masks)):
-        x0 = int(max(box[0], boxes[k, 0], 0))
-        y0 = int(max(box[1], boxes[k, 1], 0))
-        x1 = int(min(np.ceil(box[2]), boxes[k, 2], w))
-        y1 = int(min(np.ceil(box[3]), boxes[k, 3], h))
+    """``(N,)`` float64 IoU of one mask with ``NxHxW`` bool ``masks``.
+
+    The mask is an ``hxw`` bool ``crop`` whose top-left pixel lies at ``origin`` = ``(x, y)``
+    in the frame (it may reach outside the frame; what does is dropped). ``boxes`` are the
+    masks' ``(N, 4)`` int XYXY tight boxes, ``areas`` their ``(N,)`` pixel counts. Only the
+    overlap of the boxes is read, so the cost grows with the objects, not with the frame.
+    """
+    n, h, w = masks.shape
+    out = np.zeros(n)
+    ox, oy = origin
+    ch, cw = crop.shape
+    vx0, vy0, vx1, vy1 = max(0, ox), max(0, oy), min(w, ox + cw), min(h, oy + ch)
+    if vx1 <= vx0 or vy1 <= vy0:
+        return out
+    area = int(crop[vy0 - oy : vy1 - oy, vx0 - ox : vx1 - ox].sum())
+    for k in range(n):
+        x0, y0 = max(vx0, int(boxes[k, 0])), max(vy0, int(boxes[k, 1]))
+        x1, y1 = min(vx1, int(boxes[k, 2])), min(vy1, int(boxes[k, 3]))
         inter = 0
         if x1 > x0 and y1 > y0:
-            inter = int((mask[y0:y1, x0:x1] & masks[k, y0:y1, x0:x1]).sum())
+            part = crop[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+            inter = int((part & masks[k, y0:y1, x0:x1]).sum())
         union = area + int(areas[k]) - inter
         out[k] = inter / union if union else 0.0
     return out
