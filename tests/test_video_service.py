@@ -163,6 +163,10 @@ def test_stats_count_videos_and_tracks(served: Any) -> None:
     paths = served[1].get("/openapi.json").json()["paths"]
     assert {"/tracks/{track_id}", "/videos/{video_id}"} <= set(paths)
     assert "/tracks/{track_id}/frames/{frame_index}/overlay.png" in paths
+    page = served[1].get("/").text
+    assert 'id="track-video"' in page and 'value="tracks"' in page and "/static/video.js" in page
+    script = served[1].get("/static/video.js")
+    assert script.status_code == 200 and "https://" not in script.text
 
 
 def test_service_package_has_no_import_circle() -> None:

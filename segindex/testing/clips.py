@@ -17,7 +17,12 @@ from segindex.testing.fakes import draw_scene
 
 #: codec -> (container suffix, pixel format): ``ffv1`` is lossless and intra-only (exact colours,
 #: every frame a key frame); ``mpeg4`` is lossy with key frames every ``gop`` frames
-CODECS = {"ffv1": ("mkv", "bgr0"), "mpeg4": ("mp4", "yuv420p"), "libx264": ("mp4", "yuv420p")}
+CODECS = {
+    "ffv1": ("mkv", "bgr0"),
+    "mpeg4": ("mp4", "yuv420p"),
+    "libx264": ("mp4", "yuv420p"),
+    "libvpx": ("webm", "yuv420p"),  # VP8: what every browser plays
+}
 
 
 def moving_squares(i: int, size: tuple[int, int] = (48, 64)) -> np.ndarray:

@@ -28,6 +28,11 @@ function commonOptions() {
   if (exclude.length) filters.exclude_labels = exclude;
   const score = numberOrNull("f-score");
   if (score !== null) filters.min_score = score;
+  for (const [id, key] of [["f-duration", "min_duration_s"], ["f-from", "time_from_s"],
+    ["f-to", "time_to_s"]]) {
+    const value = numberOrNull(id);
+    if (value !== null) filters[key] = value;
+  }
   const body = {
     k: Math.max(1, Math.min(200, Number($("f-k").value) || 24)),
     scope: $("f-scope").value,
@@ -96,20 +101,29 @@ function render(data) {
     img.loading = "lazy";
     const meta = document.createElement("div");
     meta.className = "meta";
-    const count = hit.image_matches ? ` · ${hit.image_matches} in image` : "";
-    meta.innerHTML = "";
-    for (const [cls, text] of [
+    const isTrack = hit.kind === "track";
+    const where = isTrack ? "in video" : "in image";
+    const count = hit.image_matches ? ` · ${hit.image_matches} ${where}` : "";
+    const lines = [
       ["label", hit.label],
       ["", `similarity ${hit.similarity.toFixed(3)} · score ${hit.score.toFixed(2)}${count}`],
-      ["path", name],
-    ]) {
+    ];
+    if (isTrack) {
+      button.classList.add("track");
+      lines.push(["span", `${formatTime(hit.start_s)}–${formatTime(hit.end_s)} · ` +
+        `${hit.n_frames} frames`]);
+    } else if (hit.time_s !== undefined && hit.time_s !== null) {
+      lines.push(["span", `frame at ${formatTime(hit.time_s)}`]);
+    }
+    lines.push(["path", name]);
+    for (const [cls, text] of lines) {
       const span = document.createElement("span");
       if (cls) span.className = cls;
       span.textContent = text;
       meta.append(span);
     }
     button.append(img, meta);
-    button.addEventListener("click", () => openDetail(hit));
+    button.addEventListener("click", () => (isTrack ? openTrack(hit) : openDetail(hit)));
     li.append(button);
     grid.append(li);
   });
@@ -250,6 +264,10 @@ $("clear-btn").addEventListener("click", () => setBox(null));
 // -- detail: the whole image with its regions ------------------------------------------------
 
 async function openDetail(hit) {
+  if (hit.track_id !== undefined && hit.track_id !== null) {
+    openTrack({ track_id: hit.track_id });  // a region of a video frame: its track
+    return;
+  }
   const dialog = $("detail");
   $("detail-title").textContent = hit.image_path;
   $("overlay").src = hit.urls.overlay;
@@ -291,7 +309,9 @@ $("close-detail").addEventListener("click", () => $("detail").close());
 
 fetch("/stats").then((r) => r.json()).then((stats) => {
   const c = stats.counts;
-  $("stats").textContent = `${c.images_indexed} images · ${c.regions} regions`;
+  const v = stats.videos || { videos: 0, tracks: 0 };
+  const videos = v.videos ? ` · ${v.videos} videos · ${v.tracks} tracks` : "";
+  $("stats").textContent = `${c.images_indexed - v.videos} images${videos} · ${c.regions} regions`;
   const list = $("label-list");
   for (const { label } of stats.labels.slice(0, 100)) {
     const option = document.createElement("option");
