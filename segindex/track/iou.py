@@ -173,8 +173,8 @@ class IouTracker(Tracker[IouState]):
         cost = np.full((len(tracks), len(regions)), _DISALLOWED)
         centres = _centres(regions.boxes)
         boxes = regions.boxes.astype(np.int64)
-        areas = np.array([regions.masks[k, y0:y1, x0:x1].sum() for k, (x0, y0, x1, y1)
-                          in enumerate(boxes)], dtype=np.int64)  # fmt: skip
+        masks = regions.masks
+        areas = np.array([_crop(masks[k], boxes[k], copy=False).sum() for k in range(len(boxes))])
         for i, t in enumerate(tracks):
             shift = np.rint(t.velocity * (time_s - t.last_time)).astype(np.int64)
             predicted_box = t.box + np.array([shift[0], shift[1]] * 2, dtype=np.float32)
@@ -265,10 +265,11 @@ class IouTracker(Tracker[IouState]):
         return IouState(tracks=tracks)
 
 
-def _crop(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """A copy of the ``box`` (XYXY) part of an ``HxW`` bool mask."""
+def _crop(mask: np.ndarray, box: np.ndarray, copy: bool = True) -> np.ndarray:
+    """The ``box`` (XYXY) part of an ``HxW`` bool mask (a copy unless ``copy`` is False)."""
     x0, y0, x1, y1 = (int(v) for v in box)
-    return mask[y0:y1, x0:x1].copy()
+    part = mask[y0:y1, x0:x1]
+    return part.copy() if copy else part
 
 
 def _uncrop(crop: np.ndarray, box: np.ndarray, frame: tuple[int, int]) -> np.ndarray:
