@@ -203,3 +203,15 @@ def test_database_lock_keeps_two_directories_apart(make_index, pg_url: str, tmp_
     finally:
         second.close()
         other.close()
+
+
+def test_cli_ray_options_need_the_ray_engine(photos: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from segindex.cli import main
+
+    index = tmp_path / "cli.segindex"
+    args = ["ingest", str(photos), "--index", str(index), "--segmenter", "fake"]
+    out = CliRunner().invoke(main, [*args, "--embedder", "fake", "--workers", "2"])
+    assert out.exit_code == 2 and "--workers only apply with --engine ray" in out.output
+    assert not index.exists()  # refused before an index is made

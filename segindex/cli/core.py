@@ -16,6 +16,7 @@ from segindex.cli.common import (
     index_option,
     json_option,
 )
+from segindex.cli.engine_options import engine_from, engine_options
 from segindex.cli.video_options import video_changes, video_options
 from segindex.cli.video_search import time_cell, track_search_options, track_table, video_filters
 
@@ -114,6 +115,7 @@ def _open(index_path: Path, device: str, precision: str = "auto", **backend: Any
     "--retry-failed", is_flag=True, help="Retry files that failed before, even unchanged."
 )
 @video_options
+@engine_options
 @device_option
 @json_option
 @_friendly
@@ -125,6 +127,7 @@ def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
     from segindex.index import MANIFEST, Index
 
     backend = _backend_kwargs(kw)
+    engine = engine_from(kw)
     runtime = RuntimeOptions(
         device=kw["device"],
         precision=kw["precision"],
@@ -153,7 +156,7 @@ def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
         )
     with idx:
         report = _run_with_progress(
-            idx, list(sources), quiet=kw["as_json"], retry=kw["retry_failed"]
+            idx, list(sources), quiet=kw["as_json"], retry=kw["retry_failed"], engine=engine
         )
     if kw["as_json"]:
         click.echo(json.dumps(report.to_dict(), indent=2))
@@ -175,13 +178,15 @@ def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
         click.echo(f"  failed: {path}: {reason}", err=True)
 
 
-def _run_with_progress(idx: Any, sources: list[str], quiet: bool, retry: bool) -> Any:
+def _run_with_progress(
+    idx: Any, sources: list[str], quiet: bool, retry: bool, engine: Any = None
+) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     if quiet or not console.is_terminal:
-        return idx.ingest(sources, retry_failed=retry)
+        return idx.ingest(sources, retry_failed=retry, engine=engine)
     with Progress(
         TextColumn("ingest"),
         BarColumn(),
@@ -207,7 +212,7 @@ def _run_with_progress(idx: Any, sources: list[str], quiet: bool, retry: bool) -
                 regions=p.regions,
             )
 
-        return idx.ingest(sources, progress=show, retry_failed=retry)
+        return idx.ingest(sources, progress=show, retry_failed=retry, engine=engine)
 
 
 def _floats(n: int | None) -> Callable[[Any, Any, Any], Any]:
