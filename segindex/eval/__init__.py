@@ -3,8 +3,10 @@
     coco          read COCO instance / panoptic masks (ground truth or predictions), match files
     segmentation  mask IoU, semantic IoU/Dice/accuracy, boundary F and Boundary IoU, PQ/SQ/RQ
     retrieval     recall@k, AP, nDCG; text->region, image->region, whole-image vs region, ANN
+                  (image_retrieval: image queries by class and by source instance, chance mAP)
     report        JSON + Markdown report with PNG plots (matplotlib, Agg)
     makeset       seeded copy-paste composites written as COCO panoptic + instance ground truth
+                  (cutouts: source instances, distractors, backgrounds; augment: per paste)
     makeset_video seeded clips of moving cut-outs (FFV1) with YouTube-VIS ground truth
     tracking      video tracking: DAVIS J/F/J&F per object, HOTA, IDF1, ID switches; trackers
                   compared on ground-truth masks (tracking_metrics: the MOT metrics;
