@@ -303,3 +303,25 @@ def test_a_real_shared_video_ingests_with_fakes(make_index) -> None:  # type: ig
 
 def test_moving_squares_is_what_the_tests_assume() -> None:
     assert (moving_squares(0)[4:16, 2:14] == (220, 30, 30)).all()
+
+
+def test_a_tracker_choking_on_a_video_fails_that_video_only(make_index, clips: Path) -> None:  # type: ignore[no-untyped-def]
+    from segindex.track import TRACKERS
+    from segindex.track.none import NoTracker
+
+    class Exploding(NoTracker):
+        name = "exploding"
+
+        def _update(self, *args: Any) -> np.ndarray:
+            raise ValueError("lost track of everything")
+
+    TRACKERS.register("exploding", Exploding, replace=True)
+    try:
+        idx = make_index(video=VideoOptions(fps=5, tracker=BackendSpec("exploding")))
+        report = idx.ingest(clips)
+    finally:
+        TRACKERS.unregister("exploding")
+    assert (report.indexed, report.failed) == (1, 1)  # the photo, then the video failed
+    assert "ValueError: lost track of everything" in report.failures[0][1]
+    assert rows(idx, "select * from segindex_tracks") == []
+    assert_consistent(idx)

@@ -179,15 +179,17 @@ def _decoded(container: Any, stream: Any, keyframes_only: bool) -> Iterator[tupl
     stream.codec_context.skip_frame = "NONKEY"
     packets = 0
     position: dict[int | None, int] = {}  # pts -> decoding-order position, until output
+    last = -1
     for packet in container.demux(stream):
         if packet.size > 0:  # the final empty packet flushes the decoder
             position[packet.pts] = packets
             packets += 1
         for frame in packet.decode():
-            index = position.pop(frame.pts, packets - 1)
+            index = max(position.pop(frame.pts, packets - 1), last + 1)  # strictly increasing
             if frame.pts is not None:  # skipped packets shown before this one: forget them
                 for pts in [p for p in position if p is not None and p < frame.pts]:
                     del position[pts]
+            last = index
             yield index, frame
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions, VideoOptions
 from segindex.embed.base import Embedder
-from segindex.errors import ConfigError, VideoDecodeError
+from segindex.errors import ConfigError, ModelLoadError, VideoDecodeError
 from segindex.ingest.batch import DecodedImage, model_stages
 from segindex.ingest.report import IngestReport, StageTimer
 from segindex.ingest.video import SampledFrame, SamplerState, probe, sample_frames
@@ -63,12 +63,16 @@ class VideoContext:
 
 
 def ingest_video(ctx: VideoContext, path: str, sha256: str, known: ImageState | None) -> None:
-    """Ingest (or resume) one video; a decode or segmentation failure is recorded as the
+    """Ingest (or resume) one video; a decode, model or tracker failure on it is recorded as the
     video's failure (its partial rows dropped) and the run goes on."""
     try:
         _ingest(ctx, path, sha256, known)
     except VideoDecodeError as e:
         _fail(ctx, path, sha256, str(e))
+    except (ModelLoadError, ConfigError):
+        raise  # the setup is wrong, not this video: stop the run
+    except Exception as e:  # noqa: BLE001 - e.g. a tracker choking on it: this video fails
+        _fail(ctx, path, sha256, f"video ingest failed: {type(e).__name__}: {e}")
 
 
 def _fail(ctx: VideoContext, path: str, sha256: str, reason: str) -> None:
