@@ -240,6 +240,13 @@ def make_set(
     help="Folder of the GT's clips: run --trackers on the GT masks instead of reading --pred.",
 )
 @click.option(
+    "--videos-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder the GT videos' file_name entries are relative to, to match --pred videos by "
+    "file [default: the GT file's folder].",
+)
+@click.option(
     "--trackers", default="iou,none", show_default=True, help="Trackers to compare (--clips)."
 )
 @click.option(
@@ -274,6 +281,7 @@ def tracking(
     gt_path: Path,
     pred_path: Path | None,
     clips: Path | None,
+    videos_root: Path | None,
     trackers: str,
     drop: float,
     noise: float,
@@ -284,9 +292,16 @@ def tracking(
     as_json: bool,
 ) -> None:
     """Video tracking quality: DAVIS J, F, J&F per object, HOTA, IDF1 and ID switches; --pred
-    tracks against --gt, or --trackers run on the GT masks of the clips in --clips."""
+    tracks (e.g. `export --format youtube-vis` of an index: videos matched by file, scored on
+    the frames it sampled) against --gt, or --trackers run on the GT masks of the clips in
+    --clips."""
     from segindex.errors import ConfigError
-    from segindex.eval.tracking import GivenMasksOptions, compare_trackers, evaluate_tracking
+    from segindex.eval.tracking import (
+        GivenMasksOptions,
+        align_to_gt,
+        compare_trackers,
+        evaluate_tracking,
+    )
     from segindex.eval.tracking_report import HEADLINE, write_tracking_report
     from segindex.formats.youtube_vis import load_youtube_vis
 
@@ -304,6 +319,7 @@ def tracking(
         runs = result["trackers"]
     else:
         pred = load_youtube_vis(pred_path, like=gt)  # type: ignore[arg-type]
+        pred, gt = align_to_gt(pred, gt, videos_root or gt_path.parent)
         result = evaluate_tracking(pred, gt, threshold=threshold)
         runs = {"prediction": result}
     files = write_tracking_report(result, out) if out is not None else []

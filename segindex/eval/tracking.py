@@ -82,6 +82,57 @@ def evaluate_tracking(
     }
 
 
+def align_to_gt(
+    pred: VisDataset, gt: VisDataset, videos_root: str | Path | None = None
+) -> tuple[VisDataset, VisDataset]:
+    """Make ``pred`` (e.g. ``segindex export --format youtube-vis`` of an index) comparable
+    with ``gt``: its videos are matched to the gt videos by file (``file_name``, relative to
+    ``videos_root`` or as a trailing part of the path; by id where neither names files) and
+    both are cut to the frames they share (by ``frame_indices``: the frames ingest sampled).
+    Returns ``(pred, gt)`` with the gt's video ids; a gt video without a prediction keeps
+    all its frames (its objects are all missed)."""
+    from dataclasses import replace
+
+    from segindex.eval.coco import ImageInfo, MaskSet
+
+    named = [v for v in gt.videos if v.file_name is not None]
+    files = MaskSet([ImageInfo(v.id, v.file_name, v.height, v.width) for v in named], [], {},
+                    source="ground truth")  # type: ignore[arg-type]  # fmt: skip
+    match: dict[int, Any] = {}  # gt video id -> pred video
+    for pv in pred.videos:
+        info = files.find(pv.file_name, videos_root) if pv.file_name and named else None
+        gid = info.id if info is not None else (pv.id if not named or not pv.file_name else None)
+        if gid is not None and any(v.id == gid for v in gt.videos):
+            match[gid] = pv
+    videos, g_tracks, p_tracks = [], [], []
+    for gv in gt.videos:
+        pv = match.get(gv.id)
+        g_frames = gv.frame_indices or list(range(gv.length))
+        if pv is None:
+            videos.append(gv)
+            g_tracks += gt.tracks_of(gv.id)
+            continue
+        p_frames = pv.frame_indices or list(range(pv.length))
+        shared = sorted(set(g_frames) & set(p_frames))
+        gk = [g_frames.index(f) for f in shared]
+        pk = [p_frames.index(f) for f in shared]
+        videos.append(
+            replace(gv, file_names=[gv.file_names[k] for k in gk], frame_indices=shared,
+                    times_s=None if gv.times_s is None else [gv.times_s[k] for k in gk])
+        )  # fmt: skip
+        for t in gt.tracks_of(gv.id):
+            g_tracks.append(replace(t, segmentations=[t.segmentations[k] for k in gk]))
+        for t in pred.tracks_of(pv.id):
+            segs = [t.segmentations[k] for k in pk]
+            p_tracks.append(replace(t, video_id=gv.id, segmentations=segs))
+    keep = [t for t in g_tracks if any(s is not None for s in t.segmentations)]
+    p_keep = [t for t in p_tracks if any(s is not None for s in t.segmentations)]
+    return (
+        VisDataset(videos, pred.categories, p_keep, pred.info),
+        VisDataset(videos, gt.categories, keep, gt.info),
+    )
+
+
 def _headline(part: dict[str, dict[str, Any]]) -> dict[str, Any]:
     h, i, c = part["hota"], part["identity"], part["clear"]
     return {"HOTA": h["HOTA"], "DetA": h["DetA"], "AssA": h["AssA"], "LocA": h["LocA"],
