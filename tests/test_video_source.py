@@ -135,19 +135,39 @@ def test_max_frames_stops_sampling(clip: Path) -> None:
     ]
 
 
-def test_sampling_resumes_from_a_saved_state_exactly(tmp_path: Path) -> None:
-    path = write_clip(tmp_path / "drift.mkv", 40, fps=10)
-    options = VideoOptions(fps=5, dedup_threshold=1.0, max_frames=12)
+@pytest.mark.parametrize(
+    ("codec", "keyframes_only", "seeks"),
+    [("ffv1", False, True), ("mpeg4", False, True), ("mpeg4", True, False)],
+)
+def test_sampling_resumes_from_a_saved_state_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str, keyframes_only: bool, seeks: bool
+) -> None:
+    import segindex.ingest.video as video
+
+    name = "drift.mkv" if codec == "ffv1" else "drift.mp4"
+    path = write_clip(tmp_path / name, 60, fps=10, codec=codec, gop=7)
+    options = VideoOptions(fps=5, dedup_threshold=1.0, max_frames=12, keyframes_only=keyframes_only)
     whole = sampled(path, options)
     state = SamplerState()
     first = []
     for f in sample_frames(path, options, state):
         first.append((f.index, round(f.time_s, 6)))
-        state.last_frame = f.index
-        if len(first) == 5:
+        state.last_frame, state.last_pts = f.index, f.pts  # committed
+        if len(first) == 3:
             break
     saved = SamplerState.from_dict(state.to_dict())  # through JSON-able data, as stored
-    assert first + sampled(path, options, saved) == whole
+    landed: list[bool] = []
+    after = video._after
+
+    def spy(*args: object) -> object:
+        found = after(*args)  # type: ignore[arg-type]
+        landed.append(found is not None)
+        return found
+
+    monkeypatch.setattr(video, "_after", spy)
+    rest = sampled(path, options, saved)
+    assert first + rest == whole and len(whole) > 3
+    assert landed == ([True] if seeks else [])  # resumed by seeking near the committed frame
 
 
 def test_display_matrix_rotation_is_applied(tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ class SampledFrame:
     index: int
     time_s: float
     image: np.ndarray
+    pts: int | None = None  # in the stream's time_base; where a resume seeks to
 
 
 @dataclass
@@ -69,12 +70,14 @@ class SamplerState:
     """Where sampling stands in one video (JSON-able through :meth:`to_dict`).
 
     last_frame: index of the last frame already handled (kept and committed); -1 at the start
+    last_pts:   that frame's pts (stream time_base), so a resume can seek near it; or ``None``
     last_slot:  ``floor(t * fps)`` of the last candidate; ``None`` before the first
     kept:       frames kept so far
     thumb:      ``(32, 32)`` uint8 grey thumbnail of the last kept frame, or ``None``
     """
 
     last_frame: int = -1
+    last_pts: int | None = None
     last_slot: int | None = None
     kept: int = 0
     thumb: np.ndarray | None = None
@@ -83,6 +86,7 @@ class SamplerState:
         thumb = None if self.thumb is None else base64.b64encode(self.thumb.tobytes()).decode()
         return {
             "last_frame": self.last_frame,
+            "last_pts": self.last_pts,
             "last_slot": self.last_slot,
             "kept": self.kept,
             "thumb": thumb,
@@ -93,6 +97,7 @@ class SamplerState:
         thumb = d.get("thumb")
         return cls(
             last_frame=int(d["last_frame"]),
+            last_pts=None if d.get("last_pts") is None else int(d["last_pts"]),
             last_slot=None if d.get("last_slot") is None else int(d["last_slot"]),
             kept=int(d["kept"]),
             thumb=None
@@ -193,48 +198,90 @@ def _decoded(container: Any, stream: Any, keyframes_only: bool) -> Iterator[tupl
             yield index, frame
 
 
+def _after(container: Any, stream: Any, pts: int, index: int) -> Iterator[tuple[int, Any]] | None:
+    """Resume without decoding from the start: seek to the key frame at or before the committed
+    frame (``pts``, frame ``index``), decode up to it, and continue numbering from there.
+    ``None`` when that frame is not found exactly where expected (then decode from the start)."""
+    try:
+        container.seek(pts, stream=stream, backward=True)
+    except _errors():
+        return None
+    frames = container.decode(stream)
+    for frame in frames:
+        if frame.pts is None or frame.pts > pts:
+            return None
+        if frame.pts == pts:
+            return enumerate(frames, start=index + 1)
+    return None
+
+
 def sample_frames(
     path: str | Path, options: VideoOptions, state: SamplerState
 ) -> Iterator[SampledFrame]:
     """Decode ``path`` as a stream and yield the kept frames after ``state.last_frame``,
     updating ``state`` (``last_slot``, ``kept``, ``thumb``; the caller sets ``last_frame`` when
-    a frame is committed). Raises :class:`VideoDecodeError` when decoding fails."""
-    import av
+    a frame is committed). Raises :class:`VideoDecodeError` when decoding fails.
 
+    Resuming (``state.last_frame >= 0``) seeks to the key frame before ``state.last_pts`` when
+    all frames are decoded; with ``keyframes_only``, or when the seek does not land as
+    expected, the video is decoded from its start and the frames up to ``last_frame`` skipped."""
     name = str(path)
-    fps = options.fps
-    step = 1.0 / fps
-    previous_time: float | None = None
     try:
-        with av.open(name) as container:
-            if not container.streams.video:
-                raise VideoDecodeError(f"cannot decode video {name!r}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for index, frame in _decoded(container, stream, options.keyframes_only):
-                if options.max_frames is not None and state.kept >= options.max_frames:
-                    return
-                time_s = frame.time
-                if time_s is None:  # no pts: one nominal frame after the previous one
-                    time_s = 0.0 if previous_time is None else previous_time + step
-                previous_time = time_s = float(time_s)
-                if index <= state.last_frame:
-                    continue
-                slot = math.floor(time_s * fps + _SLOT_EPS)
-                if state.last_slot is not None and slot <= state.last_slot:
-                    continue
-                state.last_slot = slot
-                if options.dedup_threshold > 0:
-                    thumb = thumbnail(frame)
-                    if state.thumb is not None:
-                        diff = np.abs(thumb.astype(np.int16) - state.thumb.astype(np.int16))
-                        if float(diff.mean()) < options.dedup_threshold:
-                            continue
-                    state.thumb = thumb
-                state.kept += 1
-                image = upright(frame.to_ndarray(format="rgb24"), _rotation(frame))
-                yield SampledFrame(index=index, time_s=time_s, image=image)
+        yield from _sample(name, options, state)
     except VideoDecodeError:
         raise
     except _errors() as e:
         raise VideoDecodeError(f"cannot decode video {name!r}: {_reason(e)}") from e
+
+
+def _open(name: str) -> tuple[Any, Any]:
+    import av
+
+    container = av.open(name)
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(f"cannot decode video {name!r}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _sample(name: str, options: VideoOptions, state: SamplerState) -> Iterator[SampledFrame]:
+    fps = options.fps
+    step = 1.0 / fps
+    previous_time: float | None = None
+    container, stream = _open(name)
+    try:
+        decoded = None
+        if state.last_frame >= 0 and state.last_pts is not None and not options.keyframes_only:
+            decoded = _after(container, stream, state.last_pts, state.last_frame)
+            if decoded is None:  # start over in a fresh demuxer
+                container.close()
+                container, stream = _open(name)
+        if decoded is None:
+            decoded = _decoded(container, stream, options.keyframes_only)
+        for index, frame in decoded:
+            if options.max_frames is not None and state.kept >= options.max_frames:
+                return
+            time_s = frame.time
+            if time_s is None:  # no pts: one nominal frame after the previous one
+                time_s = 0.0 if previous_time is None else previous_time + step
+            previous_time = time_s = float(time_s)
+            if index <= state.last_frame:
+                continue
+            slot = math.floor(time_s * fps + _SLOT_EPS)
+            if state.last_slot is not None and slot <= state.last_slot:
+                continue
+            state.last_slot = slot
+            if options.dedup_threshold > 0:
+                thumb = thumbnail(frame)
+                if state.thumb is not None:
+                    diff = np.abs(thumb.astype(np.int16) - state.thumb.astype(np.int16))
+                    if float(diff.mean()) < options.dedup_threshold:
+                        continue
+                state.thumb = thumb
+            state.kept += 1
+            image = upright(frame.to_ndarray(format="rgb24"), _rotation(frame))
+            yield SampledFrame(index=index, time_s=time_s, image=image, pts=frame.pts)
+    finally:
+        container.close()

@@ -119,7 +119,7 @@ def _ingest(ctx: VideoContext, path: str, sha256: str, known: ImageState | None)
         group = _take(ctx, frames, min(group_size, ctx.video.chunk - len(chunk)))
         if group:
             chunk.extend(_process(ctx, path, image_id, group, tstate))
-            sampler.last_frame = group[-1].index
+            sampler.last_frame, sampler.last_pts = group[-1].index, group[-1].pts
         final = len(group) == 0
         if len(chunk) >= ctx.video.chunk or final:
             state = None
