@@ -18,10 +18,9 @@ the allowed part of an unfiltered ANN answer, which is as good as unfiltered sea
    top ``W`` too. A query with fewer gets ``W`` grown to what its own local share of allowed
    candidates predicts, up to ``ANN_MAX_K`` (and ``ANN_MAX_K_FRACTION`` of the index).
 4. A query whose neighbourhood holds too few allowed ids for that (a correlated or adversarial
-   filter) is scored exhaustively over the allowed set: a chunked BLAS scan of the flat storage
-   (HNSW; dense chunks are multiplied whole and masked, sparse ones gathered), or every IVF list
-   probed with the ID selector (IVF-PQ: exhaustive over its quantised codes, the best its scores
-   can do).
+   filter) is scored exhaustively over the allowed set: FAISS scans the flat storage with a
+   bitmap of the allowed slots (HNSW: exact), or probes every IVF list with the ID selector
+   (IVF-PQ: exhaustive over its quantised codes, the best its scores can do).
 
 Measured on 2 cores (benchmarks/RESULTS.md, ``bench_filtered.py``): random filters from 0.1 % to
 90 % and adversarial 50 % / 90 % all reach recall@10 >= 0.95 against exact search over the
@@ -49,10 +48,6 @@ EXACT_MAX_FRACTION = 0.02
 #: an ANN index asked for more than this many (or this fraction of itself) scans exactly
 ANN_MAX_K_FRACTION = 0.05
 ANN_MAX_K = 2048
-#: a chunk of the flat storage with at least this share allowed is multiplied whole and masked
-#: (a contiguous read); sparser chunks gather their allowed rows
-DENSE_CHUNK_FRACTION = 0.25
-_SCAN_CHUNK = 65_536
 NO_SIM = np.float32(-3.4028235e38)  # what FAISS returns for a missing inner-product hit
 
 
@@ -73,7 +68,7 @@ class AllowedSet:
             ids = np.unique(ids)
         self.ids = ids[ids >= 0] if len(ids) and ids[0] < 0 else ids
         self._selector: Any = None
-        self._mask: tuple[object, np.ndarray] | None = None
+        self._slots: tuple[object, _SlotBitmap] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -90,17 +85,16 @@ class AllowedSet:
             self._selector = _faiss().IDSelectorBatch(self.ids)
         return self._selector
 
-    def slot_mask(self, vi: VectorIndex) -> np.ndarray:
-        """``(slots,)`` bool: which slots of ``vi`` hold an allowed id (kept until ``vi`` is
+    def slot_selector(self, vi: VectorIndex) -> Any:
+        """FAISS selector of the slots of ``vi`` that hold an allowed id (kept until ``vi`` is
         written: its lookup table is rebuilt then)."""
-        if self._mask is not None and vi._lookup is not None and self._mask[0] is vi._lookup:
-            return self._mask[1]
+        if self._slots is not None and vi._lookup is not None and self._slots[0] is vi._lookup:
+            return self._slots[1].selector
         _, slots = vi._positions(self.ids)  # builds ``vi._lookup``
-        lookup = vi._lookup
         mask = np.zeros(int(vi._index.ntotal), dtype=bool)
         mask[slots] = True
-        self._mask = (lookup, mask)
-        return mask
+        self._slots = (vi._lookup, _SlotBitmap(mask))
+        return self._slots[1].selector
 
 
 def search_allowed(
@@ -169,39 +163,38 @@ def exact_subset(
 def exhaustive(
     vi: VectorIndex, queries: np.ndarray, k: int, allowed: AllowedSet | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Score every (allowed) live vector: a chunked BLAS scan of the flat storage, or IVF with
-    every list probed (quantised scores)."""
+    """Score every (allowed) live vector: FAISS scans the flat storage (flat, HNSW: exact) with a
+    bitmap of the slots to score, or probes every IVF list (IVF-PQ: quantised scores). FAISS
+    reads the storage itself, so a memory-mapped file (whose floats numpy sees unaligned, and
+    multiplies without BLAS) costs no copy."""
     faiss = _faiss()
-    storage = vi._storage()
-    if storage is None:
+    flat = vi._flat_index()
+    if flat is None:
         nlist = int(faiss.downcast_index(vi._index.index).nlist)
         params = faiss.SearchParametersIVF(nprobe=nlist)
         if allowed is not None:
             params.sel = allowed.selector()
         return vi._index.search(queries, k, params=params)  # type: ignore[no-any-return]
     slot_ids = vi._slot_ids()
-    keep = allowed.slot_mask(vi) if allowed is not None else slot_ids >= 0
-    best_s, best_i = empty(len(queries), 0)
-    for start in range(0, len(slot_ids), _SCAN_CHUNK):
-        sub = keep[start : start + _SCAN_CHUNK]
-        n_keep = int(np.count_nonzero(sub))
-        if n_keep == 0:
-            continue
-        if n_keep >= DENSE_CHUNK_FRACTION * len(sub):  # contiguous read, masked
-            sims = queries @ storage[start : start + len(sub)].T
-            sims[:, ~sub] = NO_SIM
-            cols = np.where(sub, slot_ids[start : start + len(sub)], -1)
-        else:
-            sl = np.flatnonzero(sub) + start
-            sims, cols = queries @ storage[sl].T, slot_ids[sl]
-        s, i = top_k(sims, cols, k)
-        best_s, best_i = top_k(
-            np.concatenate([best_s, s], axis=1), None, k, np.concatenate([best_i, i], axis=1)
-        )
-    if best_s.shape[1] < k:
-        pad_s, pad_i = empty(len(queries), k - best_s.shape[1])
-        best_s, best_i = np.hstack([best_s, pad_s]), np.hstack([best_i, pad_i])
-    return best_s, best_i
+    sel = None
+    if allowed is not None:
+        sel = allowed.slot_selector(vi)
+    elif vi._dead:
+        sel = _SlotBitmap(slot_ids >= 0).selector
+    if sel is None:
+        sims, slots = flat.search(queries, k)
+    else:
+        sims, slots = flat.search(queries, k, params=faiss.SearchParameters(sel=sel))
+    return sims, np.where(slots >= 0, slot_ids[np.maximum(slots, 0)], -1)
+
+
+class _SlotBitmap:
+    """A FAISS ``IDSelectorBitmap`` over ``mask (slots,) bool``, holding the bits it points to."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        faiss = _faiss()
+        self.bits = np.packbits(mask, bitorder="little")
+        self.selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(self.bits))
 
 
 def empty(q: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +207,7 @@ def top_k(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` columns of ``sims (Q, m)`` per row (ties by id), padded with ``-1``.
 
-    Column ids are ``ids (m,)`` or per row ``ids2d (Q, m)``; a ``NO_SIM`` column is no hit."""
+    Column ids are ``ids (m,)`` or per row ``ids2d (Q, m)``."""
     q, m = sims.shape
     cols = np.broadcast_to(ids, (q, m)) if ids2d is None else ids2d
     if m == 0:
@@ -227,7 +220,6 @@ def top_k(
     order = np.lexsort((cols, -sims), axis=1)
     s = np.take_along_axis(sims, order, axis=1).astype(np.float32, copy=False)
     i = np.take_along_axis(cols, order, axis=1).astype(np.int64, copy=False)
-    i = np.where(s <= NO_SIM, -1, i)
     if take < k:
         pad_s, pad_i = empty(q, k - take)
         return np.hstack([s, pad_s]), np.hstack([i, pad_i])

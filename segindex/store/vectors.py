@@ -219,21 +219,24 @@ class VectorIndex:
         found = (at < len(sorted_ids)) & (sorted_ids[at_ok] == ids) if len(sorted_ids) else at < 0
         return ids[found], order[at_ok[found]]
 
-    def _storage(self) -> np.ndarray | None:
-        """``(slots, D)`` float32 view of the exact vectors (flat, HNSW); ``None`` for IVF-PQ.
-        Valid until the next add or remove (callers hold the index lock)."""
+    def _flat_index(self) -> Any | None:
+        """The ``IndexFlat`` holding the exact vectors by slot (flat: the index; HNSW: its
+        storage); ``None`` for IVF-PQ."""
         faiss = _faiss()
         inner = faiss.downcast_index(self._index.index)
         if isinstance(inner, faiss.IndexHNSW):
             inner = faiss.downcast_index(inner.storage)
-        if not isinstance(inner, faiss.IndexFlat) or inner.ntotal == 0:
-            return (
-                None
-                if not isinstance(inner, faiss.IndexFlat)
-                else np.zeros((0, self.dim), np.float32)
-            )
+        return inner if isinstance(inner, faiss.IndexFlat) else None
+
+    def _storage(self) -> np.ndarray | None:
+        """``(slots, D)`` float32 view of the exact vectors (flat, HNSW); ``None`` for IVF-PQ.
+        Valid until the next add or remove (callers hold the index lock). Memory-mapped, the
+        view may be unaligned (numpy then multiplies without BLAS: gather rows, or use FAISS)."""
+        inner = self._flat_index()
+        if inner is None or inner.ntotal == 0:
+            return None if inner is None else np.zeros((0, self.dim), np.float32)
         n = int(inner.ntotal)
-        return faiss.rev_swig_ptr(inner.get_xb(), n * self.dim).reshape(n, self.dim)
+        return _faiss().rev_swig_ptr(inner.get_xb(), n * self.dim).reshape(n, self.dim)
 
     # -- writes ------------------------------------------------------------------------------
 
