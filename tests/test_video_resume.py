@@ -94,9 +94,13 @@ def test_sigkill_mid_video_resumes_with_the_same_tracks(tmp_path: Path) -> None:
     clips = tmp_path / "clips"
     clips.mkdir()
     write_clip(clips / "squares.mkv", 20, fps=10)  # 20 samples at fps 10: 7 chunks of <= 3
-    reference = tmp_path / "ref.segindex"
-    full = finish(run(reference, clips))
-    assert full["frames"] == 20
+    reference = tmp_path / "ref.segindex"  # the same ingest uninterrupted, in this process
+    runtime = RuntimeOptions(segment_batch=2, commit_every=2)
+    video = VideoOptions(fps=10, dedup_threshold=0, chunk=3)
+    with Index.create(
+        reference, segmenter="fake", embedder="fake", runtime=runtime, video=video
+    ) as idx:
+        assert idx.ingest(clips).frames == 20
     index = tmp_path / "crash.segindex"
     proc = run(index, clips, pause_after=3)  # begin + 2 chunks committed, mirror of #2 pending
     assert proc.stdout is not None
