@@ -215,3 +215,37 @@ def test_cli_ray_options_need_the_ray_engine(photos: Path, tmp_path: Path) -> No
     out = CliRunner().invoke(main, [*args, "--embedder", "fake", "--workers", "2"])
     assert out.exit_code == 2 and "--workers only apply with --engine ray" in out.output
     assert not index.exists()  # refused before an index is made
+
+
+def test_ray_rounds_replan_only_what_is_not_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a cluster failure the next round gets only the images not committed yet; a
+    segindex error raised in a worker is raised as is; retries are bounded."""
+    ray = pytest.importorskip("ray")
+    from segindex.errors import ModelLoadError
+
+    calls: list[list[str]] = []
+    failures: list[BaseException] = [ray.exceptions.RaySystemError("node lost")]
+
+    def fake_round(self: RayEngine, todo: list[tuple[str, str]], job: object, written: set[str]):
+        calls.append([p for p, _ in todo])
+        written.update(p for p, _ in todo[:2])
+        if failures:
+            raise failures.pop(0)
+
+    monkeypatch.setattr(RayEngine, "_round", fake_round)
+    todo = [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]
+    RayEngine(retries=1)._rounds(todo, job=None)  # type: ignore[arg-type]
+    assert calls == [["a", "b", "c", "d"], ["c", "d"]]
+
+    calls.clear()
+    failures[:] = [ray.exceptions.RaySystemError("lost"), ray.exceptions.RaySystemError("again")]
+    with pytest.raises(ray.exceptions.RaySystemError, match="again"):
+        RayEngine(retries=1)._rounds(todo, job=None)  # type: ignore[arg-type]
+    assert len(calls) == 2
+
+    calls.clear()
+    wrapped = ray.exceptions.RayTaskError("__call__", "tb", ModelLoadError("no weights"))
+    failures[:] = [wrapped]
+    with pytest.raises(ModelLoadError, match="no weights"):
+        RayEngine(retries=3)._rounds(todo, job=None)  # type: ignore[arg-type]
+    assert len(calls) == 1
