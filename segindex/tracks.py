@@ -43,9 +43,10 @@ class TrackHit(Hit):
 
     start_s, end_s:  presentation times in seconds of its first and last sampled frame
     n_frames:        number of sampled frames in the track
-    best_frame:      the sampled frame whose vector is closest to the query (the most typical
-                     frame when there is no query), a ``Hit`` with ``time_s``, ``frame_index``,
-                     ``bbox``, ``rle``, ``mask()`` and its own ``similarity``
+    best_frame:      the sampled frame whose vector is closest to the query (without a query,
+                     the most typical frame: closest to the track vector), a ``Hit`` with
+                     ``time_s``, ``frame_index``, ``bbox``, ``rle``, ``mask()`` and its own
+                     ``similarity`` (NaN without a query)
     """
 
     start_s: float = math.nan
@@ -122,17 +123,25 @@ def to_track_hits(hits: Sequence[Hit], store: Store, query: np.ndarray | None = 
     best frame rows. A track deleted meanwhile is dropped."""
     from segindex.store.track_rows import frame_vectors, track_rows
 
-    wanted = [int(h.track_id) for h in hits if h.kind == "track" and h.track_id is not None]
+    tracked = [h for h in hits if h.kind == "track" and h.track_id is not None]
+    wanted = [int(h.track_id) for h in tracked]  # type: ignore[arg-type]
     if not wanted:
         return list(hits)
     rows = track_rows(store, wanted)
-    best: dict[int, tuple[int, float]] = {}  # track id -> (frame region id, similarity)
+    # each frame is scored against the query, or (no query) against its own track's vector:
+    # the most typical frame, the one whose box and mask the track row carries
     if query is not None:
-        ids, owners, vecs = frame_vectors(store, wanted)
-        sims = vecs @ np.asarray(query, np.float32).reshape(-1) if len(ids) else np.zeros(0)
-        for rid, tid, s in zip(ids.tolist(), owners.tolist(), sims.tolist(), strict=True):
-            if tid not in best or s > best[tid][1]:
-                best[tid] = (rid, s)
+        target = {t: np.asarray(query, np.float32).reshape(-1) for t in wanted}
+    else:
+        own = store.region_vectors([h.region_id for h in tracked])
+        target = {int(h.track_id): own[h.region_id] for h in tracked if h.region_id in own}  # type: ignore[arg-type]
+    best: dict[int, tuple[int, float]] = {}  # track id -> (frame region id, score)
+    ids, owners, vecs = frame_vectors(store, wanted)
+    for rid, tid, vec in zip(ids.tolist(), owners.tolist(), vecs, strict=True):
+        if tid in target:
+            score = float(vec @ target[tid])
+            if tid not in best or score > best[tid][1]:
+                best[tid] = (rid, score)
     best_rows = store.region_rows([rid for rid, _ in best.values()])
     out: list[Hit] = []
     for h in hits:
@@ -145,31 +154,10 @@ def to_track_hits(hits: Sequence[Hit], store: Store, query: np.ndarray | None = 
         t = _from_hit(h, row, store, query)
         found = best.get(int(row.id))
         if found is not None and found[0] in best_rows:
-            t.best_frame = hit_from_row(best_rows[found[0]], found[1])
-        else:  # no query: the stored most typical frame (the track row's own box and mask)
-            t.best_frame = _typical_frame(t)
+            sim = found[1] if query is not None else math.nan
+            t.best_frame = hit_from_row(best_rows[found[0]], sim)
         out.append(t)
     return out
-
-
-def _typical_frame(t: TrackHit) -> Hit:
-    return Hit(
-        region_id=t.region_id,
-        image_id=t.image_id,
-        image_path=t.image_path,
-        kind="segment",
-        label=t.label,
-        label_id=t.label_id,
-        score=t.score,
-        is_thing=t.is_thing,
-        bbox=t.bbox,
-        area=t.area,
-        rle=t.rle,
-        similarity=math.nan,
-        frame_index=t.frame_index,
-        time_s=t.time_s,
-        track_id=t.track_id,
-    )
 
 
 def resolve_track_terms(query: Query, store: Store) -> tuple[Query, set[int]]:

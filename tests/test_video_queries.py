@@ -373,3 +373,14 @@ def test_export_youtube_vis(idx: Any, tmp_path: Path) -> None:
     assert yellow.score == pytest.approx(0.9)
     assert rle_codec.area(yellow.segmentations[6]) == 144  # type: ignore[arg-type]
     assert idx.export_youtube_vis()["annotations"][0]["segmentations"]
+
+
+def test_track_without_query_has_its_typical_frame_as_best(idx: Any) -> None:
+    red = idx.search("red", scope="tracks", k=1)[0]
+    t = idx.track(red.track_id)
+    frames = {f.region_id: f for f in t.frames()}
+    vecs = idx.store.region_vectors([*frames, t.region_id])
+    typical = max(frames, key=lambda r: float(vecs[r] @ vecs[t.region_id]))
+    assert t.best_frame is not None and t.best_frame.region_id == typical
+    assert t.best_frame.kind == "segment" and math.isnan(t.best_frame.similarity)
+    assert (t.best_frame.frame_index, t.best_frame.bbox) == (t.frame_index, t.bbox)
