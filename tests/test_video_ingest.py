@@ -325,3 +325,27 @@ def test_a_tracker_choking_on_a_video_fails_that_video_only(make_index, clips: P
     assert "ValueError: lost track of everything" in report.failures[0][1]
     assert rows(idx, "select * from segindex_tracks") == []
     assert_consistent(idx)
+
+
+@pytest.mark.parametrize("chunk", [30, 1])
+def test_near_duplicates_keep_the_tracks_time_spans(make_index, tmp_path: Path, chunk: int) -> None:  # type: ignore[no-untyped-def]
+    def draw(i: int) -> np.ndarray:  # red all along; blue from frame 10 (1.0 s); 20 frames
+        shapes = [("blue", (40, 20, 60, 44))] if i >= 10 else []
+        return draw_scene([("red", (4, 4, 20, 20)), *shapes], size=(48, 64))
+
+    clips = tmp_path / "static"
+    clips.mkdir()
+    write_clip(clips / "static.mkv", 20, fps=10, draw=draw)
+    spans = {}
+    for dedup in (0.0, 2.0):
+        idx = make_index(
+            f"d{dedup}-{chunk}", video=VideoOptions(fps=10, dedup_threshold=dedup, chunk=chunk)
+        )
+        report = idx.ingest(clips)
+        assert report.frames == (20 if dedup == 0 else 2)  # a static shot costs no model time
+        spans[dedup] = {
+            t.label: (t.start_s, round(t.end_s, 6)) for t in tracks_by_label(idx).values()
+        }
+    # the samples dropped as near-duplicates still count as the objects being on screen
+    assert spans[2.0] == spans[0.0]
+    assert spans[0.0]["red"] == (0.0, 1.9) and spans[0.0]["blue"] == (1.0, 1.9)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from sqlalchemy import text
 
 from segindex import Index
@@ -38,7 +39,7 @@ DRIVER = textwrap.dedent(
             mirror(self, result)
         Index._mirror = paused
     runtime = RuntimeOptions(checkpoint_seconds=0.0, segment_batch=2, commit_every=2)
-    video = VideoOptions(fps=10, dedup_threshold=0, chunk=3)
+    video = VideoOptions(fps=10, dedup_threshold=1.0, chunk=3)
     if (index / "segindex.json").exists():
         idx = Index.open(index, runtime=runtime)
     else:
@@ -93,14 +94,16 @@ def summary(index: Path) -> tuple[list[Any], list[Any]]:
 def test_sigkill_mid_video_resumes_with_the_same_tracks(tmp_path: Path) -> None:
     clips = tmp_path / "clips"
     clips.mkdir()
-    write_clip(clips / "squares.mkv", 20, fps=10)  # 20 samples at fps 10: 7 chunks of <= 3
+    # 20 frames; with this dedup threshold every other one is a near-duplicate: samples 0, 2,
+    # ..., 18 in chunks [0 2 4] [6 8 10] [12 14 16] [18], duplicates extending the tracks
+    write_clip(clips / "squares.mkv", 20, fps=10)
     reference = tmp_path / "ref.segindex"  # the same ingest uninterrupted, in this process
     runtime = RuntimeOptions(segment_batch=2, commit_every=2)
-    video = VideoOptions(fps=10, dedup_threshold=0, chunk=3)
+    video = VideoOptions(fps=10, dedup_threshold=1.0, chunk=3)
     with Index.create(
         reference, segmenter="fake", embedder="fake", runtime=runtime, video=video
     ) as idx:
-        assert idx.ingest(clips).frames == 20
+        assert idx.ingest(clips).frames == 10
     index = tmp_path / "crash.segindex"
     proc = run(index, clips, pause_after=3)  # begin + 2 chunks committed, mirror of #2 pending
     assert proc.stdout is not None
@@ -112,13 +115,13 @@ def test_sigkill_mid_video_resumes_with_the_same_tracks(tmp_path: Path) -> None:
         with idx.store.engine.connect() as conn:
             (status,) = conn.execute(text("select status from segindex_images")).scalars()
             (last,) = conn.execute(text("select last_frame from segindex_video_progress")).scalars()
-        assert (status, last) == ("partial", 5)
+        assert (status, last) == ("partial", 10)
     resumed = finish(run(index, clips))
-    assert resumed["frames"] == 20 - 6  # only the frames after the last committed chunk
+    assert resumed["frames"] == 10 - 6  # only the frames after the last committed chunk
     assert resumed["indexed"] == 1 and resumed["failed"] == 0
     assert summary(index) == summary(reference)
     tracks, _ = summary(index)
-    assert [(t[0], t[1]) for t in tracks] == [("blue", 20), ("gray", 20), ("red", 20)]
+    assert tracks == [(c, 10, 0.0, pytest.approx(1.9)) for c in ("blue", "gray", "red")]
 
 
 def peak_while_ingesting(make_index, clips: Path, name: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,18 +216,23 @@ def _after(container: Any, stream: Any, pts: int, index: int) -> Iterator[tuple[
 
 
 def sample_frames(
-    path: str | Path, options: VideoOptions, state: SamplerState
+    path: str | Path,
+    options: VideoOptions,
+    state: SamplerState,
+    on_duplicate: Callable[[float], None] | None = None,
 ) -> Iterator[SampledFrame]:
     """Decode ``path`` as a stream and yield the kept frames after ``state.last_frame``,
     updating ``state`` (``last_slot``, ``kept``, ``thumb``; the caller sets ``last_frame`` when
-    a frame is committed). Raises :class:`VideoDecodeError` when decoding fails.
+    a frame is committed). ``on_duplicate(time_s)`` is called for each candidate dropped as a
+    near-duplicate of the last kept frame (whose content is then still on screen at ``time_s``).
+    Raises :class:`VideoDecodeError` when decoding fails.
 
     Resuming (``state.last_frame >= 0``) seeks to the key frame before ``state.last_pts`` when
     all frames are decoded; with ``keyframes_only``, or when the seek does not land as
     expected, the video is decoded from its start and the frames up to ``last_frame`` skipped."""
     name = str(path)
     try:
-        yield from _sample(name, options, state)
+        yield from _sample(name, options, state, on_duplicate)
     except VideoDecodeError:
         raise
     except _errors() as e:
@@ -246,7 +251,12 @@ def _open(name: str) -> tuple[Any, Any]:
     return container, stream
 
 
-def _sample(name: str, options: VideoOptions, state: SamplerState) -> Iterator[SampledFrame]:
+def _sample(
+    name: str,
+    options: VideoOptions,
+    state: SamplerState,
+    on_duplicate: Callable[[float], None] | None,
+) -> Iterator[SampledFrame]:
     fps = options.fps
     step = 1.0 / fps
     previous_time: float | None = None
@@ -278,6 +288,8 @@ def _sample(name: str, options: VideoOptions, state: SamplerState) -> Iterator[S
                 if state.thumb is not None:
                     diff = np.abs(thumb.astype(np.int16) - state.thumb.astype(np.int16))
                     if float(diff.mean()) < options.dedup_threshold:
+                        if on_duplicate is not None:
+                            on_duplicate(time_s)
                         continue
                 state.thumb = thumb
             state.kept += 1

@@ -20,7 +20,7 @@ its frames as encoded rows (RLE masks), so memory does not grow with the video's
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -84,8 +84,39 @@ def _fail(ctx: VideoContext, path: str, sha256: str, reason: str) -> None:
     ctx.tick(None)
 
 
+@dataclass
+class _Held:
+    """Near-duplicates dropped by the sampler, by the kept frame they repeat: that frame's
+    tracks are still on screen at the duplicate's time, so their ``end_s`` extends to it.
+
+    ``last``: index of the last kept frame yielded; ``times``: kept frame index -> time of its
+    latest duplicate; ``prev``: (index, tracker-local ids) of the last frame already written."""
+
+    last: int
+    prev: tuple[int, list[int]]
+    times: dict[int, float] = field(default_factory=dict)
+
+    def duplicate(self, time_s: float) -> None:
+        self.times[self.last] = time_s
+
+    def resolve(self, chunk: list[FrameWrite]) -> dict[int, float]:
+        """``tracker-local id -> time`` to extend, for the frames of ``chunk`` (and ``prev``);
+        ``prev`` becomes the chunk's last frame."""
+        ids = {self.prev[0]: self.prev[1]}
+        ids.update({f.frame_index: [int(i) for i in f.local_ids if i >= 0] for f in chunk})
+        extend: dict[int, float] = {}
+        for index, t in self.times.items():
+            for lid in ids.get(index, []):
+                extend[lid] = max(t, extend.get(lid, t))
+        self.times.clear()
+        if chunk:
+            self.prev = (chunk[-1].frame_index, ids[chunk[-1].frame_index])
+        return extend
+
+
 def _resume(ctx: VideoContext, known: ImageState | None, sha256: str) -> tuple[int, Any] | None:
-    """``(image id, (sampler state, tracker state))`` of a partial video to continue, or None."""
+    """``(image id, (sampler state, tracker state, last frame's track ids))`` of a partial video
+    to continue, or None."""
     if known is None or known.status != "partial" or known.sha256 != sha256:
         return None
     saved = resume_state(ctx.store, known.id)
@@ -95,6 +126,7 @@ def _resume(ctx: VideoContext, known: ImageState | None, sha256: str) -> tuple[i
         return known.id, (
             SamplerState.from_dict(saved["sampler"]),
             ctx.tracker.load(saved["tracker"]),
+            [int(i) for i in saved.get("last_ids", [])],
         )
     except (ConfigError, KeyError, TypeError, ValueError):  # another tracker, or old state
         return None
@@ -103,7 +135,7 @@ def _resume(ctx: VideoContext, known: ImageState | None, sha256: str) -> tuple[i
 def _ingest(ctx: VideoContext, path: str, sha256: str, known: ImageState | None) -> None:
     resumed = _resume(ctx, known, sha256)
     if resumed is not None:
-        image_id, (sampler, tstate) = resumed
+        image_id, (sampler, tstate, last_ids) = resumed
     else:
         with ctx.timer("decode"):
             info = probe(path, ctx.runtime.max_pixels)
@@ -111,24 +143,35 @@ def _ingest(ctx: VideoContext, path: str, sha256: str, known: ImageState | None)
         with ctx.timer("write"):
             image_id, result = begin_video(ctx.store, path, sha256, row)
             ctx.on_commit(result)
-        sampler, tstate = SamplerState(), ctx.tracker.start()
-    frames = sample_frames(path, ctx.video, sampler)
+        sampler, tstate, last_ids = SamplerState(), ctx.tracker.start(), []
+    held = _Held(last=sampler.last_frame, prev=(sampler.last_frame, last_ids))
+    frames = sample_frames(path, ctx.video, sampler, on_duplicate=held.duplicate)
     group_size = min(ctx.video.chunk, ctx.runtime.commit_every)
     chunk: list[FrameWrite] = []
     while True:
-        group = _take(ctx, frames, min(group_size, ctx.video.chunk - len(chunk)))
+        group = _take(ctx, frames, min(group_size, ctx.video.chunk - len(chunk)), held)
         if group:
             chunk.extend(_process(ctx, path, image_id, group, tstate))
             sampler.last_frame, sampler.last_pts = group[-1].index, group[-1].pts
         final = len(group) == 0
         if len(chunk) >= ctx.video.chunk or final:
+            extend = held.resolve(chunk)
             state = None
             if not final:
-                state = {"sampler": sampler.to_dict(), "tracker": ctx.tracker.dump(tstate)}
+                state = {
+                    "sampler": sampler.to_dict(),
+                    "tracker": ctx.tracker.dump(tstate),
+                    "last_ids": held.prev[1],
+                }
             with ctx.timer("write"):
                 ctx.on_commit(
                     write_chunk(
-                        ctx.store, image_id, chunk, state=state, last_frame=sampler.last_frame
+                        ctx.store,
+                        image_id,
+                        chunk,
+                        state=state,
+                        last_frame=sampler.last_frame,
+                        extend_end=extend,
                     )
                 )
             ctx.report.frames += len(chunk)
@@ -142,10 +185,13 @@ def _ingest(ctx: VideoContext, path: str, sha256: str, known: ImageState | None)
             ctx.tick(path)
 
 
-def _take(ctx: VideoContext, frames: Iterator[SampledFrame], n: int) -> list[SampledFrame]:
+def _take(
+    ctx: VideoContext, frames: Iterator[SampledFrame], n: int, held: _Held
+) -> list[SampledFrame]:
     group: list[SampledFrame] = []
     with ctx.timer("decode"):
         for frame in frames:
+            held.last = frame.index
             group.append(frame)
             if len(group) >= n:
                 break

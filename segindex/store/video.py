@@ -143,14 +143,19 @@ def write_chunk(
     *,
     state: dict[str, Any] | None,
     last_frame: int,
+    extend_end: dict[int, float] | None = None,
 ) -> WriteResult:
     """Commit one chunk of a video in ONE transaction: its frames' regions, the tracks they
     extend or start (each touched track's ``kind = "track"`` row is replaced by one with the
     summary of all its frames so far, under a new region id), and either the resume ``state``
     (JSON-able; the video stays ``"partial"``) or, with ``state=None``, completion (the video
-    becomes ``"indexed"`` and its progress row goes)."""
+    becomes ``"indexed"`` and its progress row goes). ``extend_end`` (tracker-local id -> time)
+    moves those tracks' ``end_s`` up to the time of a near-duplicate of their last frame."""
     with store.engine.begin() as conn:
-        local = sorted({int(i) for f in frames for i in f.local_ids.tolist() if i >= 0})
+        extend_end = extend_end or {}
+        local = sorted(
+            {int(i) for f in frames for i in f.local_ids.tolist() if i >= 0} | set(extend_end)
+        )
         track_of = _track_ids(conn, image_id, local)
         rows: list[dict[str, Any]] = []
         for f in frames:
@@ -168,6 +173,12 @@ def write_chunk(
         for row, rid in zip(track_rows, new_track_rows, strict=True):
             conn.execute(update(tracks).where(tracks.c.id == row["track_id"]).values(region_id=rid))
         ids += new_track_rows
+        for lid, t in extend_end.items():
+            conn.execute(
+                update(tracks)
+                .where(tracks.c.id == track_of[lid], tracks.c.end_s < float(t))
+                .values(end_s=float(t))
+            )
         vectors.extend(v[None] for v in track_vectors)
         conn.execute(delete(video_progress).where(video_progress.c.image_id == image_id))
         values: dict[str, Any] = {"updated_at": _now()}
