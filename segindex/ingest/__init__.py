@@ -1,10 +1,14 @@
 """Ingest: files in, rows and vectors out.
 
-plan.py      which files are new, changed, unchanged or moved (sha256 identity)
-prefetch.py  decode (and the segmenter's resize/normalise) one batch ahead in worker processes
-stages.py    segment, crop, embed, name: plain functions over one batch of pictures
-runner.py    batching, timing, progress, one SQL transaction per batch
-report.py    IngestReport / IngestProgress
+plan.py          which files are new, changed, unchanged or moved (sha256 identity)
+prefetch.py      decode (and the segmenter's resize/normalise) one batch ahead in worker processes
+stages.py        segment, crop, embed, name: plain functions over one batch of pictures
+batch.py         those stages composed over one batch (every engine and the video runner)
+engine.py        who runs the images' batches: this process, or Ray (ray_engine.py, ray_worker.py)
+runner.py        batching, timing, progress, one SQL transaction per batch; videos after images
+video.py         the video source: PyAV stream decoding, frame index/time, rotation, sampling
+video_runner.py  one video: sampled frames through the batch stages, tracked, chunked commits
+report.py        IngestReport / IngestProgress
 """
 
 from __future__ import annotations

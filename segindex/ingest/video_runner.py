@@ -34,6 +34,7 @@ from segindex.ingest.video import SampledFrame, SamplerState, probe, sample_fram
 from segindex.segment.base import Segmenter
 from segindex.store.sql import ImageState, ImageWrite, Store, WriteResult, db_path
 from segindex.store.video import FrameWrite, VideoRow, begin_video, resume_state, write_chunk
+from segindex.track.base import Tracker
 
 
 def frame_path(path: str, frame_index: int) -> str:
@@ -49,7 +50,7 @@ class VideoContext:
     store: Store
     segmenter: Segmenter
     embedder: Embedder
-    tracker: Any  # segindex.track.Tracker
+    tracker: Tracker[Any]
     crop: CropPolicy
     runtime: RuntimeOptions
     video: VideoOptions
