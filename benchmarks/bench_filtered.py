@@ -17,8 +17,9 @@ Filters, over ``(N,)`` ids of ``(N, D)`` clustered unit vectors (like ``bench_se
 recall@10 is measured against exact search over the allowed ids (numpy, float32); for IVF-PQ
 also against the best its quantised scores can do (``recall_pq``: the same PQ codes searched
 exhaustively, every list probed, only allowed ids). p50 is the median latency of one
-single-query ``VectorIndex.search(q, 10, allowed_ids=...)``, timed on the second call with the
-same (read-only, shared) allowed array, as the store hands it out.
+single-query ``VectorIndex.search(q, 10, allowed_ids=...)`` (3 timed calls per query after a
+warm one, with the same read-only allowed array, as the store hands out one per filter); with
+``--baseline`` the two implementations are timed alternately, query by query.
 """
 
 from __future__ import annotations
@@ -83,35 +84,56 @@ def filtered_table(
 
     ids: ``(N,)`` int64 held by ``vi``; x: ``(N, D)`` float32 their vectors (row i is ids[i]);
     queries: ``(Q, D)`` L2-normalised float32."""
+    return compare_filtered({"": vi}, ids, x, queries, k)[""]
+
+
+def compare_filtered(
+    indexes: dict[str, Any],
+    ids: np.ndarray,
+    x: np.ndarray,
+    queries: np.ndarray,
+    k: int = 10,
+    reps: int = 3,
+) -> dict[str, list[dict[str, Any]]]:
+    """:func:`filtered_table` for several indexes of the same vectors (implementations before
+    and after a change), timed alternately query by query (``reps`` timed calls each, after one
+    warm call), so that the load of a shared machine falls on all of them alike."""
     sims = queries @ x.T
     order = np.argsort(ids)
-    rows = []
+    tables: dict[str, list[dict[str, Any]]] = {name: [] for name in indexes}
     for case, share in CASES:
         sets = allowed_sets(case, share, ids, sims)
-        recalls, recalls_pq, times = [], [], []
+        recalls: dict[str, list[float]] = {name: [] for name in indexes}
+        recalls_pq: dict[str, list[float]] = {name: [] for name in indexes}
+        times: dict[str, list[float]] = {name: [] for name in indexes}
         for qi, (q, allowed) in enumerate(zip(queries, sets, strict=True)):
-            vi.search(q[None], k, allowed_ids=allowed)  # warm: selector and lookups cached
-            t = time.perf_counter()
-            _, got = vi.search(q[None], k, allowed_ids=allowed)
-            times.append(time.perf_counter() - t)
             pos = order[np.searchsorted(ids, allowed, sorter=order)]
             best = allowed[np.argsort(-sims[qi, pos], kind="stable")[:k]]
-            recalls.append(len(set(got[0].tolist()) & set(best.tolist())) / len(best))
-            if vi.kind == "ivfpq":
-                ref = _pq_reference(vi, q, k, allowed)
-                recalls_pq.append(len(set(got[0].tolist()) & set(ref.tolist())) / len(ref))
-        row = {
-            "filter": f"{case} {share * 100:g} %",
-            "allowed": len(sets[0]),
-            "recall_at_10": round(float(np.mean(recalls)), 3),
-            "min_recall": round(float(np.min(recalls)), 2),
-            "p50_ms": round(1000 * statistics.median(times), 2),
-        }
-        if recalls_pq:
-            row["recall_pq"] = round(float(np.mean(recalls_pq)), 3)
-        rows.append(row)
-        print(vi.kind, type(vi).__module__, row, flush=True)
-    return rows
+            for name, vi in indexes.items():  # warm: selector and lookups cached
+                _, got = vi.search(q[None], k, allowed_ids=allowed)
+                recalls[name].append(len(set(got[0].tolist()) & set(best.tolist())) / len(best))
+                if vi.kind == "ivfpq":
+                    ref = _pq_reference(vi, q, k, allowed)
+                    hit = len(set(got[0].tolist()) & set(ref.tolist())) / len(ref)
+                    recalls_pq[name].append(hit)
+            for _ in range(reps):
+                for name, vi in indexes.items():
+                    t = time.perf_counter()
+                    vi.search(q[None], k, allowed_ids=allowed)
+                    times[name].append(time.perf_counter() - t)
+        for name, vi in indexes.items():
+            row = {
+                "filter": f"{case} {share * 100:g} %",
+                "allowed": len(sets[0]),
+                "recall_at_10": round(float(np.mean(recalls[name])), 3),
+                "min_recall": round(float(np.min(recalls[name])), 2),
+                "p50_ms": round(1000 * statistics.median(times[name]), 2),
+            }
+            if recalls_pq[name]:
+                row["recall_pq"] = round(float(np.mean(recalls_pq[name])), 3)
+            tables[name].append(row)
+            print(vi.kind, name, row, flush=True)
+    return tables
 
 
 def markdown(kind: str, n: int, rows: list[dict[str, Any]], before: list[dict[str, Any]]) -> str:
@@ -177,10 +199,10 @@ def main() -> None:
             chunks = [(ids[s : s + 50_000], x[s : s + 50_000]) for s in range(0, args.n, 50_000)]
             impls["after"].build(args.dim, spec, args.n, chunks, sample=sample).save(path)
             print(kind, "built in", round(time.perf_counter() - t0, 1), "s", flush=True)
-        for name, impl in impls.items():
-            vi = impl.load(path, args.dim, spec=spec)
-            out[f"{kind}_{name}"] = filtered_table(vi, ids, x, queries)
-            del vi
+        loaded = {name: impl.load(path, args.dim, spec=spec) for name, impl in impls.items()}
+        for name, rows in compare_filtered(loaded, ids, x, queries).items():
+            out[f"{kind}_{name}"] = rows
+        del loaded
         before = out.get(f"{kind}_before", [])
         print(markdown(kind, args.n, out[f"{kind}_after"], before), flush=True)
     if args.json:
