@@ -1,0 +1,185 @@
+"""The store's reads for queries: allowed ids under filters, vectors and rows of given ids or
+images, labels and counts. A mixin of :class:`segindex.store.sql.Store` (kept apart so neither
+file grows past a few hundred lines); every method is ONE query (or one read transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, Engine, and_, func, select
+
+from segindex.store.schema import images, index_meta, regions, tracks
+
+if TYPE_CHECKING:
+    from segindex.query import Filters
+
+
+#: the ``segindex_meta`` key of the write generation
+_GENERATION = "generation"
+
+
+class QueryReads:
+    """Read-only query helpers over ``self.engine`` (see :class:`~segindex.store.sql.Store`)."""
+
+    engine: Engine
+    #: (kind, filters) -> (generation, read-only sorted ids), reset by the store's constructor
+    _allowed: dict[tuple[str | None, Filters | None], tuple[int, np.ndarray]]
+
+    def generation(self) -> int:
+        """A counter bumped by every committed write or delete (readers use it to resync)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(index_meta.c.value).where(index_meta.c.key == _GENERATION)
+            ).scalar_one_or_none()
+        return 0 if value is None else int(value)
+
+    def filtered_region_ids(
+        self, kind: str | None = None, filters: Filters | None = None
+    ) -> np.ndarray | None:
+        """Sorted ``(N,)`` int64 ids of the regions of ``kind`` passing ``filters``, in ONE query;
+        ``None`` when nothing restricts (every region is allowed)."""
+        cond = _conditions(kind, filters)
+        if cond is None:
+            return None
+        key = (kind, filters if filters is not None and filters.active else None)
+        generation = self.generation()
+        cached = self._allowed.get(key)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        stmt = select(regions.c.id).where(cond)  # sorted below (see region_ids)
+        if filters is not None and filters.path_prefix is not None:
+            stmt = stmt.join(images, images.c.id == regions.c.image_id)
+        if filters is not None and filters.video_active:
+            stmt = stmt.outerjoin(tracks, tracks.c.id == regions.c.track_id)
+        with self.engine.connect() as conn:
+            found = conn.execute(stmt).scalars().all()
+        ids = np.fromiter(found, dtype=np.int64, count=len(found))
+        ids.sort()
+        ids.flags.writeable = False
+        if len(self._allowed) >= 32:
+            self._allowed.pop(next(iter(self._allowed)))
+        self._allowed[key] = (generation, ids)
+        return ids
+
+    def image_region_vectors(
+        self, image_ids: Sequence[int], kind: str | None = None, filters: Filters | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(region ids (n,) int64, image ids (n,) int64, vectors (n, D) float32)`` of the
+        regions of these images passing ``kind`` and ``filters``, in ONE query."""
+        cond = regions.c.image_id.in_([int(i) for i in image_ids])
+        extra = _conditions(kind, filters)
+        stmt = (
+            select(regions.c.id, regions.c.image_id, regions.c.vector)
+            .join(images, images.c.id == regions.c.image_id)
+            .where(cond if extra is None else and_(cond, extra))
+            .order_by(regions.c.id)
+        )
+        if filters is not None and filters.video_active:
+            stmt = stmt.outerjoin(tracks, tracks.c.id == regions.c.track_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        return (
+            np.asarray([r.id for r in rows], dtype=np.int64),
+            np.asarray([r.image_id for r in rows], dtype=np.int64),
+            np.stack([np.frombuffer(r.vector, dtype="<f4") for r in rows]).astype(np.float32),
+        )
+
+    def region_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """``region id -> (D,) float32`` stored vector, for the ids that exist (ONE query)."""
+        if len(ids) == 0:
+            return {}
+        stmt = select(regions.c.id, regions.c.vector).where(regions.c.id.in_([int(i) for i in ids]))
+        with self.engine.connect() as conn:
+            return {
+                r.id: np.frombuffer(r.vector, dtype="<f4").astype(np.float32)
+                for r in conn.execute(stmt)
+            }
+
+    def image_row(self, image_id: int) -> Any | None:
+        """The image's row, or ``None``."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(images).where(images.c.id == int(image_id))).first()
+
+    def image_id_for_path(self, path: str) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(images.c.id).where(images.c.path == path)
+            ).scalar_one_or_none()
+
+    def image_with_regions(self, image_id: int) -> tuple[Any | None, list[Any]]:
+        """The image's row and its region rows (without vectors, ordered by id), read in ONE
+        transaction so they always belong together."""
+        cols = [c for c in regions.c if c.name != "vector"]
+        with self.engine.connect() as conn, conn.begin():
+            image = conn.execute(select(images).where(images.c.id == int(image_id))).first()
+            if image is None:
+                return None, []
+            rows = conn.execute(
+                select(*cols, images.c.path, images.c.width, images.c.height)
+                .join(images, images.c.id == regions.c.image_id)
+                .where(regions.c.image_id == int(image_id))
+                .order_by(regions.c.id)
+            ).all()
+        return image, rows
+
+    def labels(self) -> list[tuple[str, int]]:
+        """``(label, number of segment regions)`` pairs, most frequent first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(regions.c.label, func.count())
+                .where(regions.c.kind == "segment")
+                .group_by(regions.c.label)
+                .order_by(func.count().desc(), regions.c.label)
+            ).all()
+        return [(r[0], int(r[1])) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            by_status = dict(
+                conn.execute(select(images.c.status, func.count()).group_by(images.c.status)).all()
+            )
+            by_kind = dict(
+                conn.execute(select(regions.c.kind, func.count()).group_by(regions.c.kind)).all()
+            )
+        return {
+            "images_indexed": int(by_status.get("indexed", 0)),
+            "images_failed": int(by_status.get("failed", 0)),
+            "regions": int(by_kind.get("segment", 0)),
+            "whole_image_regions": int(by_kind.get("image", 0)),
+        }
+
+
+def _conditions(kind: str | None, filters: Filters | None) -> ColumnElement[bool] | None:
+    """The WHERE clause for a kind and filters (``path_prefix`` needs the images join, the
+    video filters the tracks outer join)."""
+    conds: list[ColumnElement[bool]] = []
+    if kind is not None:
+        conds.append(regions.c.kind == kind)
+    f = filters
+    if f is not None:
+        if f.labels:
+            conds.append(regions.c.label.in_(list(f.labels)))
+        if f.exclude_labels:
+            conds.append(regions.c.label.not_in(list(f.exclude_labels)))
+        if f.min_score is not None:
+            conds.append(regions.c.score >= f.min_score)
+        if f.min_area is not None:
+            conds.append(regions.c.area >= int(f.min_area))
+        if f.max_area is not None:
+            conds.append(regions.c.area <= int(f.max_area))
+        if f.thing is not None:
+            conds.append(regions.c.is_thing == bool(f.thing))
+        if f.path_prefix is not None:
+            conds.append(images.c.path.startswith(f.path_prefix, autoescape=True))
+        if f.video_active:  # needs the tracks outer join
+            from segindex.store.track_rows import video_conditions
+
+            conds.append(video_conditions(f))
+    if not conds:
+        return None
+    return and_(*conds)
