@@ -198,6 +198,28 @@ def test_corrupt_and_truncated_videos_raise_a_clear_error(tmp_path: Path, clip: 
     truncated.write_bytes(whole[: len(whole) // 2])  # mp4 writes its index (moov) at the end
     with pytest.raises(VideoDecodeError, match="cut.mp4"):
         list(sample_frames(truncated, ALL, SamplerState()))
+    sound = tmp_path / "sound.m4a"  # an mp4 container with audio only
+    _write_audio(sound)
+    assert media_kind(sound) == "video"
+    with pytest.raises(VideoDecodeError, match="no video stream"):
+        probe(sound)
+
+
+def _write_audio(path: Path) -> None:
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=8000)
+        stream.layout = "mono"
+        for i in range(4):
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+            )
+            frame.sample_rate, frame.pts = 8000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
 
 
 @pytest.mark.parametrize(
