@@ -4,6 +4,13 @@ A tracker object holds only its settings; everything about one video lives in a 
 made by :meth:`Tracker.start`, so one tracker serves many videos (one state each) and a state can
 be written out with :meth:`Tracker.dump` (plain JSON) and read back with :meth:`Tracker.load` to
 resume a video after a crash with the same tracks.
+
+Trackers that propagate masks with a video model (``needs_frames = True``, e.g. ``sam2``) also
+see the frames between the sampled ones: the video runner calls :meth:`Tracker.observe` for every
+decoded frame (or every frame at the tracker's ``frame_fps``) in time order, each sampled frame
+included, just before its :meth:`Tracker.update`; such a tracker knows when an object appears and
+disappears between samples and hands the exact spans out through :meth:`Tracker.take_spans`.
+Trackers without the flag are never called with frames (the contract is unchanged for them).
 """
 
 from __future__ import annotations
@@ -49,6 +56,10 @@ class Tracker(ABC, Generic[S]):
 
     #: registry name; set by subclasses
     name: str = ""
+    #: True if the tracker wants every frame through :meth:`observe` (mask propagation)
+    needs_frames: bool = False
+    #: frames per second a ``needs_frames`` tracker wants observed; ``None``: every frame
+    frame_fps: float | None = None
 
     def start(self) -> S:
         """A fresh state for one video."""
@@ -85,6 +96,26 @@ class Tracker(ABC, Generic[S]):
             raise RuntimeError(f"tracker {self.name!r} returned invalid ids {ids!r}")
         state.last_frame, state.last_time = int(frame_index), float(time_s)
         return ids
+
+    def observe(self, state: S, frame_index: int, time_s: float, image: np.ndarray) -> None:
+        """Show a ``needs_frames`` tracker one decoded frame (sampled or not), in time order.
+
+        frame_index: strictly increasing from one call to the next on the same ``state``; a
+                     sampled frame is observed before its :meth:`update`
+        time_s:      presentation time in seconds (finite, not decreasing)
+        image:       ``HxWx3`` uint8 RGB, upright
+        """
+        from segindex.segment.base import check_image
+
+        check_image(image)
+        _check_position(state, frame_index, time_s)
+        self._observe(state, int(frame_index), float(time_s), image)
+
+    def take_spans(self, state: S) -> dict[int, tuple[float, float]]:
+        """``{track id: (start_s, end_s)}`` of the tracks whose exact span (seen between the
+        samples) grew since the last call; forgets them. Empty for trackers that only see
+        sampled frames (their spans are those of the sampled frames)."""
+        return {}
 
     def dump(self, state: S) -> dict[str, Any]:
         """The whole ``state`` as a JSON-able dict (masks as COCO RLE, vectors as lists)."""
@@ -140,19 +171,10 @@ class Tracker(ABC, Generic[S]):
             )
         if not np.isfinite(vectors).all():
             raise ValueError("vectors must be finite")
-        if isinstance(frame_index, bool) or not isinstance(frame_index, (int, np.integer)):
-            raise ValueError(f"frame_index must be an int, got {frame_index!r}")
-        if frame_index < 0 or not math.isfinite(time_s):
-            raise ValueError(
-                f"need frame_index >= 0 and a finite time_s, got {frame_index}, {time_s}"
-            )
-        if state.last_frame is not None and frame_index <= state.last_frame:
-            raise ValueError(
-                f"frame_index must increase within a video: got {frame_index} after "
-                f"{state.last_frame}"
-            )
-        if state.last_time is not None and time_s < state.last_time:
-            raise ValueError(f"time_s went backwards: {time_s} after {state.last_time}")
+        _check_position(state, frame_index, time_s)
+
+    def _observe(self, state: S, frame_index: int, time_s: float, image: np.ndarray) -> None:
+        """One validated frame for a ``needs_frames`` tracker; others ignore frames."""
 
     @abstractmethod
     def _new_state(self) -> S: ...
@@ -169,3 +191,18 @@ class Tracker(ABC, Generic[S]):
     @abstractmethod
     def _load_state(self, data: dict[str, Any]) -> S:
         """Inverse of :meth:`_dump_state` (the base restores the :class:`VideoState` fields)."""
+
+
+def _check_position(state: VideoState, frame_index: int, time_s: float) -> None:
+    """``frame_index`` an int after the state's last sampled frame, ``time_s`` finite and not
+    before its time."""
+    if isinstance(frame_index, bool) or not isinstance(frame_index, (int, np.integer)):
+        raise ValueError(f"frame_index must be an int, got {frame_index!r}")
+    if frame_index < 0 or not math.isfinite(time_s):
+        raise ValueError(f"need frame_index >= 0 and a finite time_s, got {frame_index}, {time_s}")
+    if state.last_frame is not None and frame_index <= state.last_frame:
+        raise ValueError(
+            f"frame_index must increase within a video: got {frame_index} after {state.last_frame}"
+        )
+    if state.last_time is not None and time_s < state.last_time:
+        raise ValueError(f"time_s went backwards: {time_s} after {state.last_time}")
