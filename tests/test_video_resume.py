@@ -5,9 +5,11 @@ video after its last committed frame with the same tracks; memory does not grow 
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -29,15 +31,15 @@ DRIVER = textwrap.dedent(
     from segindex.config import VideoOptions
     from pathlib import Path
     index, clips, pause_after = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    if pause_after:  # wait to be killed after that many SQL commits, before the FAISS mirror
-        mirror, calls = Index._mirror, []
-        def paused(self, result):
-            calls.append(1)
-            if len(calls) == pause_after:
-                print("COMMITTED", flush=True)
-                time.sleep(60)
-            mirror(self, result)
-        Index._mirror = paused
+    mirror, calls = Index._mirror, []
+    def mirrored(self, result):  # after each SQL commit, before its FAISS mirror
+        calls.append(1)
+        if len(calls) == pause_after:  # wait there to be killed
+            print("COMMITTED", flush=True)
+            time.sleep(60)
+        mirror(self, result)
+        print("COMMIT", flush=True)
+    Index._mirror = mirrored
     runtime = RuntimeOptions(checkpoint_seconds=0.0, segment_batch=2, commit_every=2)
     video = VideoOptions(fps=10, dedup_threshold=1.0, chunk=3)
     if (index / "segindex.json").exists():
@@ -97,18 +99,12 @@ def test_sigkill_mid_video_resumes_with_the_same_tracks(tmp_path: Path) -> None:
     # 20 frames; with this dedup threshold every other one is a near-duplicate: samples 0, 2,
     # ..., 18 in chunks [0 2 4] [6 8 10] [12 14 16] [18], duplicates extending the tracks
     write_clip(clips / "squares.mkv", 20, fps=10)
-    reference = tmp_path / "ref.segindex"  # the same ingest uninterrupted, in this process
-    runtime = RuntimeOptions(segment_batch=2, commit_every=2)
-    video = VideoOptions(fps=10, dedup_threshold=1.0, chunk=3)
-    with Index.create(
-        reference, segmenter="fake", embedder="fake", runtime=runtime, video=video
-    ) as idx:
-        assert idx.ingest(clips).frames == 10
+    reference = make_reference(tmp_path, clips, frames=10)
     index = tmp_path / "crash.segindex"
     proc = run(index, clips, pause_after=3)  # begin + 2 chunks committed, mirror of #2 pending
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "START", proc.stderr.read() if proc.stderr else ""
-    assert proc.stdout.readline().strip() == "COMMITTED"
+    assert [proc.stdout.readline().strip() for _ in range(3)] == ["COMMIT", "COMMIT", "COMMITTED"]
     proc.kill()
     proc.wait()
     with Index.open(index) as idx:  # what the kill left: a partial video with a resume point
@@ -122,6 +118,38 @@ def test_sigkill_mid_video_resumes_with_the_same_tracks(tmp_path: Path) -> None:
     assert summary(index) == summary(reference)
     tracks, _ = summary(index)
     assert tracks == [(c, 10, 0.0, pytest.approx(1.9)) for c in ("blue", "gray", "red")]
+
+
+def make_reference(tmp_path: Path, clips: Path, frames: int) -> Path:
+    """The driver's ingest uninterrupted, in this process."""
+    reference = tmp_path / "ref.segindex"
+    runtime = RuntimeOptions(segment_batch=2, commit_every=2)
+    video = VideoOptions(fps=10, dedup_threshold=1.0, chunk=3)
+    with Index.create(
+        reference, segmenter="fake", embedder="fake", runtime=runtime, video=video
+    ) as idx:
+        assert idx.ingest(clips).frames == frames
+    return reference
+
+
+def test_sigkill_at_random_moments_ends_with_the_same_tracks(tmp_path: Path) -> None:
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_clip(clips / "squares.mkv", 44, fps=10)  # 22 samples (every other frame), 8 chunks
+    reference = make_reference(tmp_path, clips, frames=22)
+    index = tmp_path / "crash.segindex"
+    rng = random.Random(7)
+    for _ in range(3):  # each run gets a few commits further, then dies at a random moment
+        proc = run(index, clips)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "START", proc.stderr.read() if proc.stderr else ""
+        for _ in range(rng.randint(1, 3)):
+            assert proc.stdout.readline().strip() == "COMMIT"
+        time.sleep(rng.uniform(0.0, 0.05))
+        proc.kill()
+        proc.wait()
+    finish(run(index, clips))
+    assert summary(index) == summary(reference)
 
 
 def peak_while_ingesting(make_index, clips: Path, name: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]
