@@ -2,7 +2,7 @@
 
 See :mod:`segindex.store.schema` for the layout (a video is an image row with ``media =
 "video"``; frame regions and track regions are region rows; ``segindex_tracks`` keeps the stable
-track ids; ``segindex_video_progress`` the resume point). Every function here is ONE transaction
+track ids; ``segindex_video_progress`` the resume point). Every write here is ONE transaction
 and returns the :class:`~segindex.store.sql.WriteResult` the FAISS mirror applies.
 """
 
@@ -95,7 +95,8 @@ class VideoRow:
 
 def begin_video(store: Store, path: str, sha256: str, info: VideoRow) -> tuple[int, WriteResult]:
     """Create (or reset, for a changed file or a restart) the video's row as ``"partial"``,
-    dropping any regions, tracks and progress it had. Returns ``(image id, removed ids)``."""
+    dropping any regions, tracks and progress it had. Returns its image id and the write
+    result (the removed region ids) for the FAISS mirror."""
     now = _now()
     values = {
         "sha256": sha256,
@@ -144,17 +145,22 @@ def write_chunk(
     state: dict[str, Any] | None,
     last_frame: int,
     extend_end: dict[int, float] | None = None,
+    extend_start: dict[int, float] | None = None,
 ) -> WriteResult:
     """Commit one chunk of a video in ONE transaction: its frames' regions, the tracks they
     extend or start (each touched track's ``kind = "track"`` row is replaced by one with the
     summary of all its frames so far, under a new region id), and either the resume ``state``
     (JSON-able; the video stays ``"partial"``) or, with ``state=None``, completion (the video
     becomes ``"indexed"`` and its progress row goes). ``extend_end`` (tracker-local id -> time)
-    moves those tracks' ``end_s`` up to the time of a near-duplicate of their last frame."""
+    moves those tracks' ``end_s`` up to the time of a near-duplicate of their last frame (or
+    the last frame a mask-propagating tracker saw them in); ``extend_start`` moves ``start_s``
+    down the same way."""
     with store.engine.begin() as conn:
-        extend_end = extend_end or {}
+        extend_end, extend_start = extend_end or {}, extend_start or {}
         local = sorted(
-            {int(i) for f in frames for i in f.local_ids.tolist() if i >= 0} | set(extend_end)
+            {int(i) for f in frames for i in f.local_ids.tolist() if i >= 0}
+            | set(extend_end)
+            | set(extend_start)
         )
         track_of = _track_ids(conn, image_id, local)
         rows: list[dict[str, Any]] = []
@@ -178,6 +184,12 @@ def write_chunk(
                 update(tracks)
                 .where(tracks.c.id == track_of[lid], tracks.c.end_s < float(t))
                 .values(end_s=float(t))
+            )
+        for lid, t in extend_start.items():
+            conn.execute(
+                update(tracks)
+                .where(tracks.c.id == track_of[lid], tracks.c.start_s > float(t))
+                .values(start_s=float(t))
             )
         vectors.extend(v[None] for v in track_vectors)
         conn.execute(delete(video_progress).where(video_progress.c.image_id == image_id))
