@@ -170,6 +170,48 @@ def test_dump_load_resumes_with_the_same_ids(fake: str) -> None:
     assert ids.tolist() == whole[10].tolist()
 
 
+# -- through the real video ingest ------------------------------------------------------------
+
+
+def green_from_3_to_12(i: int) -> np.ndarray:
+    """20 frames at 10 fps: red all along, green only in frames 3-12 (0.3 s to 1.2 s)."""
+    from segindex.testing.fakes import draw_scene
+
+    shapes = [("green", (36, 24, 52, 40))] if 3 <= i <= 12 else []
+    return draw_scene([("red", (4, 4, 20, 20)), *shapes], size=(48, 64))
+
+
+@pytest.mark.parametrize("chunk", [30, 1])
+def test_ingest_spans_are_exact_to_the_frame(
+    make_index, tmp_path: Path, fake: str, chunk: int
+) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("av")
+    from sqlalchemy import text
+
+    from segindex.config import BackendSpec, VideoOptions
+    from segindex.testing.clips import write_clip
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_clip(clips / "g.mkv", 20, fps=10, draw=green_from_3_to_12)
+    spans = {}
+    for tracker in ("iou", fake):
+        idx = make_index(
+            f"{tracker}-{chunk}.segindex",
+            video=VideoOptions(fps=2, dedup_threshold=0, chunk=chunk, tracker=BackendSpec(tracker)),
+        )
+        report = idx.ingest(clips)
+        assert not report.failed and report.frames == 4  # samples: frames 0, 5, 10, 15
+        with idx.store.engine.connect() as conn:
+            got = conn.execute(text("select label, start_s, end_s, n_frames from segindex_tracks"))
+            spans[tracker] = {r.label: (r.start_s, round(r.end_s, 6), r.n_frames) for r in got}
+    # the samples alone: green seen at 0.5 s and 1.0 s
+    assert spans["iou"]["green"] == (0.5, 1.0, 2)
+    # propagated through every frame: green from frame 3 (backfilled) to frame 12
+    assert spans[fake]["green"] == (0.3, 1.2, 2)
+    assert spans[fake]["red"] == (0.0, 1.9, 4)
+
+
 # -- the real SAM 2 path, tiny random weights ------------------------------------------------
 
 

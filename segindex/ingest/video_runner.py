@@ -29,6 +29,7 @@ from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions, VideoOption
 from segindex.embed.base import Embedder
 from segindex.errors import ConfigError, ModelLoadError, VideoDecodeError
 from segindex.ingest.batch import DecodedImage, model_stages
+from segindex.ingest.frame_feed import FrameFeed
 from segindex.ingest.report import IngestReport, StageTimer
 from segindex.ingest.video import SampledFrame, SamplerState, probe, sample_frames
 from segindex.segment.base import Segmenter
@@ -147,16 +148,21 @@ def _ingest(ctx: VideoContext, path: str, sha256: str, known: ImageState | None)
         sampler, tstate, last_ids = SamplerState(), ctx.tracker.start(), []
     held = _Held(last=sampler.last_frame, prev=(sampler.last_frame, last_ids))
     frames = sample_frames(path, ctx.video, sampler, on_duplicate=held.duplicate)
+    feed = _feed(ctx, path, sampler.last_frame, tstate)
     group_size = min(ctx.video.chunk, ctx.runtime.commit_every)
     chunk: list[FrameWrite] = []
     while True:
         group = _take(ctx, frames, min(group_size, ctx.video.chunk - len(chunk)), held)
         if group:
-            chunk.extend(_process(ctx, path, image_id, group, tstate))
+            chunk.extend(_process(ctx, path, image_id, group, tstate, feed))
             sampler.last_frame, sampler.last_pts = group[-1].index, group[-1].pts
         final = len(group) == 0
         if len(chunk) >= ctx.video.chunk or final:
+            if final and feed is not None:
+                with ctx.timer("track"):
+                    feed.rest()
             extend = held.resolve(chunk)
+            starts = _spans(ctx, tstate, extend)
             state = None
             if not final:
                 state = {
@@ -173,6 +179,7 @@ def _ingest(ctx: VideoContext, path: str, sha256: str, known: ImageState | None)
                         state=state,
                         last_frame=sampler.last_frame,
                         extend_end=extend,
+                        extend_start=starts,
                     )
                 )
             ctx.report.frames += len(chunk)
@@ -199,8 +206,34 @@ def _take(
     return group
 
 
+def _feed(ctx: VideoContext, path: str, after: int, tstate: Any) -> FrameFeed | None:
+    """The frames between samples for a tracker that propagates masks (``needs_frames``)."""
+    if not ctx.tracker.needs_frames:
+        return None
+
+    def observe(index: int, time_s: float, image: Any) -> None:
+        ctx.tracker.observe(tstate, index, time_s, image)
+
+    return FrameFeed(path, after, observe, ctx.tracker.frame_fps)
+
+
+def _spans(ctx: VideoContext, tstate: Any, extend: dict[int, float]) -> dict[int, float]:
+    """Merge the tracker's exact spans (mask propagation) into ``extend`` (ends, in place);
+    returns the starts to move down."""
+    starts: dict[int, float] = {}
+    for lid, (start_s, end_s) in ctx.tracker.take_spans(tstate).items():
+        extend[lid] = max(end_s, extend.get(lid, end_s))
+        starts[lid] = start_s
+    return starts
+
+
 def _process(
-    ctx: VideoContext, path: str, image_id: int, group: list[SampledFrame], tstate: Any
+    ctx: VideoContext,
+    path: str,
+    image_id: int,
+    group: list[SampledFrame],
+    tstate: Any,
+    feed: FrameFeed | None = None,
 ) -> list[FrameWrite]:
     """The image model stages over a group of frames (:func:`~segindex.ingest.batch.
     model_stages`, batched across frames exactly like images), then the tracker frame by frame
@@ -228,6 +261,8 @@ def _process(
         segments = np.flatnonzero(kinds == "segment")
         local = np.full(len(w.regions), -1, dtype=np.int64)
         with ctx.timer("track"):
+            if feed is not None:
+                feed.until(f)
             local[segments] = ctx.tracker.update(
                 tstate,
                 f.index,
