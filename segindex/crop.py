@@ -60,11 +60,7 @@ def crop_region(
     x0, y0, x1, y1 = expand_box(box, policy.margin, height, width)
     crop = image[y0:y1, x0:x1].copy()
     inside = mask[y0:y1, x0:x1]
-    fill = (
-        image[mask].mean(axis=0).round().astype(np.uint8)
-        if mask.any()
-        else crop.reshape(-1, 3).mean(axis=0).round().astype(np.uint8)
-    )
+    fill = _mask_mean(image, mask, crop, inside)
     if policy.background == "mean":
         crop[~inside] = fill
     elif policy.background == "blur":
@@ -73,6 +69,22 @@ def crop_region(
         )
         crop[~inside] = blurred[~inside]
     return pad_square(crop, fill) if policy.square else crop
+
+
+def _mask_mean(
+    image: np.ndarray, mask: np.ndarray, crop: np.ndarray, inside: np.ndarray
+) -> np.ndarray:
+    """The region's mean RGB colour (the crop's when the mask is empty). Read from the crop when
+    the whole mask lies inside it (the usual case: a box is its mask's tight box), which is the
+    same pixels in the same order as ``image[mask]`` without gathering a full frame per region."""
+    n_inside = np.count_nonzero(inside)
+    if n_inside and n_inside == np.count_nonzero(mask):
+        pixels = crop[inside]
+    elif n_inside or mask.any():
+        pixels = image[mask]
+    else:
+        pixels = crop.reshape(-1, 3)
+    return pixels.mean(axis=0).round().astype(np.uint8)
 
 
 def crop_whole(image: np.ndarray, policy: CropPolicy) -> np.ndarray:

@@ -294,3 +294,20 @@ def test_crop_policy_validation(kwargs, match) -> None:
 def test_crop_policy_bounds_accepted_and_round_trip(kwargs) -> None:
     p = CropPolicy(**kwargs)
     assert CropPolicy.from_dict(p.to_dict()) == p
+
+
+@pytest.mark.parametrize("box", [(10, 10, 30, 30), (12, 12, 20, 20), (0, 0, 64, 64)])
+def test_mean_fill_is_the_whole_masks_mean_whatever_the_box(box: tuple[int, int, int, int]) -> None:
+    # the fill is read from the crop only when the whole mask lies inside it; a box that cuts the
+    # mask (a detector's box, not the mask's tight box) still gets the full mask's mean colour
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    mask = np.zeros((64, 64), bool)
+    mask[10:30, 10:30] = True
+    policy = CropPolicy(margin=0.25, background="mean", square=False)
+    crop = crop_region(image, mask, np.array(box, np.float32), policy)
+    x0, y0, x1, y1 = expand_box(np.array(box, np.float32), 0.25, 64, 64)
+    outside = ~mask[y0:y1, x0:x1]
+    assert outside.any()
+    expected = image[mask].mean(axis=0).round().astype(np.uint8)
+    assert (crop[outside] == expected).all()
