@@ -4,7 +4,8 @@ real PostgreSQL and the deterministic fakes: the fault tests of issue 13.
 (a) a worker node removed mid-run: the run finishes, every image exactly once;
 (b) the driver SIGKILLed mid-run: the same command again resumes, nothing lost or duplicated;
 (c) an image that makes the model raise: recorded as failed with its reason, the run goes on;
-(d) the Ray engine's index equals the local engine's on the same input.
+(d) the Ray engine's index equals the local engine's on the same input (a video included: one
+    Ray task, its chunks committed by the worker, the same tracks).
 
 One cluster for the whole module (it takes ~15 s to start on 2 cores); skipped without Ray or
 PostgreSQL.
@@ -36,6 +37,7 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
 N_IMAGES = 12
+N_FILES = N_IMAGES + 1  # and one short video (a red square moving, a blue one still)
 POISONED = "p03.png"  # the one image drawn with the poison colour (magenta)
 SMALL_STORE = 80 * 2**20  # object store per node
 
@@ -67,7 +69,9 @@ def cluster() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """12 tiny scenes, two shapes each; only POISONED shows magenta."""
+    """12 tiny scenes, two shapes each (only POISONED shows magenta), and a 12-frame clip."""
+    from segindex.testing.clips import write_clip
+
     root = tmp_path_factory.mktemp("ray") / "photos"
     root.mkdir()
     colours = [c for c in PALETTE if c not in ("magenta", "gray")]
@@ -76,6 +80,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
         second = colours[(i + 3) % len(colours)]
         shapes = [(first, (4 + i, 6, 40 + i, 44)), (second, (60, 20 + i, 110, 80))]
         Image.fromarray(draw_scene(shapes, size=(64, 128))).save(root / f"p{i:02d}.png")
+    write_clip(root / "clip.mkv", 12)
     return root
 
 
@@ -89,7 +94,7 @@ def local_rows(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         tmp_path_factory.mktemp("local") / "local.segindex", segmenter="picky", embedder="fake"
     ) as idx:
         report = idx.ingest(photos)
-        assert report.indexed == N_IMAGES - 1 and report.failed == 1
+        assert report.indexed == N_FILES - 1 and report.failed == 1 and report.videos == 1
         return _rows_by_image(idx)
 
 
@@ -154,20 +159,21 @@ def test_ray_index_equals_local_and_a_poisoned_image_fails_alone(
     seen: list[Any] = []
     with _open(pg_index[0]) as idx:
         report = idx.ingest(photos, engine=RayEngine(workers=2, batch_size=2), progress=seen.append)
-        assert report.indexed == N_IMAGES - 1 and report.failed == 1
+        assert report.indexed == N_FILES - 1 and report.failed == 1
+        assert report.videos == 1 and report.frames > 0
         assert report.failures == [
             (str(photos / POISONED), f"segmentation failed: {POISON_REASON}")
         ]
         assert report.regions == sum(
             1 for rows in local_rows.values() for r in rows if r[0] == "segment"
         )
-        assert seen[-1].done == N_IMAGES and seen[-1].total == N_IMAGES
+        assert seen[-1].done == N_FILES and seen[-1].total == N_FILES
         assert report.stage_seconds["segment"] > 0 and report.stage_seconds["write"] > 0
         _assert_same(_rows_by_image(idx), local_rows)
         assert idx.check().clean  # the FAISS file holds exactly the SQL ids
         assert idx.vectors.ntotal == idx.store.region_count()
         again = idx.ingest(photos, engine=RayEngine(workers=2))  # nothing new: all skipped
-        assert again.skipped == N_IMAGES and again.indexed == 0  # failed ones too
+        assert again.skipped == N_FILES and again.indexed == 0  # failed ones too
 
 
 def test_sqlite_index_is_refused_on_the_multi_node_cluster(
@@ -235,11 +241,11 @@ def test_driver_killed_mid_run_resumes_with_nothing_lost_or_doubled(
         if first.poll() is None:
             first.kill()
     done_before = _committed(url)
-    assert 2 <= done_before < N_IMAGES
+    assert 2 <= done_before < N_FILES
     second = subprocess.run([*cmd, "0"], capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
     indexed, failed, skipped = map(int, second.stdout.split("DONE")[1].split())
-    assert skipped == done_before and indexed + failed == N_IMAGES - done_before
+    assert skipped == done_before and indexed + failed == N_FILES - done_before
     with _open(path) as idx:
         _assert_same(_rows_by_image(idx), local_rows)
         assert idx.check().clean

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from segindex.config import BackendSpec, CropPolicy, LabelPolicy, RuntimeOptions
+from segindex.config import BackendSpec, CropPolicy, LabelPolicy, RuntimeOptions, VideoOptions
 from segindex.embed.base import Embedder
 from segindex.errors import ConfigError
 from segindex.ingest.report import IngestReport, StageTimer
 from segindex.segment.base import Segmenter
-from segindex.store.sql import Store, WriteResult
+from segindex.store.sql import ImageState, Store, WriteResult
 
 
 @dataclass
@@ -39,7 +40,7 @@ class ImageJob:
     on_commit: Callable[[WriteResult], None]
     report: IngestReport
     timer: StageTimer
-    tick: Callable[[], None]
+    tick: Callable[..., None]  # tick(current: str | None = None): the video being ingested
 
 
 class IngestEngine(ABC):
@@ -53,6 +54,23 @@ class IngestEngine(ABC):
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Fail early (before models load) when this engine cannot run here."""
+
+    def session(self) -> AbstractContextManager[Any]:
+        """Held around one ingest's images and videos (the Ray engine's connection)."""
+        return nullcontext()
+
+    def run_videos(
+        self,
+        videos: list[tuple[str, str]],
+        known: dict[str, ImageState],
+        job: ImageJob,
+        video: VideoOptions,
+    ) -> None:
+        """Ingest (or resume) the planned videos; by default in this process, one at a time
+        (:func:`segindex.ingest.runner.run_local_videos`)."""
+        from segindex.ingest.runner import run_local_videos
+
+        run_local_videos(videos, known, job, video)
 
     def with_backends(self, segmenter: BackendRecipe, embedder: BackendRecipe) -> IngestEngine:
         """This engine told how to build the index's backends elsewhere (the Ray workers);

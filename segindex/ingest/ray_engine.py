@@ -19,6 +19,11 @@ transaction) and writes them with ``Store.write(..., skip_done=True)``: a result
 goes to the FAISS mirror as in local ingest; at the end the index brings its FAISS file up to
 date from SQL. If the cluster fails under a round (a node lost with results not yet read), the
 driver re-plans what is not written yet and runs another round, ``retries`` times.
+
+Videos: each video is one task of a second actor pool (:class:`~segindex.ingest.ray_worker.
+VideoWorker`) that runs the local engine's video ingest and commits the video's chunks itself
+(its resume state with them), so a retried task resumes a partial video and keeps its tracks,
+and skips one already indexed; the driver adds the counts to the report.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
+from segindex.config import VideoOptions
 from segindex.errors import ConfigError, SegindexError
 from segindex.ingest.engine import BackendRecipe, ImageJob, IngestEngine
-from segindex.store.sql import db_path
+from segindex.store.sql import ImageState, db_path
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,7 @@ class RayEngine(IngestEngine):
     setup: Callable[[], None] | None = field(default=None, repr=False)
     segmenter: BackendRecipe | None = field(default=None, repr=False, compare=False)
     embedder: BackendRecipe | None = field(default=None, repr=False, compare=False)
+    _state: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     name: ClassVar[str] = "ray"
 
@@ -94,13 +101,29 @@ class RayEngine(IngestEngine):
             raise ConfigError(f"the ray engine needs Ray Data ({e}): {INSTALL_HINT}") from None
 
     def with_backends(self, segmenter: BackendRecipe, embedder: BackendRecipe) -> RayEngine:
-        return replace(self, segmenter=segmenter, embedder=embedder)
+        return replace(self, segmenter=segmenter, embedder=embedder, _state={})
 
     # -- the run ------------------------------------------------------------------------------
 
-    def run_images(self, todo: list[tuple[str, str]], job: ImageJob) -> None:
-        if not todo:
-            return
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """One ingest (images, then videos) on one Ray connection, made by the first pass that
+        has work (a run with nothing to do starts nothing); a local instance started here is
+        stopped at the end. Ray's own log lines are kept quiet meanwhile."""
+        import ray
+
+        with _quiet_ray():
+            self._state["session"] = True
+            try:
+                yield
+            finally:
+                del self._state["session"]
+                if self._state.pop("started", False):
+                    ray.shutdown()
+
+    @contextmanager
+    def _ready(self, job: ImageJob) -> Iterator[None]:
+        """Checks, and a connection, around one pass."""
         if self.segmenter is None or self.embedder is None:
             raise ConfigError(
                 "RayEngine does not know how to build the index's backends; ingest through "
@@ -109,14 +132,39 @@ class RayEngine(IngestEngine):
         self.check()
         import ray
 
-        with _quiet_ray():
+        started = False
+        if not ray.is_initialized():
             started = connect(self.address)
-            try:
+            if "session" in self._state:  # kept for the videos; stopped by the session
+                self._state["started"], started = started, False
+        try:
+            with _quiet_ray():
                 refuse_shared_sqlite(job.store.engine.dialect.name, _alive_nodes())
-                self._rounds(todo, job)
-            finally:
-                if started:
-                    ray.shutdown()
+                yield
+        finally:
+            if started:
+                ray.shutdown()
+
+    def run_images(self, todo: list[tuple[str, str]], job: ImageJob) -> None:
+        if not todo:
+            return
+        with self._ready(job):
+            self._rounds(todo, job)
+
+    def run_videos(
+        self,
+        videos: list[tuple[str, str]],
+        known: dict[str, ImageState],
+        job: ImageJob,
+        video: VideoOptions,
+    ) -> None:
+        """Each video is one Ray task (``batch_size=1``) of a :class:`VideoWorker` actor pool;
+        a worker commits the video's chunks itself (and resumes a partial one), the driver adds
+        its counts to the report. The FAISS file follows SQL at the end of the ingest."""
+        if not videos:
+            return
+        with self._ready(job):
+            self._videos(videos, job, video)
 
     def _rounds(self, todo: list[tuple[str, str]], job: ImageJob) -> None:
         """Rounds until every planned image is written: after a cluster failure the rest is
@@ -159,6 +207,49 @@ class RayEngine(IngestEngine):
                 job.report.stage_seconds[stage] += float(out[f"{stage}_s"].sum())
             job.tick()
 
+    def _videos(self, videos: list[tuple[str, str]], job: ImageJob, video: VideoOptions) -> None:
+        import pickle
+
+        import ray.data
+        from ray.data import ActorPoolStrategy
+
+        from segindex.ingest.ray_worker import VideoWorker
+
+        items = [{"path": p, "sha256": s} for p, s in videos]
+        ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            VideoWorker,
+            fn_constructor_kwargs={
+                **self._worker_kwargs(job),
+                "video": video,
+                "url": job.store.url,
+                "cwd": os.getcwd(),
+            },
+            compute=ActorPoolStrategy(size=min(self.workers, len(items))),
+            batch_size=1,
+            batch_format="numpy",
+            num_cpus=self.cpus_per_worker,
+            num_gpus=self.gpus_per_worker,
+        )
+        report = job.report
+        for out in ds.iter_batches(batch_size=1, batch_format="numpy"):
+            for name in ("indexed", "videos", "frames", "regions"):
+                setattr(report, name, getattr(report, name) + int(out[name].sum()))
+            for blob in out["failures"]:
+                report.failures.extend(pickle.loads(blob))
+            for stage in report.stage_seconds:
+                report.stage_seconds[stage] += float(out[f"{stage}_s"].sum())
+            job.tick(None)
+
+    def _worker_kwargs(self, job: ImageJob) -> dict[str, Any]:
+        return {
+            "segmenter": self.segmenter,
+            "embedder": self.embedder,
+            "crop": job.crop,
+            "runtime": job.runtime,
+            "labels": job.labels,
+            "setup": self.setup,
+        }
+
     def dataset(self, todo: list[tuple[str, str]], job: ImageJob, worker: type) -> Any:
         """The Ray Data plan: ``from_items`` of the planned images, one block per worker call,
         mapped by ``worker`` actors (``ActorPoolStrategy(size=workers)``)."""
@@ -176,14 +267,7 @@ class RayEngine(IngestEngine):
         ds = ray.data.from_items(items, override_num_blocks=blocks)
         return ds.map_batches(
             worker,
-            fn_constructor_kwargs={
-                "segmenter": self.segmenter,
-                "embedder": self.embedder,
-                "crop": job.crop,
-                "runtime": job.runtime,
-                "labels": job.labels,
-                "setup": self.setup,
-            },
+            fn_constructor_kwargs=self._worker_kwargs(job),
             compute=ActorPoolStrategy(size=self.workers),
             batch_size=batch,
             batch_format="numpy",

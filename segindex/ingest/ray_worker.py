@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions
+from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions, VideoOptions
 from segindex.device import backend_device
 from segindex.ingest.batch import DecodedImage, model_stages
 from segindex.ingest.engine import BackendRecipe
 from segindex.ingest.prefetch import decode_one
 from segindex.ingest.report import IngestReport, StageTimer
-from segindex.store.sql import ImageWrite
+from segindex.store.sql import ImageState, ImageWrite, db_path
 
 #: stages whose worker seconds come back per image (summed by the driver into the report)
 WORKER_STAGES = ("decode", "segment", "crop", "embed")
@@ -96,3 +96,67 @@ def unpack(blob: bytes) -> ImageWrite:
     if not isinstance(write, ImageWrite):
         raise TypeError(f"expected a packed ImageWrite, got {type(write).__name__}")
     return write
+
+
+class VideoWorker(IngestWorker):
+    """``map_batches`` callable for videos, one video per call (``batch_size=1``): the same
+    :func:`~segindex.ingest.video_runner.ingest_video` as the local engine, its chunked commits
+    (and resume state) written to the store from this actor. A video already indexed with the
+    planned sha256 (a retried task) is skipped; a ``"partial"`` one is resumed after its last
+    committed chunk, so a retry keeps its tracks. Returns per video the report's counts:
+    ``indexed``, ``videos``, ``frames``, ``regions`` (``(1,)`` int64), ``failures`` (pickled
+    ``[(path, reason)]``) and the worker seconds of each stage (``<stage>_s``)."""
+
+    def __init__(self, *, video: VideoOptions, url: str, cwd: str, **backends: Any) -> None:
+        """``video``: the sampling/tracking options; ``url``: the store to write to; ``cwd``:
+        the driver's working directory (paths are stored as the driver gave them, maybe
+        relative); ``backends``: as :class:`IngestWorker` takes them."""
+        import os
+
+        from segindex.store.sql import Store
+
+        os.chdir(cwd)
+        super().__init__(**backends)
+        self.video = video
+        self.store = Store(url)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from segindex.ingest.engine import ImageJob
+        from segindex.ingest.runner import video_context
+        from segindex.ingest.video_runner import ingest_video
+
+        report = IngestReport()
+        job = ImageJob(
+            store=self.store,
+            segmenter=self.segmenter,
+            embedder=self.embedder,
+            crop=self.crop,
+            runtime=self.runtime,
+            labels=self.labels,
+            on_commit=lambda _result: None,  # the driver brings FAISS up to date from SQL
+            report=report,
+            timer=StageTimer(report),
+            tick=lambda *_: None,
+        )
+        ctx = video_context(job, self.video)
+        for path, sha in zip(batch["path"], batch["sha256"], strict=True):
+            state = self._state(str(path))
+            if state is not None and state.status == "indexed" and state.sha256 == str(sha):
+                continue  # an earlier attempt of this task finished it
+            ingest_video(ctx, str(path), str(sha), state)
+        out: dict[str, Any] = {
+            name: np.asarray([getattr(report, name)], dtype=np.int64)
+            for name in ("indexed", "videos", "frames", "regions")
+        }
+        out["failures"] = np.asarray([pickle.dumps(report.failures)], dtype=object)
+        for stage, seconds in report.stage_seconds.items():
+            out[f"{stage}_s"] = np.asarray([seconds])
+        return out
+
+    def _state(self, path: str) -> ImageState | None:
+        """The video's stored state now (not as planned: a retry may find it done)."""
+        from segindex.store.claim import find_image
+
+        with self.store.engine.connect() as conn:
+            row = find_image(conn, db_path(path), lock=False)
+        return None if row is None else ImageState(row.id, row.sha256, row.status)

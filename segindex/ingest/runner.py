@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -102,38 +103,41 @@ def run_ingest(
         "report": report,
         "timer": timer,
     }
-    (engine or LocalEngine()).run_images(todo, ImageJob(**shared, tick=tick))
-    if videos:
-        _run_videos(videos, known, video=video, tick=tick, **shared)
+    run_on = engine or LocalEngine()
+    with run_on.session():
+        job = ImageJob(**shared, tick=tick)
+        run_on.run_images(todo, job)
+        if videos:
+            run_on.run_videos(videos, known, job, video)
     report.seconds = time.perf_counter() - t_start
     return report
 
 
-def _run_videos(
-    videos: list[tuple[str, str]],
-    known: dict[str, ImageState],
-    *,
-    video: VideoOptions,
-    tick: Callable[[str | None], None],
-    **shared: Any,
+def run_local_videos(
+    videos: list[tuple[str, str]], known: dict[str, ImageState], job: ImageJob, video: VideoOptions
 ) -> None:
-    """One video at a time (each is batched across its own frames); the tracker is built once."""
+    """The local engine's videos: one at a time (each is batched across its own frames)."""
+    ctx = video_context(job, video)
+    for path, sha in videos:
+        job.tick(path)
+        ingest_video(ctx, path, sha, known.get(db_path(path)))
+
+
+def video_context(job: ImageJob, video: VideoOptions) -> VideoContext:
+    """What the videos of one ingest share: ``job``'s store, models and report, the tracker
+    (built once) and the batch sizes for the models' devices."""
     from segindex.track import TRACKERS
 
-    segment_batch, embed_batch = shared["runtime"].batch_sizes(
-        backend_device(shared["segmenter"]), backend_device(shared["embedder"])
+    segment_batch, embed_batch = job.runtime.batch_sizes(
+        backend_device(job.segmenter), backend_device(job.embedder)
     )
-    ctx = VideoContext(
+    return VideoContext(
+        **{f.name: getattr(job, f.name) for f in fields(job)},
         tracker=TRACKERS.build(video.tracker.name, **video.tracker.options),
         video=video,
-        tick=tick,
         segment_batch=segment_batch,
         embed_batch=embed_batch,
-        **shared,
     )
-    for path, sha in videos:
-        tick(path)
-        ingest_video(ctx, path, sha, known.get(db_path(path)))
 
 
 def run_local(todo: list[tuple[str, str]], job: ImageJob) -> None:
