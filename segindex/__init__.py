@@ -24,6 +24,7 @@ _LAZY = {
     "RuntimeOptions": "segindex.config",
     "VideoOptions": "segindex.config",
     "IngestReport": "segindex.ingest",
+    "RayEngine": "segindex.ingest.ray_engine",  # imports Ray only when an ingest runs on it
     "SEGMENTERS": "segindex.segment",
     "EMBEDDERS": "segindex.embed",
     "Segmenter": "segindex.segment",
@@ -40,6 +41,7 @@ __all__ = [
     "Index",
     "IndexSettings",
     "IngestReport",
+    "RayEngine",
     "Regions",
     "RuntimeOptions",
     "Segmenter",
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from segindex.embed import EMBEDDERS, Embedder
     from segindex.index import Index
     from segindex.ingest import IngestReport
+    from segindex.ingest.ray_engine import RayEngine
     from segindex.regions import Regions
     from segindex.search import Hit
     from segindex.segment import SEGMENTERS, Segmenter

@@ -76,6 +76,8 @@ def test_import_and_help_never_import_ray() -> None:
     code = (
         "import sys\n"
         "import segindex, segindex.ingest.ray_engine, segindex.ingest.ray_worker\n"
+        "from segindex import RayEngine\n"
+        "RayEngine(workers=2)\n"
         "from click.testing import CliRunner\n"
         "from segindex.cli import main\n"
         "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
