@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
@@ -48,7 +48,7 @@ from segindex.errors import (
 from segindex.images import DEFAULT_MAX_PIXELS, load_image
 from segindex.index_search import SearchMixin
 from segindex.ingest import IngestProgress, IngestReport, run_ingest
-from segindex.ingest.engine import BackendRecipe, IngestEngine, resolve_engine
+from segindex.ingest.engine import BackendRecipe, Deferred, IngestEngine, resolve_engine
 from segindex.segment import SEGMENTERS, Segmenter
 from segindex.store.check import CheckReport
 from segindex.store.check import check as check_index
@@ -371,7 +371,13 @@ class Index(SearchMixin):
         if isinstance(sources, (str, Path)):
             sources = [sources]
         run_on = resolve_engine(engine)  # e.g. Ray missing: fails before any model loads
-        embedder, segmenter = self.embedder, self.segmenter  # load models before any work
+        embedder = self.embedder  # load models before any work; a driver whose engine runs
+        # the models elsewhere (Ray) never loads its own segmenter
+        segmenter = (
+            self.segmenter
+            if run_on.models_here
+            else cast(Segmenter, Deferred(lambda: self.segmenter))
+        )
         run_on = run_on.with_backends(
             BackendRecipe.of("segmenter", self._segmenter_spec, self.runtime),
             BackendRecipe.of("embedder", self.settings.embedder, self.runtime),

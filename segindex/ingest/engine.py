@@ -47,6 +47,8 @@ class IngestEngine(ABC):
     """Runs the model stages over planned images and writes them (see the module doc)."""
 
     name: str = "engine"
+    #: whether the models run in this process (else ``job.segmenter`` is never used here)
+    models_here: bool = True
 
     @abstractmethod
     def run_images(self, todo: list[tuple[str, str]], job: ImageJob) -> None:
@@ -90,6 +92,20 @@ class LocalEngine(IngestEngine):
 
     def __repr__(self) -> str:
         return "LocalEngine()"
+
+
+class Deferred:
+    """A backend built on first use: what an engine that runs the models elsewhere gets in
+    place of the driver's own (so the driver loads nothing it does not use)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._built: Any | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._built is None:
+            self._built = self._build()
+        return getattr(self._built, name)
 
 
 ENGINE_NAMES = ("local", "ray")

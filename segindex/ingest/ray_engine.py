@@ -72,6 +72,7 @@ class RayEngine(IngestEngine):
     _state: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     name: ClassVar[str] = "ray"
+    models_here: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.workers, int) or self.workers < 1:
