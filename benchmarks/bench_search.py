@@ -8,7 +8,9 @@ insert image + region rows in bulk (SQLAlchemy Core executemany, 50k rows a tran
 ``reindex --kind flat`` -> batch-64 exact QPS and the exact ground truth of held-out queries;
 ``reindex --kind auto`` (HNSW at 1M) -> in a fresh process: open time, region->region p50,
 text query p50 end to end and the text encoder alone (open_clip ViT-B-32, random weights),
-filtered query p50, ANN recall@10 against the exact ground truth, resident memory per region.
+filtered query p50, ANN recall@10 against the exact ground truth, resident memory per region,
+and the filtered-recall table of ``bench_filtered.py`` (random filters 0.1-90 %, adversarial
+50 % and 90 %: recall@10 and p50).
 Results are appended to ``benchmarks/RESULTS.md`` (the section for this N is replaced).
 """
 
@@ -252,6 +254,14 @@ def query_phase(path: Path, n: int, queries_file: Path, gt_file: Path) -> dict[s
             short += len(hits) < 10
         out[name] = p50_ms(times[5:])
         out[name.replace("p50_ms", "short_pages")] = short
+    # filtered recall (issue 11): random and adversarial filters, recall@10 against exact search
+    # over the allowed ids, p50 of the vector search (bench_filtered.py; same vectors as build)
+    from bench_filtered import filtered_table
+
+    x = clustered(n, vi.dim, seed=1)
+    with idx._lock:
+        rows = filtered_table(vi, np.arange(1, n + 1, dtype=np.int64), x, queries[:20])
+    out["filtered"] = rows  # type: ignore[assignment]
     idx.close()
     return out
 
@@ -302,9 +312,21 @@ def write_results(n: int, res: dict[str, object], file: Path) -> None:
         t("filtered_half_p50_ms", "(half of regions)", None),
         t("rss_bytes_per_region", "(report)", None),
         "",
-        "All figures: " + ", ".join(f"{k}={v}" for k, v in res.items() if k != "machine"),
+        "All figures: "
+        + ", ".join(f"{k}={v}" for k, v in res.items() if k not in ("machine", "filtered")),
         "",
     ]
+    if res.get("filtered"):
+        from bench_filtered import markdown
+
+        lines += [
+            "Filtered search, recall@10 against exact search over the allowed ids (random: one "
+            "fixed share of the ids; adversarial: per query, the share LEAST similar to it), "
+            "p50 of `VectorIndex.search` alone:",
+            "",
+            markdown(str(res["kind"]), n, res["filtered"], []),  # type: ignore[arg-type]
+            "",
+        ]
     text = file.read_text() if file.exists() else "# Benchmark results\n\n"
     head = f"## Search at {n:,} regions"
     text = re.sub(rf"{re.escape(head)} .*?(?=\n## |\Z)", "", text, flags=re.S).rstrip() + "\n\n"
