@@ -169,6 +169,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--queries", type=int, default=20)
+    ap.add_argument("--reps", type=int, default=3, help="timed calls per query and index")
     ap.add_argument("--kinds", default="flat,hnsw,ivfpq")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/segindex-bench-filtered"))
     ap.add_argument(
@@ -200,7 +201,7 @@ def main() -> None:
             impls["after"].build(args.dim, spec, args.n, chunks, sample=sample).save(path)
             print(kind, "built in", round(time.perf_counter() - t0, 1), "s", flush=True)
         loaded = {name: impl.load(path, args.dim, spec=spec) for name, impl in impls.items()}
-        for name, rows in compare_filtered(loaded, ids, x, queries).items():
+        for name, rows in compare_filtered(loaded, ids, x, queries, reps=args.reps).items():
             out[f"{kind}_{name}"] = rows
         del loaded
         before = out.get(f"{kind}_before", [])
