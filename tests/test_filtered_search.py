@@ -36,7 +36,7 @@ Q = clustered(12, 2)
 SPECS = {
     "flat": KindSpec(kind="flat"),
     "hnsw": KindSpec(kind="hnsw", hnsw_m=16, ef_construction=64),
-    "ivfpq": KindSpec(kind="ivfpq", factory="IVF64,PQ8x4", nprobe=8),
+    "ivfpq": KindSpec(kind="ivfpq", factory="IVF64,PQ8x4", nprobe=8, train_sample=5_000),
 }
 
 
