@@ -58,9 +58,10 @@ def _faiss():  # type: ignore[no-untyped-def]
 
 
 class AllowedSet:
-    """One filter's allowed ids prepared for search: ``ids`` sorted unique ``(m,)`` int64, with a
-    FAISS ID selector and a slot mask of the index made on first use and kept (the store hands
-    out one shared read-only array per filter until its next write, so these are reused)."""
+    """One filter's allowed ids prepared for search. ``allowed``: ``(m,)`` integer ids in any
+    order (negative ones ignored); ``ids``: them sorted, unique, int64. A FAISS ID selector and
+    a bitmap selector of the index's slots are made on first use and kept (the store hands out
+    one shared read-only array per filter until its next write, so these are reused)."""
 
     def __init__(self, allowed: np.ndarray) -> None:
         ids = np.asarray(allowed, dtype=np.int64)
