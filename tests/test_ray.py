@@ -30,7 +30,7 @@ from PIL import Image
 
 from segindex.testing.fakes import PALETTE, draw_scene
 from segindex.testing.faulty import POISON_REASON, register_picky
-from tests.pg import fresh_schema
+from tests.pg import ensure_server, fresh_schema
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ray = pytest.importorskip("ray")
@@ -45,8 +45,10 @@ SMALL_STORE = 80 * 2**20  # object store per node
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """Head (no CPU: the actors land on the worker nodes) + 2 worker nodes of 1 CPU each; this
-    process is connected as the driver."""
+    process is connected as the driver. Skips (before starting anything) without PostgreSQL."""
     from ray.cluster_utils import Cluster
+
+    ensure_server()
 
     c = Cluster(
         initialize_head=True,
