@@ -256,3 +256,31 @@ def test_sam2_tracker_runs_tiny_model_from_a_local_dir(tiny_sam2: Path) -> None:
 def test_sam2_missing_model_is_a_model_load_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
         TRACKERS.build("sam2", model=str(tmp_path / "nothing"), device="cpu")
+
+
+def test_eval_tracking_cli_runs_sam2_beside_iou_and_none(tiny_sam2: Path, tmp_path: Path) -> None:
+    """Random weights: the numbers only show the harness runs the three trackers."""
+    pytest.importorskip("av")
+    pytest.importorskip("skimage")
+    import json
+
+    from click.testing import CliRunner
+
+    from segindex.cli import main
+    from segindex.eval.makeset_video import make_video_set
+
+    make_video_set(tmp_path / "set", n=1, seed=1, size=(48, 64))
+    gt = str(tmp_path / "set" / "youtube_vis.json")
+    args = ["eval", "tracking", "--gt", gt, "--clips", str(tmp_path / "set"), "--json",
+            "--every", "10",
+            "--trackers", "sam2,iou,none", "--tracker-option", f"sam2:model={tiny_sam2}",
+            "--tracker-option", "sam2:device=cpu", "--tracker-option", "sam2:frame_fps=2",
+            "--tracker-option", "sam2:max_objects=2", "--tracker-option", "sam2:max_missed=2",
+            ]  # fmt: skip
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout[res.stdout.index("{") :])
+    assert sorted(summary) == ["iou", "none", "sam2"]
+    assert all(0 <= summary[n]["J&F"] <= 1 for n in summary)
+    res = CliRunner().invoke(main, [*args[:-2], "--tracker-option", "dino:x=1"])
+    assert res.exit_code != 0 and "NAME:KEY=VALUE" in res.output

@@ -250,6 +250,13 @@ def make_set(
     "--trackers", default="iou,none", show_default=True, help="Trackers to compare (--clips)."
 )
 @click.option(
+    "--tracker-option",
+    "tracker_option",
+    multiple=True,
+    metavar="NAME:KEY=VALUE",
+    help="Option of one of --trackers, e.g. sam2:model=./sam2-tiny (repeatable).",
+)
+@click.option(
     "--drop",
     type=float,
     default=0.1,
@@ -283,6 +290,7 @@ def tracking(
     clips: Path | None,
     videos_root: Path | None,
     trackers: str,
+    tracker_option: tuple[str, ...],
     drop: float,
     noise: float,
     every: int,
@@ -315,7 +323,8 @@ def tracking(
         if not names:
             raise ConfigError("--trackers names no tracker")
         opts = GivenMasksOptions(drop=drop, noise=noise, seed=seed, every=every)
-        result = compare_trackers(gt, clips, names, opts, threshold=threshold)
+        per_tracker = _tracker_options(tracker_option, names)
+        result = compare_trackers(gt, clips, names, opts, per_tracker, threshold=threshold)
         runs = result["trackers"]
     else:
         pred = load_youtube_vis(pred_path, like=gt)  # type: ignore[arg-type]
@@ -376,3 +385,20 @@ def _finish(result: dict[str, Any], out: Path | None, as_json: bool, kind: str) 
 
 
 COMMANDS = [eval_group]
+
+
+def _tracker_options(pairs: tuple[str, ...], names: list[str]) -> dict[str, dict[str, Any]]:
+    """``NAME:KEY=VALUE`` pairs -> ``{name: {key: value}}`` for trackers in ``names``."""
+    from segindex.cli.common import _parse_options
+
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        name, sep, rest = pair.partition(":")
+        if not sep or name not in names:
+            raise click.BadParameter(
+                f"expected NAME:KEY=VALUE with NAME one of --trackers ({', '.join(names)}), "
+                f"got {pair!r}",
+                param_hint="--tracker-option",
+            )
+        out.setdefault(name, {}).update(_parse_options((rest,)))
+    return out

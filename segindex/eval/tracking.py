@@ -14,6 +14,7 @@ per region, and evaluates the tracks it makes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,7 +268,8 @@ def compare_trackers(
         )
     built = {n: TRACKERS.build(n, **(tracker_options or {}).get(n, {})) for n in trackers}
     sampled = _sampled(gt, opts.every)
-    inputs = list(_given_frames(sampled, Path(clips_root), opts, embed or colour_vectors))
+    keep = any(t.needs_frames for t in built.values())  # a propagating tracker sees them all
+    inputs = list(_given_frames(sampled, Path(clips_root), opts, embed or colour_vectors, keep))
     results = {}
     for name, tracker in built.items():
         pred = _run(tracker, sampled, inputs)
@@ -315,12 +317,16 @@ def _sampled(gt: VisDataset, every: int) -> VisDataset:
     return VisDataset(videos, gt.categories, tracks, gt.info)
 
 
-Given = tuple[int, list[tuple[int, float, Regions, np.ndarray]]]  # video id, frames
+# video id, annotated frames, every decoded frame (index, time, pixels) when trackers need them
+Given = tuple[int, list[tuple[int, float, Regions, np.ndarray]], list[tuple[int, float, Any]]]
 
 
-def _given_frames(gt: VisDataset, root: Path, opts: GivenMasksOptions, embed: Embed) -> Any:
+def _given_frames(
+    gt: VisDataset, root: Path, opts: GivenMasksOptions, embed: Embed, keep: bool = False
+) -> Any:
     """Per video: per annotated frame ``(frame index, time, regions, vectors)``; the regions are
-    the gt masks present, shuffled, some dropped; labels are the category names."""
+    the gt masks present, shuffled, some dropped; labels are the category names. With ``keep``
+    also every decoded frame ``(index, time, HxWx3 uint8 RGB)`` (for mask propagation)."""
     from segindex.eval.makeset_video import read_clip
     from segindex.formats.youtube_vis import frame_regions
 
@@ -334,9 +340,12 @@ def _given_frames(gt: VisDataset, root: Path, opts: GivenMasksOptions, embed: Em
         rng = np.random.default_rng([opts.seed, v.id])
         wanted = v.frame_indices if v.frame_indices is not None else list(range(v.length))
         position = {int(fi): k for k, fi in enumerate(wanted)}
-        out = []
+        out, every = [], []
         for index, time_s, pixels in read_clip(path):
             k = position.get(index)
+            if keep:
+                t = v.times_s[k] if k is not None and v.times_s is not None else time_s
+                every.append((int(index), float(t), pixels))
             if k is None:
                 continue
             tracks, masks = frame_regions(gt, v.id, k)
@@ -353,7 +362,7 @@ def _given_frames(gt: VisDataset, root: Path, opts: GivenMasksOptions, embed: Em
             raise ConfigError(
                 f"clip {str(path)!r} has {len(out)} of the {v.length} annotated frames"
             )
-        yield v.id, out
+        yield v.id, out, every
 
 
 def _noisy(rng: np.random.Generator, masks: np.ndarray, p: float) -> np.ndarray:
@@ -377,9 +386,20 @@ def _run(tracker: Any, gt: VisDataset, inputs: list[Given]) -> VisDataset:
     from segindex.track import summarise_track
 
     tracks: list[VisTrack] = []
-    for video_id, frames in inputs:
+    for video_id, frames, every in inputs:
         state = tracker.start()
-        ids = [tracker.update(state, fi, t, r, vec) for fi, t, r, vec in frames]
+        if tracker.needs_frames:
+            sampled = {fi: (t, r, vec) for fi, t, r, vec in frames}
+            ids, slot = [], None
+            for fi, t, pixels in every:
+                if tracker.frame_fps is not None and fi not in sampled:  # as the ingest does
+                    if slot == (slot := math.floor(t * tracker.frame_fps + 1e-6)):
+                        continue
+                tracker.observe(state, fi, t, pixels)
+                if fi in sampled:
+                    ids.append(tracker.update(state, fi, *sampled[fi]))
+        else:
+            ids = [tracker.update(state, fi, t, r, vec) for fi, t, r, vec in frames]
         per_track: dict[int, list[tuple[str, int, float, np.ndarray, float]]] = {}
         for (_, t, r, vec), fids in zip(frames, ids, strict=True):
             for k, tid in enumerate(fids.tolist()):
