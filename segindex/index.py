@@ -16,18 +16,15 @@ an image whole or not at all (a FAISS id without a row is skipped).
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-from PIL import Image
 
 from segindex.config import (
     BackendSpec,
@@ -40,34 +37,27 @@ from segindex.config import (
 from segindex.embed import EMBEDDERS, Embedder
 from segindex.errors import (
     ConfigError,
-    ImageDecodeError,
     IndexExistsError,
     IndexMismatchError,
     IndexNotFoundError,
 )
-from segindex.images import DEFAULT_MAX_PIXELS, load_image
+from segindex.index_maintenance import VECTORS_FILE, MaintenanceMixin
 from segindex.index_search import SearchMixin
 from segindex.ingest import IngestProgress, IngestReport, run_ingest
 from segindex.ingest.engine import BackendRecipe, Deferred, IngestEngine, resolve_engine
 from segindex.segment import SEGMENTERS, Segmenter
-from segindex.store.check import CheckReport
-from segindex.store.check import check as check_index
-from segindex.store.check import repair as repair_index
 from segindex.store.kinds import META_KEY as KIND_META_KEY
 from segindex.store.kinds import KindSpec
 from segindex.store.lock import WriterLock
 from segindex.store.sql import Store, WriteResult
-from segindex.store.track_rows import video_counts
 from segindex.store.vectors import VectorIndex
 
 FORMAT_VERSION = 1
 MANIFEST = "segindex.json"
 SQLITE_FILE = "meta.sqlite"
-VECTORS_FILE = "vectors.faiss"
-UPLOADS_DIR = "uploads"
 
 
-class Index(SearchMixin):
+class Index(SearchMixin, MaintenanceMixin):
     """A region index on disk. Build with :meth:`create`, reopen with :meth:`open`.
 
     Models are loaded lazily: searching by text never loads the segmenter.
@@ -447,151 +437,6 @@ class Index(SearchMixin):
         self._dirty = False
         self._last_save = time.monotonic()
 
-    def reindex(
-        self,
-        kind: str | None = None,
-        *,
-        factory: str | None = None,
-        spec: KindSpec | None = None,
-        **params: Any,
-    ) -> dict[str, Any]:
-        """Rebuild the FAISS index from the vectors stored in SQL (no model runs), as ``kind``
-        (``auto``, ``flat``, ``hnsw``, ``ivfpq``; default: the configured one) or a FAISS
-        ``factory`` string, with any other :class:`KindSpec` field given in ``params`` (e.g.
-        ``ef_construction=200``); the choice is stored. Written atomically; takes the writer
-        lock. Returns the new index's description."""
-        current = self.kind_spec
-        known = sorted(set(KindSpec.__dataclass_fields__) - {"kind", "factory"})
-        if spec is not None and (params or kind is not None or factory is not None):
-            raise ConfigError("pass either spec= or kind/factory/parameters to reindex, not both")
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"unknown index-kind parameter(s) {', '.join(unknown)}; known: {', '.join(known)}"
-            )
-        if spec is None:
-            changes: dict[str, Any] = dict(params)
-            if kind is not None:
-                changes["kind"] = kind
-            if factory is not None or kind is not None:
-                changes["factory"] = factory
-            spec = KindSpec.from_dict({**current.to_dict(), **changes})
-        with self._write_lock, self._writer, self._lock:
-            self.store.optimize()
-            vi = self._build_vectors(spec)
-            self._replace_vectors(vi)
-            self.store.set_meta(KIND_META_KEY, spec.to_dict())
-            return {**vi.describe(), "spec": spec.to_dict()}
-
-    # -- writes by id -----------------------------------------------------------------------
-
-    def add_image_bytes(self, data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> int:
-        """Ingest an encoded image given as bytes (an upload); returns its image id.
-
-        The file is kept as ``uploads/<sha256>.<ext>`` in the index directory, so the same
-        bytes uploaded twice are one image. Raises ImageDecodeError if it cannot be decoded.
-        """
-        import hashlib
-
-        load_image(data, max_pixels=max_pixels)  # refuse undecodable data before keeping it
-        with Image.open(io.BytesIO(data)) as im:
-            fmt = (im.format or "img").lower()
-        ext = {"jpeg": "jpg", "mpo": "jpg", "tiff": "tif"}.get(fmt, fmt)
-        folder = self.path / UPLOADS_DIR
-        folder.mkdir(exist_ok=True)
-        target = folder / f"{hashlib.sha256(data).hexdigest()}.{ext}"
-        if not target.exists():
-            tmp = target.with_name(target.name + f".{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
-        self.ingest(target)
-        image_id = self.store.image_id_for_path(str(target))
-        row = None if image_id is None else self.store.image_row(image_id)
-        if row is None or row.status != "indexed":
-            reason = "not indexed" if row is None else row.error
-            raise ImageDecodeError(f"upload could not be indexed: {reason}")
-        return int(row.id)
-
-    def delete_images(self, image_ids: Sequence[int]) -> int:
-        """Delete images with their regions and vectors; returns the number of regions removed.
-
-        Unknown ids are ignored. Files this index keeps (``uploads/``) are removed too; other
-        image files are never touched.
-        """
-        ids = [int(i) for i in image_ids]
-        with self._write_lock, self._writer:
-            rows = [r for r in (self.store.image_row(i) for i in ids) if r is not None]
-            removed = self.store.delete_images(ids)  # rows go first: FAISS ids left are skipped
-            vi = self.vectors
-            with self._lock:
-                vi.remove(removed)
-                self._dirty = self._dirty or bool(len(removed))
-            self.flush()
-        uploads = (self.path / UPLOADS_DIR).resolve()
-        for r in rows:
-            path = Path(r.path).resolve()
-            if path.parent == uploads:
-                path.unlink(missing_ok=True)
-        return int(len(removed))
-
-    # -- reporting --------------------------------------------------------------------------
-
-    def check(self) -> CheckReport:
-        """Verify on disk that every region row has its vector and every vector its row."""
-        return check_index(self.store, self.path / VECTORS_FILE, self.dim)
-
-    def repair(self) -> CheckReport:
-        """Restore the invariants (rebuild the FAISS file from SQL; incomplete images are marked
-        for re-ingestion); takes the writer lock. Returns a check of the result."""
-        with self._write_lock, self._writer, self._lock:
-            report = repair_index(
-                self.store, self.path / VECTORS_FILE, self.dim, spec=self.kind_spec
-            )
-            self._vectors = None  # reload the rebuilt file on next use
-            self._dirty = False
-        return report
-
-    def info(self) -> dict[str, Any]:
-        """Counts, models, sizes on disk, failed images and the integrity check (made before the
-        vector file is loaded, so a stale file is reported; ``vectors`` and ``vector_index`` are
-        None when the file cannot be read)."""
-        integrity = self.check()
-        vi = self.vectors if integrity.file_readable or self._vectors is not None else None
-        described = None if vi is None else {**vi.describe(), "spec": self.kind_spec.to_dict()}
-        files = [p for p in self.path.iterdir() if p.is_file()] if self.path.exists() else []
-        return {
-            "integrity": integrity.to_dict(),
-            "path": str(self.path),
-            "db_url": _redact(self.store.url),
-            "settings": self.settings.to_dict(),
-            "embedder": self.store.get_meta("embedder_identity"),
-            "vector_dim": self.dim,
-            "counts": self.store.counts(),
-            "videos": video_counts(self.store),
-            "vectors": None if vi is None else vi.ntotal,
-            "vector_index": described,
-            "disk_bytes": {p.name: p.stat().st_size for p in sorted(files)},
-            "failed": [{"path": p, "reason": r} for p, r in self.store.failed_images()],
-        }
-
-    def export_coco(self, include_whole_images: bool = False) -> dict[str, Any]:
-        """All indexed regions as a COCO dataset dict with scored RLE annotations.
-
-        Categories are numbered by label name (the backend's own id is kept as
-        ``segindex_label_id``); bbox is COCO XYWH; annotation ids are region ids.
-        """
-        from segindex.export import to_coco
-
-        return to_coco(self.store, include_whole_images=include_whole_images)
-
-    def export_youtube_vis(self) -> dict[str, Any]:
-        """The video tracks as a YouTube-VIS dataset dict (:func:`segindex.export.to_youtube_vis`:
-        one annotation per track with an RLE per sampled frame, ``None`` where absent)."""
-        from segindex.export import to_youtube_vis
-        from segindex.formats.youtube_vis import to_dict
-
-        return to_dict(to_youtube_vis(self.store))
-
 
 def _spec(
     name: str | BackendSpec | None, options: dict[str, Any] | None, default: BackendSpec
@@ -601,12 +446,6 @@ def _spec(
     if name is None or name == default.name:
         return BackendSpec(default.name, {**default.options, **(options or {})})
     return BackendSpec(name, dict(options or {}))
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _check_tracker(video: VideoOptions) -> None:
