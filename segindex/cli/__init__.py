@@ -16,6 +16,7 @@ import click
 
 COMMAND_MODULES = [
     "segindex.cli.core",
+    "segindex.cli.search",
     "segindex.cli.serve",
     "segindex.cli.maintenance",
     "segindex.cli.eval",
