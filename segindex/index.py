@@ -244,6 +244,8 @@ class Index(SearchMixin, MaintenanceMixin):
                 device=self.runtime.device,
                 precision=self.runtime.precision,
             )
+            if getattr(self._segmenter, "wants_vocabulary", False):  # concept segmenters (sam3)
+                self._segmenter.use_vocabulary(self.settings.labels.names())  # type: ignore[attr-defined]
         return self._segmenter
 
     @property

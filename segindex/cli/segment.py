@@ -72,7 +72,12 @@ def _output_paths(output: Path) -> tuple[Path, Path]:
     callback=_points_callback,
     help="Point prompts, space separated; ':0' marks a background point.",
 )
-@click.option("--text", default=None, help="Keep the masks CLIP matches to this text.")
+@click.option(
+    "--text",
+    default=None,
+    help="Keep the masks CLIP matches to this text; with a concept segmenter (sam3) every "
+    "instance of it.",
+)
 @click.option("--top-k", type=int, default=1, show_default=True, help="Masks kept for --text.")
 @click.option("--min-similarity", type=float, default=None, help="Similarity floor for --text.")
 @click.option(
@@ -109,6 +114,7 @@ def segment(image_path: Path, output: Path, **kw: Any) -> None:
         kw["segmenter"], seg_opts, device=kw["device"], precision=kw["precision"]
     )
 
+    by_concept = kw["text"] is not None and callable(getattr(segmenter, "segment_text", None))
     if boxes or points:
         regions = segmenter.prompt(
             image,
@@ -116,11 +122,13 @@ def segment(image_path: Path, output: Path, **kw: Any) -> None:
             points=np.asarray(points, np.float32) if points else None,
             point_labels=np.asarray(point_labels, np.int64) if points else None,
         )
+    elif by_concept:  # the segmenter finds every instance of the text itself (SAM 3)
+        regions = segmenter.segment_text(image, kw["text"])
     else:
         (regions,) = segmenter.segment([image], batch_size=1)
 
     extra = None
-    if kw["text"] is not None:
+    if kw["text"] is not None and not by_concept:
         from segindex.segment.text_prompt import rank_by_text
 
         regions, sims = rank_by_text(
