@@ -120,3 +120,48 @@ def test_index_ingest_segments_its_label_vocabulary(
         )
         labels = {(r.label, r.label_id) for r in got}
     assert labels and labels <= {("tree", 0), ("car", 1)}
+
+
+# -- SAM 3 video tracking ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_sam3_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from segindex.testing.tiny_sam3 import save_tiny_sam3_video
+
+    return save_tiny_sam3_video(tmp_path_factory.mktemp("sam3v"))
+
+
+def test_sam3_tracker_follows_instances_of_its_concepts(tiny_sam3_video: Path) -> None:
+    from segindex.regions import Regions
+    from segindex.track import TRACKERS
+
+    tracker = TRACKERS.build(
+        "sam3", model=str(tiny_sam3_video), concepts=["dog"], device="cpu", backfill=False
+    )
+    assert tracker.needs_frames and tracker.describe()["concepts"] == ["dog"]
+    frames = [image(), image()[::-1].copy()]
+    probe = tracker.propagator.start()  # SAM 3's own instances of "dog" in frame 0
+    tracker.propagator.track(probe, frames[0], {})
+    found = probe.found
+    state = tracker.start()
+    tracker.observe(state, 0, 0.0, frames[0])  # no objects yet: nothing to propagate
+    assert state.session is None
+    assert found.masks.shape[1:] == (60, 80) and found.masks.dtype == bool
+    assert len(found.ids) >= 1, "thresholds 0: random weights still detect"
+    k = int(np.argmax(found.masks.reshape(len(found.ids), -1).sum(1)))
+    region = Regions.from_masks(found.masks[k : k + 1])
+    ids = tracker.update(state, 0, 0.0, region, np.ones((1, 2), np.float32))
+    assert ids.tolist() == [0]
+    assert state.session.bound == {0: int(found.ids[k])}, "bound to the instance it covers"
+    tracker.observe(state, 1, 0.1, frames[1])
+    p = state.current.propagated
+    assert p.ids.tolist() == [0] and p.masks.shape == (1, 60, 80)
+    assert p.scores.dtype == np.float32 and 0 <= float(p.scores[0]) <= 1
+
+
+def test_sam3_tracker_needs_concepts(tiny_sam3_video: Path) -> None:
+    from segindex.track import TRACKERS
+
+    with pytest.raises(ConfigError, match="concepts"):
+        TRACKERS.build("sam3", model=str(tiny_sam3_video), device="cpu")

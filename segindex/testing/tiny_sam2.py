@@ -56,25 +56,34 @@ def sam2_video_config(real_size: bool = False) -> Any:
     )
     return Sam2VideoConfig(
         vision_config=vision,
-        prompt_encoder_config={"hidden_size": h, "image_size": s, "patch_size": 16},
-        mask_decoder_config={
-            "hidden_size": h,
+        **tiny_memory_options(s, 16),
+    )
+
+
+def tiny_memory_options(size: int, patch: int, hidden: int = 128) -> dict[str, Any]:
+    """The tiny SAM 2-style tracker options (prompt encoder, mask decoder, one memory-attention
+    layer, 3 memory frames) for frames of ``size`` pixels cut in ``patch``-pixel patches."""
+    grid = size // patch
+    return {
+        "prompt_encoder_config": {"hidden_size": hidden, "image_size": size, "patch_size": patch},
+        "mask_decoder_config": {
+            "hidden_size": hidden,
             "mlp_dim": 64,
             "num_attention_heads": 2,
             "iou_head_hidden_dim": 32,
         },  # fmt: skip
-        image_size=s,
-        num_maskmem=3,
-        max_object_pointers_in_encoder=4,
-        memory_attention_hidden_size=h,
-        memory_attention_num_layers=1,
-        memory_attention_feed_forward_hidden_size=64,
-        memory_attention_rope_feat_sizes=[s // 16, s // 16],
-        memory_encoder_hidden_size=h,
-        mask_downsampler_embed_dim=h,
-        memory_fuser_embed_dim=h,
-        memory_fuser_intermediate_dim=64,
-    )
+        "image_size": size,
+        "num_maskmem": 3,
+        "max_object_pointers_in_encoder": 4,
+        "memory_attention_hidden_size": hidden,
+        "memory_attention_num_layers": 1,
+        "memory_attention_feed_forward_hidden_size": 64,
+        "memory_attention_rope_feat_sizes": [grid, grid],
+        "memory_encoder_hidden_size": hidden,
+        "mask_downsampler_embed_dim": hidden,
+        "memory_fuser_embed_dim": hidden,
+        "memory_fuser_intermediate_dim": 64,
+    }
 
 
 def sam2_video_processor(size: int) -> Any:

@@ -89,3 +89,60 @@ def save_tiny_sam3(directory: str | Path, *, real_size: bool = False) -> Path:
     )
     processor.save_pretrained(directory)
     return directory
+
+
+def sam3_video_config() -> Any:
+    """A tiny ``Sam3VideoConfig``: the tiny detector of :func:`sam3_config` with FPN/DETR
+    hidden size 128 (the SAM 2-style tracker needs a multiple of 64 above its 64 memory
+    channels) and a tiny tracker (one memory-attention layer, 3 memory frames); detection
+    thresholds at 0 so random weights still yield instances."""
+    from transformers import Sam3VideoConfig
+    from transformers.models.sam3_tracker_video.configuration_sam3_tracker_video import (
+        Sam3TrackerVideoConfig,
+    )
+
+    from segindex.testing.tiny_sam2 import tiny_memory_options
+
+    s, h, g = TINY_SAM3_SIZE, 128, TINY_SAM3_SIZE // 14
+    det = sam3_config()
+    det.vision_config.fpn_hidden_size = h
+    det.text_config.projection_dim = h
+    for sub in (det.geometry_encoder_config, det.detr_encoder_config, det.detr_decoder_config,
+                det.mask_decoder_config):  # fmt: skip
+        sub.hidden_size = h
+    tracker = Sam3TrackerVideoConfig(
+        vision_config=det.vision_config.to_dict(),
+        **tiny_memory_options(s, 14, h),
+    )
+    return Sam3VideoConfig(
+        detector_config=det,
+        tracker_config=tracker,
+        low_res_mask_size=4 * g,
+        score_threshold_detection=0.0,
+        new_det_thresh=0.0,
+    )
+
+
+def save_tiny_sam3_video(directory: str | Path) -> Path:
+    """Build a seeded random ``Sam3VideoModel`` and its ``Sam3VideoProcessor``; save both to
+    ``directory`` (created if needed) and return it."""
+    import torch
+    from transformers import CLIPTokenizer, Sam3VideoModel, Sam3VideoProcessor
+    from transformers.models.sam2_video.video_processing_sam2_video import (
+        Sam2VideoVideoProcessor,
+    )
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Sam3VideoModel(sam3_video_config()).eval()
+    model.save_pretrained(directory)
+    s = TINY_SAM3_SIZE
+    Sam3VideoProcessor(
+        image_processor=_image_processor(s),
+        video_processor=Sam2VideoVideoProcessor(size={"height": s, "width": s}),
+        tokenizer=CLIPTokenizer(),
+        target_size=s,
+    ).save_pretrained(directory)
+    return directory

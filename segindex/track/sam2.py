@@ -56,33 +56,18 @@ class Sam2Propagator:
         max_cond_frames: int = 4,
     ) -> None:
         self.model_id = str(model)
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
         if isinstance(max_cond_frames, bool) or not isinstance(max_cond_frames, int):
             raise ConfigError(f"max_cond_frames must be an int >= 1, got {max_cond_frames!r}")
         if max_cond_frames < 1:
             raise ConfigError(f"max_cond_frames must be an int >= 1, got {max_cond_frames!r}")
         self.max_cond_frames = max_cond_frames
-        self.model, self.processor = load_pretrained(
-            self.model_id,
-            _from_pretrained,
-            expected="its config.json, weights and processor_config.json",
-            wrong_kind=lambda exc: f"not a SAM 2 video checkpoint (Sam2VideoModel): {exc}",
+        self.device, self.precision, self.model, self.processor = load_video_model(
+            self.model_id, device, precision, _from_pretrained, "SAM 2 video (Sam2VideoModel)"
         )
-        self.model.to(self.device).eval()
-        cfg = self.model.config
-        self._keep = max(int(cfg.num_maskmem), int(cfg.max_object_pointers_in_encoder)) + 1
+        self._keep = memory_steps(self.model.config)
 
     def start(self) -> _Session:
-        import torch
-
-        inner = self.processor.init_video_session(
-            inference_device=self.device,
-            inference_state_device="cpu",
-            video_storage_device="cpu",
-            dtype=torch.float32,
-        )
-        return _Session(inner)
+        return _Session(open_session(self.processor, self.device))
 
     def track(
         self, session: _Session, image: np.ndarray | None, seeds: Mapping[int, np.ndarray]
@@ -113,7 +98,7 @@ class Sam2Propagator:
             [out.pred_masks.float().cpu()], original_sizes=[list(session.size)], binarize=True
         )[0][:, 0]  # (K, H, W) bool
         scores = torch.sigmoid(out.object_score_logits.float().reshape(-1)).cpu().numpy()
-        self._forget(s, session.step)
+        forget_before(s, session.step, self._keep, self.max_cond_frames)
         return Propagation(
             np.asarray(out.object_ids, dtype=np.int64),
             masks.numpy().astype(bool),
@@ -137,25 +122,62 @@ class Sam2Propagator:
         s.obj_ids = list(keep)
         s.obj_with_new_inputs = [o for o in s.obj_with_new_inputs if o not in gone]
 
-    def _forget(self, s: Any, step: int) -> None:
-        """Drop what SAM 2 will not read again, so memory does not grow with the video."""
-        if s.processed_frames:
-            for k in [k for k in s.processed_frames if k < step]:
-                del s.processed_frames[k]
-        oldest = step - self._keep
-        for idx in range(s.get_obj_num()):
-            out = s.output_dict_per_obj[idx]
-            for k in [k for k in out["non_cond_frame_outputs"] if k < oldest]:
-                del out["non_cond_frame_outputs"][k]
-            cond = sorted(out["cond_frame_outputs"])
-            for k in cond[: -self.max_cond_frames]:
-                del out["cond_frame_outputs"][k]
-            for d in (s.point_inputs_per_obj[idx], s.mask_inputs_per_obj[idx]):
-                for k in [k for k in d if k < step]:
-                    del d[k]
-            tracked = s.frames_tracked_per_obj[idx]
-            for k in [k for k in tracked if k < oldest]:
-                del tracked[k]
+
+def load_video_model(
+    model_id: str, device: str, precision: str, build: Any, what: str
+) -> tuple[str, str, Any, Any]:
+    """``(device, precision, model, processor)`` of a transformers video checkpoint (hub id or
+    directory) through :func:`~segindex.segment.hf.load_pretrained`, in eval mode on device."""
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    model, processor = load_pretrained(
+        model_id,
+        build,
+        expected="its config.json, weights and processor files",
+        wrong_kind=lambda exc: f"not a {what} checkpoint: {exc}",
+    )
+    model.to(device).eval()
+    return device, precision, model, processor
+
+
+def memory_steps(config: Any) -> int:
+    """How many past steps a SAM 2-style memory reads (memory frames, object pointers)."""
+    return max(int(config.num_maskmem), int(config.max_object_pointers_in_encoder)) + 1
+
+
+def open_session(processor: Any, device: str) -> Any:
+    """A streaming transformers video session: inference on ``device``, state and frames kept
+    on the CPU (offloaded), float32."""
+    import torch
+
+    return processor.init_video_session(
+        inference_device=device,
+        inference_state_device="cpu",
+        video_storage_device="cpu",
+        dtype=torch.float32,
+    )
+
+
+def forget_before(s: Any, step: int, keep: int, max_cond: int) -> None:
+    """Drop from a transformers SAM 2/SAM 3 video session what it will not read again: frames
+    before ``step``, per-object outputs older than ``keep`` steps, conditioning outputs beyond the
+    latest ``max_cond``, and old prompts. So memory does not grow with the video."""
+    if s.processed_frames:
+        for k in [k for k in s.processed_frames if k < step]:
+            del s.processed_frames[k]
+    oldest = step - keep
+    for idx in list(s.output_dict_per_obj):
+        out = s.output_dict_per_obj[idx]
+        for k in [k for k in out["non_cond_frame_outputs"] if k < oldest]:
+            del out["non_cond_frame_outputs"][k]
+        for k in sorted(out["cond_frame_outputs"])[:-max_cond]:
+            del out["cond_frame_outputs"][k]
+        for d in (s.point_inputs_per_obj[idx], s.mask_inputs_per_obj[idx]):
+            for k in [k for k in d if k < step]:
+                del d[k]
+        tracked = s.frames_tracked_per_obj[idx]
+        for k in [k for k in tracked if k < oldest]:
+            del tracked[k]
 
 
 class Sam2Tracker(PropagatingTracker):
@@ -196,4 +218,4 @@ def _from_pretrained(source: str, local_files_only: bool) -> tuple[Any, Any]:
     return network, processor
 
 
-__all__ = ["DEFAULT_SAM2_MODEL", "Sam2Propagator", "Sam2Tracker"]
+__all__ = ["DEFAULT_SAM2_MODEL", "Sam2Propagator", "Sam2Tracker", "forget_before"]
