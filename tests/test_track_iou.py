@@ -236,3 +236,19 @@ def test_mask_ious_of_a_shifted_crop() -> None:
 def test_box_motion(before: list[int], after: list[int], motion: list[int]) -> None:
     got = box_motion(np.array(before, np.float32), np.array(after, np.float32))
     np.testing.assert_allclose(got, motion)
+
+
+def test_a_look_alike_that_does_not_overlap_never_continues_a_track() -> None:
+    # the object vanishes and an identical-looking one appears 20 px away (within max_distance,
+    # same vector and label): with no overlap of the shifted mask it is a new object, unless
+    # min_iou is 0, where appearance alone links it
+    frames = [frame([(30.0, 30.0)]), frame([(52.0, 30.0)])]
+    strict = run(IouTracker(), frames)
+    assert strict[0][0] != strict[1][0]
+    loose = run(IouTracker(min_iou=0.0), frames)
+    assert loose[0][0] == loose[1][0]
+    # a small shift that still overlaps stays one track under the default
+    moved = run(IouTracker(), [frame([(30.0, 30.0)]), frame([(34.0, 30.0)])])
+    assert moved[0][0] == moved[1][0]
+    with pytest.raises(ConfigError, match="min_iou"):
+        IouTracker(min_iou=1.5)

@@ -9,7 +9,9 @@ track was last seen); the cost of giving region ``j`` to track ``i`` is::
   + label_weight * (label_i != label_j)
 
 Pairs whose predicted box centres are further apart than ``max_distance`` (a fraction of the
-image diagonal) are not allowed. ``scipy.optimize.linear_sum_assignment`` finds the cheapest
+image diagonal), or whose shifted masks overlap less than ``min_iou``, are not allowed: a track
+is one physically continuous object, so look-alike regions elsewhere in the frame never continue
+it however similar their vectors. ``scipy.optimize.linear_sum_assignment`` finds the cheapest
 assignment; a pair is kept only if its cost is below ``max_cost``. Unmatched regions start new
 tracks; a track missing from up to ``max_missed`` consecutive samples can still be continued
 (an object hidden a moment stays one track), after that it ends.
@@ -65,6 +67,8 @@ class IouTracker(Tracker[IouState]):
     vector_weight:       weight of the cosine distance ``(1 - cos) / 2`` of the vectors (0.3)
     label_weight:        cost added when the labels differ (0.2)
     max_cost:            a match needs a cost below this gate (0.6)
+    min_iou:             a match needs at least this IoU of the shifted track mask and the
+                         region (0.03; 0 lets appearance alone link regions that do not overlap)
     max_distance:        predicted box centres further apart than this fraction of the image
                          diagonal are never matched (0.25)
     max_missed:          consecutive samples a track may go unmatched and still continue (5)
@@ -81,6 +85,7 @@ class IouTracker(Tracker[IouState]):
         vector_weight: float = 0.3,
         label_weight: float = 0.2,
         max_cost: float = 0.6,
+        min_iou: float = 0.03,
         max_distance: float = 0.25,
         max_missed: int = 5,
         velocity_smoothing: float = 0.3,
@@ -90,6 +95,7 @@ class IouTracker(Tracker[IouState]):
         self.vector_weight = _non_negative("vector_weight", vector_weight)
         self.label_weight = _non_negative("label_weight", label_weight)
         self.max_cost = _non_negative("max_cost", max_cost)
+        self.min_iou = _fraction("min_iou", min_iou)
         self.max_distance = _non_negative("max_distance", max_distance)
         self.velocity_smoothing = _fraction("velocity_smoothing", velocity_smoothing)
         self.vector_smoothing = _fraction("vector_smoothing", vector_smoothing)
@@ -104,6 +110,7 @@ class IouTracker(Tracker[IouState]):
             "vector_weight": self.vector_weight,
             "label_weight": self.label_weight,
             "max_cost": self.max_cost,
+            "min_iou": self.min_iou,
             "max_distance": self.max_distance,
             "max_missed": self.max_missed,
             "velocity_smoothing": self.velocity_smoothing,
@@ -187,10 +194,12 @@ class IouTracker(Tracker[IouState]):
             iou = mask_ious(t.mask, origin, regions.masks, boxes, areas)[near]
             cos = vectors[near] @ t.vector if vectors.shape[1] else np.ones(len(near))
             same = regions.labels[near] == t.label
-            cost[i, near] = (
+            cost[i, near] = np.where(
+                iou >= self.min_iou if self.min_iou > 0 else True,
                 self.iou_weight * (1.0 - iou)
                 + self.vector_weight * (1.0 - np.clip(cos, -1.0, 1.0)) / 2.0
-                + self.label_weight * (~same).astype(np.float64)
+                + self.label_weight * (~same).astype(np.float64),
+                _DISALLOWED,
             )
         cost[cost >= self.max_cost] = _DISALLOWED
         return cost
