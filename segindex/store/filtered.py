@@ -25,7 +25,7 @@ the allowed part of an unfiltered ANN answer, which is as good as unfiltered sea
 Measured on 2 cores (benchmarks/RESULTS.md, ``bench_filtered.py``): random filters from 0.1 % to
 90 % and adversarial 50 % / 90 % all reach recall@10 >= 0.95 against exact search over the
 allowed ids; random filters are answered at step 1 or 3, adversarial ones at step 4 (a scan of
-the allowed vectors: its cost grows with the allowed set, 100-170 ms at 1M x 128-d, which is the
+the allowed vectors: its cost grows with the allowed set, 180-275 ms at 1M x 512-d, which is the
 price of exactness when the index's neighbourhoods do not help).
 """
 
