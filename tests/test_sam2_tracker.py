@@ -284,3 +284,31 @@ def test_eval_tracking_cli_runs_sam2_beside_iou_and_none(tiny_sam2: Path, tmp_pa
     assert all(0 <= summary[n]["J&F"] <= 1 for n in summary)
     res = CliRunner().invoke(main, [*args[:-2], "--tracker-option", "dino:x=1"])
     assert res.exit_code != 0 and "NAME:KEY=VALUE" in res.output
+
+
+def test_cli_ingest_with_the_tiny_sam2_tracker(tiny_sam2: Path, tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    from click.testing import CliRunner
+    from sqlalchemy import text
+
+    from segindex import Index
+    from segindex.cli import main
+    from segindex.testing.clips import write_clip
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_clip(clips / "g.mkv", 6, fps=10, draw=green_from_3_to_12)
+    where = tmp_path / "v.segindex"
+    res = CliRunner().invoke(
+        main,
+        ["ingest", str(clips), "--index", str(where), "--segmenter", "fake", "--embedder", "fake",
+         "--video-fps", "5", "--video-dedup", "0", "--tracker", "sam2",
+         "--tracker-option", f"model={tiny_sam2}", "--tracker-option", "device=cpu",
+         "--tracker-option", "max_objects=2", "--tracker-option", "backfill=false"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    with Index.open(where) as idx:
+        assert idx.info()["videos"]["tracks"] >= 2
+        with idx.store.engine.connect() as conn:
+            rows = conn.execute(text("select start_s, end_s from segindex_tracks")).all()
+        assert all(0.0 <= r.start_s <= r.end_s <= 0.5 for r in rows)
