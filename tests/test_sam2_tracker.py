@@ -312,3 +312,16 @@ def test_cli_ingest_with_the_tiny_sam2_tracker(tiny_sam2: Path, tmp_path: Path) 
         with idx.store.engine.connect() as conn:
             rows = conn.execute(text("select start_s, end_s from segindex_tracks")).all()
         assert all(0.0 <= r.start_s <= r.end_s <= 0.5 for r in rows)
+
+
+def test_build_tracker_passes_the_ingest_device_to_model_trackers_only(tiny_sam2: Path) -> None:
+    from segindex.errors import ConfigError
+    from segindex.track import build_tracker
+
+    assert build_tracker("iou", {}, device="cpu").name == "iou"  # no device parameter: none given
+    sam2 = build_tracker("sam2", {"model": str(tiny_sam2)}, device="cpu", precision="bf16")
+    assert (sam2.propagator.device, sam2.propagator.precision) == ("cpu", "bf16")
+    own = build_tracker("sam2", {"model": str(tiny_sam2), "precision": "fp32"}, device="cpu")
+    assert own.propagator.precision == "fp32", "the tracker's own option wins"
+    with pytest.raises(ConfigError, match="fp16"):
+        build_tracker("sam2", {"model": str(tiny_sam2)}, device="cpu", precision="fp16")

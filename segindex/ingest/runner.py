@@ -126,14 +126,19 @@ def run_local_videos(
 def video_context(job: ImageJob, video: VideoOptions) -> VideoContext:
     """What the videos of one ingest share: ``job``'s store, models and report, the tracker
     (built once) and the batch sizes for the models' devices."""
-    from segindex.track import TRACKERS
+    from segindex.track import build_tracker
 
     segment_batch, embed_batch = job.runtime.batch_sizes(
         backend_device(job.segmenter), backend_device(job.embedder)
     )
     return VideoContext(
         **{f.name: getattr(job, f.name) for f in fields(job)},
-        tracker=TRACKERS.build(video.tracker.name, **video.tracker.options),
+        tracker=build_tracker(
+            video.tracker.name,
+            video.tracker.options,
+            device=job.runtime.device,
+            precision=job.runtime.precision,
+        ),
         video=video,
         segment_batch=segment_batch,
         embed_batch=embed_batch,
