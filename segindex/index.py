@@ -292,11 +292,15 @@ class Index(SearchMixin, MaintenanceMixin):
         sql_ids = self.store.region_ids()
         spec = self.kind_spec
         if file.exists():
-            vi = VectorIndex.load(file, self.dim, spec=spec, fetch=self._fetch_vectors)
-            if np.array_equal(vi.ids(), sql_ids):
+            try:
+                vi = VectorIndex.load(file, self.dim, spec=spec, fetch=self._fetch_vectors)
+            except (RuntimeError, ValueError, OSError):  # damaged, truncated, another dimension
+                vi = None
+            if vi is not None and np.array_equal(vi.ids(), sql_ids):
                 return vi
-        # missing or stale (ids differ: a crash before the last checkpoint, or a foreign file):
-        # rebuilt from SQL; ids are never reused, but a foreign file's vectors cannot be trusted
+        # missing, unreadable or stale (ids differ: a crash before the last checkpoint, or a
+        # foreign file): the file is a cache of SQL, rebuilt from it; ids are never reused, but a
+        # foreign file's vectors cannot be trusted
         vi = self._build_vectors(spec)
         if self._try_writer():  # only a writer replaces the file; readers rebuild in memory
             try:

@@ -158,11 +158,10 @@ class MaintenanceMixin:
 
     def info(self) -> dict[str, Any]:
         """Counts, models, sizes on disk, failed images and the integrity check (made before the
-        vector file is loaded, so a stale file is reported; ``vectors`` and ``vector_index`` are
-        None when the file cannot be read)."""
+        vector file is loaded, so a stale file is reported; loading then rebuilds it)."""
         integrity = self.check()
-        vi = self.vectors if integrity.file_readable or self._vectors is not None else None
-        described = None if vi is None else {**vi.describe(), "spec": self.kind_spec.to_dict()}
+        vi = self.vectors  # rebuilt from SQL (in memory for a reader) if the file is stale
+        described = {**vi.describe(), "spec": self.kind_spec.to_dict()}
         files = [p for p in self.path.iterdir() if p.is_file()] if self.path.exists() else []
         return {
             "integrity": integrity.to_dict(),
@@ -173,7 +172,7 @@ class MaintenanceMixin:
             "vector_dim": self.dim,
             "counts": self.store.counts(),
             "videos": video_counts(self.store),
-            "vectors": None if vi is None else vi.ntotal,
+            "vectors": vi.ntotal,
             "vector_index": described,
             "disk_bytes": {p.name: p.stat().st_size for p in sorted(files)},
             "failed": [{"path": p, "reason": r} for p, r in self.store.failed_images()],

@@ -245,7 +245,7 @@ def info(index_path: Path, as_json: bool) -> None:
         click.echo(f"videos:      {v['videos']} indexed{partial}, {v['frames']} sampled frames")
         click.echo(f"tracks:      {v['tracks']}")
     click.echo(f"regions:     {c['regions']} (+{c['whole_image_regions']} whole-image)")
-    click.echo(f"vectors:     {data['vectors'] if data['vectors'] is not None else 'unreadable'}")
+    click.echo(f"vectors:     {data['vectors']}")
     for name, size in data["disk_bytes"].items():
         click.echo(f"disk:        {name} {size / 1e6:.2f} MB")
     for i, line in enumerate(integrity_lines(data["integrity"])):

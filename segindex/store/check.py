@@ -5,13 +5,13 @@ SQL is the source of truth (each region row carries its vector); the FAISS file 
 invariants: rebuilds the FAISS file from SQL and marks images whose rows are incomplete for
 re-ingestion (status ``failed`` with the reason, so the next ingest redoes them).
 
-Findings come in two grades. A *stale cache* is a readable vector file whose ids differ from the
-SQL ids, or a missing file: a crash between a batch's SQL commit and the file's rewrite leaves
-it behind, a crash between a delete's commit and the rewrite leaves extra ids. Nothing is lost:
-:meth:`segindex.Index.vectors` compares the ids on first use and rebuilds the file from SQL when
-they differ or the file is missing, so these are *notes*. *Problems* are what no open repairs: a
-vector file that cannot be read or has the wrong dimension (loading it raises), malformed vectors
-in SQL, images whose row count differs from the one recorded, and rows without an image.
+Findings come in two grades. A *stale cache* is a vector file whose ids differ from the SQL ids,
+a missing file, or one that cannot be read (damaged on disk, or of another dimension): a crash
+between a batch's SQL commit and the file's rewrite leaves it behind, a crash between a delete's
+commit and the rewrite leaves extra ids. Nothing is lost: :meth:`segindex.Index.vectors` reads the
+file on first use and rebuilds it from SQL when its ids differ or it is missing or unreadable, so
+these are *notes*. *Problems* are what no open repairs: malformed vectors in SQL, images whose row
+count differs from the one recorded, and rows without an image.
 """
 
 from __future__ import annotations
@@ -55,17 +55,14 @@ class CheckReport:
 
     @property
     def stale(self) -> bool:
-        """The vector file lags SQL or holds extra ids (or is missing while SQL holds rows)."""
-        return self.file_readable and bool(self.missing_from_file or self.orphan_vectors)
+        """The vector file lags SQL or holds extra ids (or is missing while SQL holds rows, or
+        cannot be read)."""
+        return not self.file_readable or bool(self.missing_from_file or self.orphan_vectors)
 
     @property
     def problems(self) -> list[str]:
         """Damage the next open does not repair (``segindex repair`` does)."""
         out = []
-        if not self.file_readable:
-            out.append(
-                f"vector file {self.vector_file} (`segindex repair` rebuilds it from the database)"
-            )
         if self.bad_vector_rows:
             out.append(
                 f"{len(self.bad_vector_rows)} region rows hold a malformed vector in the database "
@@ -88,6 +85,8 @@ class CheckReport:
         """A stale vector file: what differs and what will happen (no damage)."""
         if not self.stale:
             return []
+        if not self.file_readable:
+            return [f"vector file {self.vector_file}; " + _REBUILT]
         if self.vector_file == "missing":
             return [
                 f"vector file is missing while the database holds {self.region_rows} vectors; "
