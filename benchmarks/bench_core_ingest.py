@@ -27,10 +27,16 @@ def bundled_photos() -> dict[str, object]:
 
     left, right, _ = data.stereo_motorcycle()
     return {
-        "astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(),
-        "rocket": data.rocket(), "ihc": data.immunohistochemistry(),
-        "hubble": data.hubble_deep_field(), "moto_left": left, "moto_right": right,
-        "camera": data.camera(), "coins": data.coins(),
+        "astronaut": data.astronaut(),
+        "coffee": data.coffee(),
+        "chelsea": data.chelsea(),
+        "rocket": data.rocket(),
+        "ihc": data.immunohistochemistry(),
+        "hubble": data.hubble_deep_field(),
+        "moto_left": left,
+        "moto_right": right,
+        "camera": data.camera(),
+        "coins": data.coins(),
     }
 
 
@@ -55,12 +61,19 @@ def real_size_mask2former(directory: Path) -> Path:
 
     id2label = coco_panoptic_id2label()
     swin_t = SwinConfig(
-        image_size=224, patch_size=4, embed_dim=96, depths=[2, 2, 6, 2],
-        num_heads=[3, 6, 12, 24], window_size=7, drop_path_rate=0.3,
+        image_size=224,
+        patch_size=4,
+        embed_dim=96,
+        depths=[2, 2, 6, 2],
+        num_heads=[3, 6, 12, 24],
+        window_size=7,
+        drop_path_rate=0.3,
         out_features=["stage1", "stage2", "stage3", "stage4"],
     )
     config = Mask2FormerConfig(
-        backbone_config=swin_t, num_queries=200, id2label=id2label,
+        backbone_config=swin_t,
+        num_queries=200,
+        id2label=id2label,
         label2id={v: k for k, v in id2label.items()},
     )
     torch.manual_seed(0)
@@ -83,8 +96,12 @@ def run(kind: str, folder: Path, work: Path, device: str) -> dict[str, object]:
         seg = {"model": str(real_size_mask2former(work / "m2f-real")), "resolution": 384}
         emb = {"model": "ViT-B-32", "pretrained": None}
     t0 = time.perf_counter()
-    idx = Index.create(work / f"{kind}.segindex", segmenter_options=seg, embedder_options=emb,
-                       runtime=RuntimeOptions(device=device))
+    idx = Index.create(
+        work / f"{kind}.segindex",
+        segmenter_options=seg,
+        embedder_options=emb,
+        runtime=RuntimeOptions(device=device),
+    )
     _ = idx.segmenter
     load = time.perf_counter() - t0
     report = idx.ingest(folder)
@@ -103,8 +120,10 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    print(f"machine: {platform.processor() or platform.machine()}, "
-          f"torch threads {torch.get_num_threads()}, device {args.device}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, "
+        f"torch threads {torch.get_num_threads()}, device {args.device}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         folder = photos(work / "photos")

@@ -128,15 +128,30 @@ def naive(files, seg, emb, crop, runtime, index) -> dict[str, float]:  # type: i
         t4 = time.perf_counter()
         h, w = image.shape[:2]
         for j, v in enumerate(vectors):
-            result = index.store.write([ImageWrite(
-                path=f"{f}#{j}", sha256=sha, width=w, height=h, regions=kept[j : j + 1],
-                kinds=[kinds[j]], vectors=v[None, :], crop=crop.to_dict(),
-            )])
+            result = index.store.write(
+                [
+                    ImageWrite(
+                        path=f"{f}#{j}",
+                        sha256=sha,
+                        width=w,
+                        height=h,
+                        regions=kept[j : j + 1],
+                        kinds=[kinds[j]],
+                        vectors=v[None, :],
+                        crop=crop.to_dict(),
+                    )
+                ]
+            )
             index._mirror(result)
             rows += 1
         t5 = time.perf_counter()
-        for k, a, b in (("decode", t0, t1), ("segment", t1, t2), ("crop", t2, t3),
-                        ("embed", t3, t4), ("write", t4, t5)):
+        for k, a, b in (
+            ("decode", t0, t1),
+            ("segment", t1, t2),
+            ("crop", t2, t3),
+            ("embed", t3, t4),
+            ("write", t4, t5),
+        ):
             split[k] += b - a
     index.flush()
     return {"total_s": time.perf_counter() - t_start, "rows": rows, **split}
@@ -159,9 +174,11 @@ def machine(device: str) -> str:
         mem = f", {kb / 2**20:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return (f"{os.cpu_count()} cores ({cpu}){mem}, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), device {device}")
+    return (
+        f"{os.cpu_count()} cores ({cpu}){mem}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), device {device}"
+    )
 
 
 def write_results(text: str) -> None:
@@ -176,8 +193,9 @@ def write_results(text: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=12, help="number of photos")
     ap.add_argument("--repeats", type=int, default=2, help="isolated/pipeline alternations")
     ap.add_argument("--device", default="cpu")
@@ -194,8 +212,12 @@ def main() -> None:
 
     desc = machine(args.device)
     print(f"machine: {desc}")
-    runtime = RuntimeOptions(device=args.device, precision=args.precision,
-                             commit_every=args.commit_every, decode_workers=args.decode_workers)
+    runtime = RuntimeOptions(
+        device=args.device,
+        precision=args.precision,
+        commit_every=args.commit_every,
+        decode_workers=args.decode_workers,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         folder = photos(work / "photos", args.n)
@@ -203,8 +225,12 @@ def main() -> None:
         seg_opts = {"model": str(real_size_mask2former(work / "m2f-real")), "resolution": 384}
         emb_opts = {"model": "ViT-B-32", "pretrained": None}
         t0 = time.perf_counter()
-        idx = Index.create(work / "pipeline.segindex", segmenter_options=seg_opts,
-                           embedder_options=emb_opts, runtime=runtime)
+        idx = Index.create(
+            work / "pipeline.segindex",
+            segmenter_options=seg_opts,
+            embedder_options=emb_opts,
+            runtime=runtime,
+        )
         seg, emb = idx.segmenter, idx.embedder
         load_s = time.perf_counter() - t0
         # warm-up at the real shapes (batch of segment_batch photos, a full embed batch), so
@@ -224,22 +250,32 @@ def main() -> None:
             isos.append(isolated(files, seg, emb, crop, runtime))
             print(f"[{r + 1}/{args.repeats}] pipeline ...", flush=True)
             if r:  # a fresh index, the same (warm) model instances
-                idx = Index.create(work / f"pipeline{r}.segindex", segmenter_options=seg_opts,
-                                   embedder_options=emb_opts, runtime=runtime)
+                idx = Index.create(
+                    work / f"pipeline{r}.segindex",
+                    segmenter_options=seg_opts,
+                    embedder_options=emb_opts,
+                    runtime=runtime,
+                )
                 idx._segmenter, idx._embedder = seg, emb
             run = idx.ingest(folder)
             assert run.indexed == args.n, run.failures
             idx.close()
             reports.append(run)
-            print(f"    isolated {isos[-1]['total_s']:.2f} s, pipeline {run.seconds:.2f} s",
-                  flush=True)
+            print(
+                f"    isolated {isos[-1]['total_s']:.2f} s, pipeline {run.seconds:.2f} s",
+                flush=True,
+            )
         pipe_s = statistics.median(x.seconds for x in reports)
         iso_s = statistics.median(x["total_s"] for x in isos)
         report = min(reports, key=lambda x: abs(x.seconds - pipe_s))  # for the stage split
         iso = min(isos, key=lambda x: abs(x["total_s"] - iso_s))
         print("naive loop ...")
-        nidx = Index.create(work / "naive.segindex", segmenter_options=seg_opts,
-                            embedder_options=emb_opts, runtime=runtime)
+        nidx = Index.create(
+            work / "naive.segindex",
+            segmenter_options=seg_opts,
+            embedder_options=emb_opts,
+            runtime=runtime,
+        )
         nai = naive(files, seg, emb, crop, runtime, nidx)
         nidx.close()
 
@@ -248,7 +284,9 @@ def main() -> None:
     ratio = pipe_s / iso_s
     speedup = nai["total_s"] / pipe_s
     res = {
-        "n_images": args.n, "regions": report.regions, "region_rows": rows,
+        "n_images": args.n,
+        "regions": report.regions,
+        "region_rows": rows,
         "crops_embedded": iso["crops"],
         "regions_per_image": round(report.regions / args.n, 1),
         "pipeline_s": round(pipe_s, 2),
@@ -263,13 +301,17 @@ def main() -> None:
         "isolated_runs_s": [round(x["total_s"], 2) for x in isos],
         "naive_s": round(nai["total_s"], 2),
         "naive_images_per_s": round(args.n / nai["total_s"], 3),
-        "naive_stage_s": {k: round(nai[k], 3) for k in ("decode", "segment", "crop", "embed",
-                                                       "write")},
+        "naive_stage_s": {
+            k: round(nai[k], 3) for k in ("decode", "segment", "crop", "embed", "write")
+        },
         "speedup_vs_naive": round(speedup, 2),
         "model_load_s": round(load_s, 1),
-        "decode_workers": args.decode_workers, "commit_every": args.commit_every,
-        "repeats": args.repeats, "precision": args.precision,
-        "segment_batch": seg_batch, "embed_batch": emb_batch,
+        "decode_workers": args.decode_workers,
+        "commit_every": args.commit_every,
+        "repeats": args.repeats,
+        "precision": args.precision,
+        "segment_batch": seg_batch,
+        "embed_batch": emb_batch,
     }
     print(json.dumps(res, indent=2))
     if args.no_results:
@@ -277,8 +319,9 @@ def main() -> None:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     total = sum(report.stage_seconds.values())
     split = ", ".join(f"{k} {v:.1f} s ({v / total:.0%})" for k, v in report.stage_seconds.items())
-    nsplit = ", ".join(f"{k} {nai[k]:.1f} s" for k in ("decode", "segment", "crop", "embed",
-                                                       "write"))
+    nsplit = ", ".join(
+        f"{k} {nai[k]:.1f} s" for k in ("decode", "segment", "crop", "embed", "write")
+    )
     met = lambda ok: "met" if ok else "**missed**"  # noqa: E731
     text = f"""{SECTION} ({args.n} real photos, bench_ingest.py --n {args.n})
 
@@ -286,20 +329,20 @@ Run {when} on {desc}. Models: Mask2Former swin-tiny COCO-panoptic architecture a
 open_clip ViT-B-32, both random weights of the real sizes. Runtime: commit_every
 {args.commit_every}, segment_batch {seg_batch}, embed_batch {emb_batch},
 decode_workers {args.decode_workers}. {report.regions} segments ({rows} region rows with the
-whole-image ones, {iso['crops']} crops embedded) from {args.n} images.
+whole-image ones, {iso["crops"]} crops embedded) from {args.n} images.
 
 | measure | value | target | |
 |---|---|---|---|
-| pipeline images/s | {res['images_per_s']} | | |
-| pipeline regions/s | {res['regions_per_s']} | | |
-| pipeline end to end | {res['pipeline_s']} s | | |
-| isolated model passes (segment + embed) | {res['isolated_models_s']} s ({res['isolated_segment_s']} + {res['isolated_embed_s']}) | | |
-| ratio end to end / isolated models (medians) | {res['ratio_pipeline_to_models']} | <= 1.15 | {met(ratio <= 1.15)} |
-| naive loop | {res['naive_s']} s ({res['naive_images_per_s']} images/s) | | |
-| speed-up vs naive | {res['speedup_vs_naive']}x | >= 3x | {met(speedup >= 3)} |
+| pipeline images/s | {res["images_per_s"]} | | |
+| pipeline regions/s | {res["regions_per_s"]} | | |
+| pipeline end to end | {res["pipeline_s"]} s | | |
+| isolated model passes (segment + embed) | {res["isolated_models_s"]} s ({res["isolated_segment_s"]} + {res["isolated_embed_s"]}) | | |
+| ratio end to end / isolated models (medians) | {res["ratio_pipeline_to_models"]} | <= 1.15 | {met(ratio <= 1.15)} |
+| naive loop | {res["naive_s"]} s ({res["naive_images_per_s"]} images/s) | | |
+| speed-up vs naive | {res["speedup_vs_naive"]}x | >= 3x | {met(speedup >= 3)} |
 
-Runs alternated isolated, pipeline, ... {args.repeats} times: pipeline {res['pipeline_runs_s']} s,
-isolated {res['isolated_runs_s']} s (medians above; segment/embed split of the isolated run nearest
+Runs alternated isolated, pipeline, ... {args.repeats} times: pipeline {res["pipeline_runs_s"]} s,
+isolated {res["isolated_runs_s"]} s (medians above; segment/embed split of the isolated run nearest
 the median). Pipeline stage split (run nearest the median): {split}. Naive stage split: {nsplit}.
 """  # noqa: E501
     write_results(text)

@@ -22,21 +22,39 @@ from segindex.testing.fakes import PALETTE, draw_scene, register_fakes
 from tests.test_filtered_search import IDS, N, check_row, clustered, frozen, index, least_similar
 
 anything = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
     st.lists(st.text(max_size=4), max_size=3),
 )
 labels = st.lists(st.sampled_from([*PALETTE, "image", "nonesuch"]), max_size=3)
 
 
 @settings(max_examples=300, deadline=None)
-@given(labels=anything, exclude=anything, min_score=anything, min_area=anything,
-       max_area=anything, prefix=anything, thing=anything)
-def test_filters_validate_or_raise_query_error(labels, exclude, min_score, min_area, max_area,
-                                               prefix, thing) -> None:
+@given(
+    labels=anything,
+    exclude=anything,
+    min_score=anything,
+    min_area=anything,
+    max_area=anything,
+    prefix=anything,
+    thing=anything,
+)
+def test_filters_validate_or_raise_query_error(
+    labels, exclude, min_score, min_area, max_area, prefix, thing
+) -> None:
     try:
-        f = Filters(labels=labels, exclude_labels=exclude, min_score=min_score,
-                    min_area=min_area, max_area=max_area, path_prefix=prefix, thing=thing)
+        f = Filters(
+            labels=labels,
+            exclude_labels=exclude,
+            min_score=min_score,
+            min_area=min_area,
+            max_area=max_area,
+            path_prefix=prefix,
+            thing=thing,
+        )
     except QueryError:
         return
     assert f.min_area is None or f.min_area >= 0
@@ -44,13 +62,20 @@ def test_filters_validate_or_raise_query_error(labels, exclude, min_score, min_a
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=anything, k=anything, offset=anything, scope=anything, min_sim=anything,
-       weight=anything)
+@given(
+    text=anything, k=anything, offset=anything, scope=anything, min_sim=anything, weight=anything
+)
 def test_query_validate_or_raise_query_error(text, k, offset, scope, min_sim, weight) -> None:
     try:
-        q = make_query(text, k=k, offset=offset, scope=scope, min_similarity=min_sim,
-                       negative="blue" if isinstance(weight, float) else None,
-                       negative_weight=weight if isinstance(weight, float) else 0.5)
+        q = make_query(
+            text,
+            k=k,
+            offset=offset,
+            scope=scope,
+            min_similarity=min_sim,
+            negative="blue" if isinstance(weight, float) else None,
+            negative_weight=weight if isinstance(weight, float) else 0.5,
+        )
     except QueryError:
         return
     assert isinstance(q.k, int) and q.k >= 1 and q.offset >= 0
@@ -80,19 +105,32 @@ def _index():  # type: ignore[no-untyped-def]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(labels=labels, exclude=labels, min_score=st.one_of(st.none(), st.floats(0, 1)),
-       min_area=st.one_of(st.none(), st.integers(0, 3000)),
-       span=st.one_of(st.none(), st.integers(0, 10000)),
-       thing=st.one_of(st.none(), st.booleans()), sub=st.sampled_from([None, "a", "b"]),
-       k=st.integers(1, 30), scope=st.sampled_from(["regions", "images", "all"]))
+@given(
+    labels=labels,
+    exclude=labels,
+    min_score=st.one_of(st.none(), st.floats(0, 1)),
+    min_area=st.one_of(st.none(), st.integers(0, 3000)),
+    span=st.one_of(st.none(), st.integers(0, 10000)),
+    thing=st.one_of(st.none(), st.booleans()),
+    sub=st.sampled_from([None, "a", "b"]),
+    k=st.integers(1, 30),
+    scope=st.sampled_from(["regions", "images", "all"]),
+)
 def test_filtered_search_returns_exactly_the_matching_regions(
     labels, exclude, min_score, min_area, span, thing, sub, k, scope
 ) -> None:
     idx, root = _index()
     max_area = None if span is None else (min_area or 0) + span
     prefix = None if sub is None else str(root / sub) + "/"
-    f = Filters(labels=labels, exclude_labels=exclude, min_score=min_score, min_area=min_area,
-                max_area=max_area, path_prefix=prefix, thing=thing)
+    f = Filters(
+        labels=labels,
+        exclude_labels=exclude,
+        min_score=min_score,
+        min_area=min_area,
+        max_area=max_area,
+        path_prefix=prefix,
+        thing=thing,
+    )
     hits = idx.search("red", k=k, scope=scope, filters=f)
     kinds = {"regions": {"segment"}, "images": {"image"}, "all": {"segment", "image"}}[scope]
 
@@ -122,11 +160,17 @@ def test_filtered_search_returns_exactly_the_matching_regions(
     np.testing.assert_allclose(sims, best, atol=1e-5)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(kind=st.sampled_from(["flat", "hnsw", "ivfpq"]), adversarial=st.booleans(),
-       share=st.floats(0.0005, 0.99), k=st.integers(1, 40), seed=st.integers(0, 2**16),
-       direct=st.booleans())
+@settings(
+    max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    kind=st.sampled_from(["flat", "hnsw", "ivfpq"]),
+    adversarial=st.booleans(),
+    share=st.floats(0.0005, 0.99),
+    k=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+    direct=st.booleans(),
+)
 def test_filtered_vector_search_finds_the_brute_force_best(
     kind, adversarial, share, k, seed, direct
 ) -> None:

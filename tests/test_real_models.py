@@ -90,19 +90,40 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 def test_cli_end_to_end_with_local_models(tiny, real_photos: Path, tmp_path: Path) -> None:
     index = tmp_path / "cli.segindex"
-    r = _cli("ingest", str(real_photos), "--index", str(index),
-             "--segmenter-model", str(tiny["segmenter"]), "--segmenter-option", "resolution=64",
-             "--clip-model", str(tiny["clip"]), "--json")
+    r = _cli(
+        "ingest",
+        str(real_photos),
+        "--index",
+        str(index),
+        "--segmenter-model",
+        str(tiny["segmenter"]),
+        "--segmenter-option",
+        "resolution=64",
+        "--clip-model",
+        str(tiny["clip"]),
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["indexed"] == 4 and report["failed"] == 0
-    r = _cli("search", "a red umbrella", "--index", str(index), "-k", "2", "--scope", "all",
-             "--json")
+    r = _cli(
+        "search", "a red umbrella", "--index", str(index), "-k", "2", "--scope", "all", "--json"
+    )
     assert r.returncode == 0, r.stderr
     hits = json.loads(r.stdout)
     assert len(hits) == 2 and all(Path(h["image_path"]).parent == real_photos for h in hits)
-    r = _cli("search", "--image", str(real_photos / "astronaut.jpg"), "--index", str(index),
-             "--scope", "images", "-k", "1", "--json")
+    r = _cli(
+        "search",
+        "--image",
+        str(real_photos / "astronaut.jpg"),
+        "--index",
+        str(index),
+        "--scope",
+        "images",
+        "-k",
+        "1",
+        "--json",
+    )
     assert r.returncode == 0 and Path(json.loads(r.stdout)[0]["image_path"]).name == "astronaut.jpg"
     r = _cli("info", "--index", str(index))
     assert r.returncode == 0 and "4 indexed" in r.stdout and "open_clip" in r.stdout
@@ -119,14 +140,29 @@ def test_missing_weights_give_one_clear_cli_error(tmp_path: Path, real_photos: P
     assert "ViT-B-32" in err[0] and "laion2b_s34b_b79k" in err[0] and "--clip-" in err[0]
     # a wrong local path for the segmenter names that path
     clip = save_tiny_open_clip(tmp_path / "clip")
-    r = _cli("ingest", str(real_photos), "--index", str(tmp_path / "b.segindex"),
-             "--clip-model", str(clip), "--segmenter-model", str(tmp_path / "no-such-model"),
-             env=env)
+    r = _cli(
+        "ingest",
+        str(real_photos),
+        "--index",
+        str(tmp_path / "b.segindex"),
+        "--clip-model",
+        str(clip),
+        "--segmenter-model",
+        str(tmp_path / "no-such-model"),
+        env=env,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "no-such-model" in r.stderr and r.stderr.count("error:") == 1
     # an unreachable hub id for the segmenter names the id and the local-directory option
-    r = _cli("ingest", str(real_photos), "--index", str(tmp_path / "c.segindex"),
-             "--clip-model", str(clip), env=env)
+    r = _cli(
+        "ingest",
+        str(real_photos),
+        "--index",
+        str(tmp_path / "c.segindex"),
+        "--clip-model",
+        str(clip),
+        env=env,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "facebook/mask2former-swin-tiny-coco-panoptic" in r.stderr
     assert "--segmenter-model" in r.stderr

@@ -53,31 +53,58 @@ def test_valid_fields_construct() -> None:
 
 # (field, bad value, text that must appear in the message)
 BAD_FIELDS = [
-    ("masks", np.zeros((H, W), dtype=bool), "masks must be NxHxW bool, got shape (6, 8) dtype "
-     "bool"),
+    (
+        "masks",
+        np.zeros((H, W), dtype=bool),
+        "masks must be NxHxW bool, got shape (6, 8) dtype bool",
+    ),
     ("masks", np.zeros((2, 1, H, W), dtype=bool), "shape (2, 1, 6, 8)"),
-    ("masks", np.zeros((2, H, W), dtype=np.uint8), "masks must be NxHxW bool, got shape (2, 6, 8) "
-     "dtype uint8"),
+    (
+        "masks",
+        np.zeros((2, H, W), dtype=np.uint8),
+        "masks must be NxHxW bool, got shape (2, 6, 8) dtype uint8",
+    ),
     ("masks", [[[True]]], "masks must be NxHxW bool, got shape list dtype None"),
-    ("boxes", np.zeros((3, 4), dtype=np.float32), "boxes must be (2, 4) float32 for 2 masks, got "
-     "shape (3, 4) dtype float32"),
-    ("boxes", np.zeros((2, 4), dtype=np.float64), "boxes must be (2, 4) float32 for 2 masks, got "
-     "shape (2, 4) dtype float64"),
+    (
+        "boxes",
+        np.zeros((3, 4), dtype=np.float32),
+        "boxes must be (2, 4) float32 for 2 masks, got shape (3, 4) dtype float32",
+    ),
+    (
+        "boxes",
+        np.zeros((2, 4), dtype=np.float64),
+        "boxes must be (2, 4) float32 for 2 masks, got shape (2, 4) dtype float64",
+    ),
     ("boxes", np.zeros((2, 5), dtype=np.float32), "boxes must be (2, 4) float32"),
     ("boxes", np.zeros((8,), dtype=np.float32), "got shape (8,)"),
-    ("label_ids", np.zeros(2, dtype=np.int32), "label_ids must be (2,) int64 for 2 masks, got "
-     "shape (2,) dtype int32"),
-    ("label_ids", np.zeros(1, dtype=np.int64), "label_ids must be (2,) int64 for 2 masks, got "
-     "shape (1,) dtype int64"),
-    ("labels", np.array(["a", "b"]), "labels must be (2,) object for 2 masks, got shape (2,) "
-     "dtype <U1"),
+    (
+        "label_ids",
+        np.zeros(2, dtype=np.int32),
+        "label_ids must be (2,) int64 for 2 masks, got shape (2,) dtype int32",
+    ),
+    (
+        "label_ids",
+        np.zeros(1, dtype=np.int64),
+        "label_ids must be (2,) int64 for 2 masks, got shape (1,) dtype int64",
+    ),
+    (
+        "labels",
+        np.array(["a", "b"]),
+        "labels must be (2,) object for 2 masks, got shape (2,) dtype <U1",
+    ),
     ("labels", ["a", "b"], "labels must be (2,) object for 2 masks, got shape None dtype None"),
-    ("scores", np.ones(2, dtype=np.float64), "scores must be (2,) float32 for 2 masks, got "
-     "shape (2,) dtype float64"),
+    (
+        "scores",
+        np.ones(2, dtype=np.float64),
+        "scores must be (2,) float32 for 2 masks, got shape (2,) dtype float64",
+    ),
     ("scores", np.ones(3, dtype=np.float32), "got shape (3,) dtype float32"),
     ("scores", np.ones((2, 1), dtype=np.float32), "got shape (2, 1)"),
-    ("is_thing", np.ones(2, dtype=np.int64), "is_thing must be (2,) bool for 2 masks, got "
-     "shape (2,) dtype int64"),
+    (
+        "is_thing",
+        np.ones(2, dtype=np.int64),
+        "is_thing must be (2,) bool for 2 masks, got shape (2,) dtype int64",
+    ),
     ("is_thing", np.ones(0, dtype=bool), "is_thing must be (2,) bool for 2 masks, got shape (0,)"),
 ]
 

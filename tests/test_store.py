@@ -45,8 +45,13 @@ def image_write(path: str, boxes: list[tuple[int, int, int, int]], seed: int, **
     kw.setdefault("kinds", ["segment"] * n)
     kw.setdefault("vectors", rand_vectors(n, seed))
     return ImageWrite(
-        path=path, sha256=f"sha-{path}-{seed}", width=W, height=H, regions=regions,
-        crop={"margin": 0.1}, **kw,
+        path=path,
+        sha256=f"sha-{path}-{seed}",
+        width=W,
+        height=H,
+        regions=regions,
+        crop={"margin": 0.1},
+        **kw,
     )
 
 
@@ -154,7 +159,10 @@ def test_replacing_an_image_removes_its_old_regions(store: Store) -> None:
     assert set(states) == {"a.png", "b.png"}
     assert states["a.png"].id == 1 and states["a.png"].sha256 == "sha-a.png-3"
     assert store.counts() == {
-        "images_indexed": 2, "images_failed": 0, "regions": 3, "whole_image_regions": 0,
+        "images_indexed": 2,
+        "images_failed": 0,
+        "regions": 3,
+        "whole_image_regions": 0,
     }
     (row,) = [r for r in store.indexed_images() if r.path == "a.png"]
     assert row.n_regions == 1
@@ -180,7 +188,10 @@ def test_failed_image_write_and_failed_images(store: Store) -> None:
     assert states["a.png"].status == "indexed"
     assert store.region_ids().tolist() == [1, 2, 3]
     assert store.counts() == {
-        "images_indexed": 1, "images_failed": 2, "regions": 2, "whole_image_regions": 1,
+        "images_indexed": 1,
+        "images_failed": 2,
+        "regions": 2,
+        "whole_image_regions": 1,
     }
     assert [r.path for r in store.indexed_images()] == ["a.png"]
 
@@ -194,7 +205,10 @@ def test_image_with_no_regions_is_indexed_without_rows(store: Store) -> None:
 
 def test_counts_empty_store(store: Store) -> None:
     assert store.counts() == {
-        "images_indexed": 0, "images_failed": 0, "regions": 0, "whole_image_regions": 0,
+        "images_indexed": 0,
+        "images_failed": 0,
+        "regions": 0,
+        "whole_image_regions": 0,
     }
     assert store.failed_images() == [] and store.image_states() == {}
     assert list(store.iter_vectors()) == []
