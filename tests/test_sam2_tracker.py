@@ -250,6 +250,15 @@ def test_sam2_tracker_runs_tiny_model_from_a_local_dir(tiny_sam2: Path) -> None:
     assert len(session.output_dict_per_obj) == len(before) - 1
     tracker.observe(state, 4, 0.4, moving_clip()[4])  # the rest still propagate
     assert state.current.propagated.ids.tolist() == session.obj_ids
+    # objects propagated again at a seeded frame keep finite scores (no non-streaming rerun)
+    assert np.isfinite(state.current.propagated.scores).all()
+    for i in range(5, 12):  # memory stays bounded: SAM 2 reads at most `_keep` steps back
+        tracker.observe(state, i, i / 10, moving_clip()[i])
+    keep = tracker.propagator._keep
+    assert len(session.processed_frames) == 1
+    for out in session.output_dict_per_obj.values():
+        assert len(out["non_cond_frame_outputs"]) <= keep + 1  # the current step and `keep`
+        assert len(out["cond_frame_outputs"]) <= tracker.propagator.max_cond_frames
     assert tracker.load(tracker.dump(state)).objects.keys() == state.objects.keys()
 
 

@@ -40,7 +40,7 @@ class _Session:
     inner: Any  # transformers Sam2VideoInferenceSession
     step: int = -1
     size: tuple[int, int] | None = None  # (height, width) of the frames
-    pending: Any = None  # pixel values of the current frame not yet given to the model
+    pixels: Any = None  # pixel values of the current frame
 
 
 class Sam2Propagator:
@@ -79,7 +79,7 @@ class Sam2Propagator:
             inputs = self.processor(images=image, return_tensors="pt")
             session.step += 1
             session.size = (int(image.shape[0]), int(image.shape[1]))
-            session.pending = inputs.pixel_values[0]
+            session.pixels = inputs.pixel_values[0]
         if session.size is None or session.step < 0:
             raise ValueError("the first call of a SAM 2 session needs a frame")
         if seeds:
@@ -91,9 +91,11 @@ class Sam2Propagator:
             )  # fmt: skip
         if s.get_obj_num() == 0:
             return Propagation.empty(*session.size)
-        frame, session.pending = session.pending, None
+        # the frame is passed again when only seeds are new: transformers' non-streaming path
+        # (frame=None) counts the session's frames, which forgetting keeps at 1 (NaN pointers);
+        # its vision features come from the session's cache, not a second encoder pass
         with torch.inference_mode(), autocast(self.device, self.precision):
-            out = self.model(inference_session=s, frame=frame, frame_idx=session.step)
+            out = self.model(inference_session=s, frame=session.pixels, frame_idx=session.step)
         masks = self.processor.post_process_masks(
             [out.pred_masks.float().cpu()], original_sizes=[list(session.size)], binarize=True
         )[0][:, 0]  # (K, H, W) bool
