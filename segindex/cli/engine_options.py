@@ -49,8 +49,11 @@ def engine_options(fn: F) -> F:
 def engine_from(kw: dict[str, Any]) -> Any:
     """The engine the options ask for: ``None`` (local) or a ``RayEngine`` (Ray itself is
     imported only when the run starts; a missing Ray is a ``ConfigError`` now)."""
-    ray_only = {"ray_address": "--ray-address", "workers": "--workers"}
-    ray_only["gpus_per_worker"] = "--gpus-per-worker"
+    ray_only = {
+        "ray_address": "--ray-address",
+        "workers": "--workers",
+        "gpus_per_worker": "--gpus-per-worker",
+    }
     given = [flag for key, flag in ray_only.items() if kw.get(key) is not None]
     if kw.get("engine", "local") == "local":
         if given:
