@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
 from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions, VideoOptions
 from segindex.device import backend_device
@@ -92,20 +91,20 @@ def run_ingest(
             )
 
     tick()
-    shared: dict[str, Any] = {
-        "store": store,
-        "segmenter": segmenter,
-        "embedder": embedder,
-        "crop": crop,
-        "runtime": runtime,
-        "on_commit": on_commit,
-        "labels": labels,
-        "report": report,
-        "timer": timer,
-    }
+    job = ImageJob(
+        store=store,
+        segmenter=segmenter,
+        embedder=embedder,
+        crop=crop,
+        runtime=runtime,
+        labels=labels,
+        on_commit=on_commit,
+        report=report,
+        timer=timer,
+        tick=tick,
+    )
     run_on = engine or LocalEngine()
     with run_on.session():
-        job = ImageJob(**shared, tick=tick)
         run_on.run_images(todo, job)
         if videos:
             run_on.run_videos(videos, known, job, video)
