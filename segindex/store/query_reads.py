@@ -21,6 +21,19 @@ if TYPE_CHECKING:
 _GENERATION = "generation"
 
 
+def id_owner_vectors(rows: Sequence[Any], owner: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(region ids (n,) int64, owner ids (n,) int64, vectors (n, D) float32)`` of rows with
+    ``id``, ``vector`` (float32 little-endian bytes) and the ``owner`` column (``image_id``,
+    ``track_id``); ``D`` is 0 when there are no rows."""
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    return (
+        np.asarray([r.id for r in rows], dtype=np.int64),
+        np.asarray([getattr(r, owner) for r in rows], dtype=np.int64),
+        np.stack([np.frombuffer(r.vector, dtype="<f4") for r in rows]).astype(np.float32),
+    )
+
+
 class QueryReads:
     """Read-only query helpers over ``self.engine`` (see :class:`~segindex.store.sql.Store`)."""
 
@@ -80,14 +93,7 @@ class QueryReads:
         if filters is not None and filters.video_active:
             stmt = stmt.outerjoin(tracks, tracks.c.id == regions.c.track_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-        return (
-            np.asarray([r.id for r in rows], dtype=np.int64),
-            np.asarray([r.image_id for r in rows], dtype=np.int64),
-            np.stack([np.frombuffer(r.vector, dtype="<f4") for r in rows]).astype(np.float32),
-        )
+            return id_owner_vectors(conn.execute(stmt).all(), "image_id")
 
     def region_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """``region id -> (D,) float32`` stored vector, for the ids that exist (ONE query)."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import and_, func, or_, select
 
+from segindex.store.query_reads import id_owner_vectors
 from segindex.store.schema import images, regions, tracks
 
 if TYPE_CHECKING:
@@ -123,16 +124,7 @@ def frame_vectors(
         .order_by(regions.c.id)
     )
     with store.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-    return (
-        np.asarray([r.id for r in rows], dtype=np.int64),
-        np.asarray([r.track_id for r in rows], dtype=np.int64),
-        np.frombuffer(b"".join(r.vector for r in rows), dtype="<f4")
-        .reshape(len(rows), -1)
-        .astype(np.float32),
-    )
+        return id_owner_vectors(conn.execute(stmt).all(), "track_id")
 
 
 def frame_rows(store: Store, track_id: int) -> list[Any]:
