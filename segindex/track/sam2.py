@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 
 from segindex.device import autocast, resolve_device, resolve_precision
-from segindex.errors import ConfigError
 from segindex.segment.hf import load_pretrained
-from segindex.track.propagate import PropagatingTracker, Propagation
+from segindex.track.propagate import PropagatingTracker, Propagation, _count
 
 DEFAULT_SAM2_MODEL = "facebook/sam2.1-hiera-tiny"
 #: per-object dicts of a transformers ``Sam2VideoInferenceSession`` keyed by object index
@@ -56,11 +55,7 @@ class Sam2Propagator:
         max_cond_frames: int = 4,
     ) -> None:
         self.model_id = str(model)
-        if isinstance(max_cond_frames, bool) or not isinstance(max_cond_frames, int):
-            raise ConfigError(f"max_cond_frames must be an int >= 1, got {max_cond_frames!r}")
-        if max_cond_frames < 1:
-            raise ConfigError(f"max_cond_frames must be an int >= 1, got {max_cond_frames!r}")
-        self.max_cond_frames = max_cond_frames
+        self.max_cond_frames = _count("max_cond_frames", max_cond_frames, 1)
         self.device, self.precision, self.model, self.processor = load_video_model(
             self.model_id, device, precision, _from_pretrained, "SAM 2 video (Sam2VideoModel)"
         )
