@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from segindex import rle as rle_codec
+from segindex.embed.base import l2_normalise
 from segindex.errors import ConfigError
 from segindex.regions import Regions
 from segindex.track.base import Tracker, VideoState
@@ -132,7 +133,7 @@ class IouTracker(Tracker[IouState]):
 
         if state.tracks:
             self._check_compatible(state.tracks[0], regions, vectors)
-        vectors = _normalise(vectors)
+        vectors = l2_normalise(vectors)
         n = len(regions)
         ids = np.full(n, -1, dtype=np.int64)
         matched_tracks: set[int] = set()
@@ -213,7 +214,7 @@ class IouTracker(Tracker[IouState]):
             s = self.velocity_smoothing if t.hits > 1 else 0.0
             t.velocity = s * t.velocity + (1.0 - s) * measured
         v = self.vector_smoothing * t.vector + (1.0 - self.vector_smoothing) * vectors[j]
-        t.vector = _normalise(v[None])[0]
+        t.vector = l2_normalise(v[None])[0]
         t.mask = _crop(regions.masks[j], regions.boxes[j])
         t.box = regions.boxes[j].copy()
         t.label = str(regions.labels[j])
@@ -340,12 +341,6 @@ def _centres(boxes: np.ndarray) -> np.ndarray:
     """``(N, 2)`` float64 centres of ``(N, 4)`` XYXY boxes."""
     b = boxes.astype(np.float64)
     return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1)
-
-
-def _normalise(v: np.ndarray) -> np.ndarray:
-    v = v.astype(np.float32, copy=False)
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    return np.where(norms > 0, v / np.maximum(norms, 1e-12), v).astype(np.float32)
 
 
 def _non_negative(name: str, value: float) -> float:
