@@ -84,6 +84,17 @@ class WriteResult:
     added_vectors: np.ndarray  # (M, D) float32
     removed_ids: np.ndarray  # (R,) int64 region ids deleted (replaced or failed images)
 
+    @classmethod
+    def of(cls, ids: list[int], vectors: list[np.ndarray], removed: list[int]) -> WriteResult:
+        """From the new region ids, their ``(n_i, D)`` float32 vector blocks in the same order,
+        and the removed region ids."""
+        dim = vectors[0].shape[1] if vectors else 0
+        return cls(
+            added_ids=np.asarray(ids, dtype=np.int64),
+            added_vectors=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
+            removed_ids=np.asarray(removed, dtype=np.int64),
+        )
+
 
 @dataclass(frozen=True)
 class ImageState:
@@ -134,6 +145,18 @@ def clear_image(conn: Any, image_id: int) -> list[int]:
     conn.execute(delete(tracks).where(tracks.c.image_id == image_id))
     conn.execute(delete(video_progress).where(video_progress.c.image_id == image_id))
     return removed
+
+
+def insert_regions(conn: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert region rows (one executemany) inside the caller's transaction; their new ids, in
+    the order of ``rows``."""
+    if not rows:
+        return []
+    return list(
+        conn.execute(
+            insert(regions).returning(regions.c.id, sort_by_parameter_order=True), rows
+        ).scalars()
+    )
 
 
 def make_engine(url: str) -> Engine:
@@ -229,21 +252,9 @@ class Store(QueryReads):
                     )
                 region_rows.extend(_region_rows(image_id, item))
                 vectors.append(np.ascontiguousarray(item.vectors, dtype=np.float32))
-            ids: list[int] = []
-            if region_rows:
-                ids = list(
-                    conn.execute(
-                        insert(regions).returning(regions.c.id, sort_by_parameter_order=True),
-                        region_rows,
-                    ).scalars()
-                )
+            ids = insert_regions(conn, region_rows)
             _bump_generation(conn)
-        dim = vectors[0].shape[1] if vectors else 0
-        return WriteResult(
-            added_ids=np.asarray(ids, dtype=np.int64),
-            added_vectors=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
-            removed_ids=np.asarray(removed, dtype=np.int64),
-        )
+        return WriteResult.of(ids, vectors, removed)
 
     def delete_images(self, image_ids: Sequence[int]) -> np.ndarray:
         """Delete images and their regions; returns the removed region ids."""

@@ -27,6 +27,7 @@ from segindex.store.sql import (
     _region_rows,
     clear_image,
     db_path,
+    insert_regions,
 )
 from segindex.store.track_totals import TrackTotals
 
@@ -125,7 +126,7 @@ def begin_video(store: Store, path: str, sha256: str, info: VideoRow) -> tuple[i
             removed = clear_image(conn, image_id)
             conn.execute(update(images).where(images.c.id == image_id).values(**values))
         _bump_generation(conn)
-    return int(image_id), _result([], [], removed)
+    return int(image_id), WriteResult.of([], [], removed)
 
 
 def resume_state(store: Store, image_id: int) -> dict[str, Any] | None:
@@ -168,14 +169,14 @@ def write_chunk(
             for row, lid in zip(f.rows, f.local_ids.tolist(), strict=True):
                 rows.append({**row, "track_id": track_of[int(lid)] if lid >= 0 else None})
         vectors = [f.vectors for f in frames if len(f.rows)]
-        ids = _insert_regions(conn, rows)
+        ids = insert_regions(conn, rows)
         new: dict[int, list[tuple[int, dict[str, Any], np.ndarray]]] = {}
         flat = np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
         for rid, row, vec in zip(ids, rows, flat, strict=True):
             if row["track_id"] is not None:
                 new.setdefault(row["track_id"], []).append((rid, row, vec))
         track_rows, track_vectors, removed = _resummarise(conn, image_id, new)
-        new_track_rows = _insert_regions(conn, track_rows)
+        new_track_rows = insert_regions(conn, track_rows)
         for row, rid in zip(track_rows, new_track_rows, strict=True):
             conn.execute(update(tracks).where(tracks.c.id == row["track_id"]).values(region_id=rid))
         ids += new_track_rows
@@ -207,26 +208,7 @@ def write_chunk(
             ).scalar_one()
         conn.execute(update(images).where(images.c.id == image_id).values(**values))
         _bump_generation(conn)
-    return _result(ids, vectors, removed)
-
-
-def _result(ids: list[int], vectors: list[np.ndarray], removed: list[int]) -> WriteResult:
-    dim = vectors[0].shape[1] if vectors else 0
-    return WriteResult(
-        added_ids=np.asarray(ids, dtype=np.int64),
-        added_vectors=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
-        removed_ids=np.asarray(removed, dtype=np.int64),
-    )
-
-
-def _insert_regions(conn: Any, rows: list[dict[str, Any]]) -> list[int]:
-    if not rows:
-        return []
-    return list(
-        conn.execute(
-            insert(regions).returning(regions.c.id, sort_by_parameter_order=True), rows
-        ).scalars()
-    )
+    return WriteResult.of(ids, vectors, removed)
 
 
 def _track_ids(conn: Any, image_id: int, local: list[int]) -> dict[int, int]:
