@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 
 from segindex.regions import Regions
+from segindex.store.claim import find_image, insert_image
 from segindex.store.schema import images, regions, tracks, video_progress
 from segindex.store.sql import (
     ImageWrite,
@@ -115,14 +116,12 @@ def begin_video(store: Store, path: str, sha256: str, info: VideoRow) -> tuple[i
     removed: list[int] = []
     with store.engine.begin() as conn:
         stored = db_path(path)
-        image_id = conn.execute(
-            select(images.c.id).where(images.c.path == stored)
-        ).scalar_one_or_none()
-        if image_id is None:
-            image_id = conn.execute(
-                insert(images).values(path=stored, created_at=now, **values).returning(images.c.id)
-            ).scalar_one()
+        row = find_image(conn, stored, lock=False)
+        if row is None:
+            new = {"path": stored, "created_at": now, **values}
+            image_id = insert_image(conn, new, if_absent=False)
         else:
+            image_id = row.id
             removed = clear_image(conn, image_id)
             conn.execute(update(images).where(images.c.id == image_id).values(**values))
         _bump_generation(conn)
