@@ -19,21 +19,19 @@ its frames as encoded rows (RLE masks), so memory does not grow with the video's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions, VideoOptions
-from segindex.embed.base import Embedder
+from segindex.config import VideoOptions
 from segindex.errors import ConfigError, ModelLoadError, VideoDecodeError
 from segindex.ingest.batch import DecodedImage, model_stages
+from segindex.ingest.engine import ImageJob
 from segindex.ingest.frame_feed import FrameFeed
-from segindex.ingest.report import IngestReport, StageTimer
 from segindex.ingest.video import SampledFrame, SamplerState, probe, sample_frames
-from segindex.segment.base import Segmenter
-from segindex.store.sql import ImageState, ImageWrite, Store, WriteResult, db_path
+from segindex.store.sql import ImageState, ImageWrite, db_path
 from segindex.store.video import FrameWrite, VideoRow, begin_video, resume_state, write_chunk
 from segindex.track.base import Tracker
 
@@ -45,21 +43,12 @@ def frame_path(path: str, frame_index: int) -> str:
 
 
 @dataclass
-class VideoContext:
-    """What every video of one ingest shares: the store, the models and options, the report."""
+class VideoContext(ImageJob):
+    """What every video of one ingest shares: the ingest's job (store, models and options,
+    report), plus the tracker, the video options and the models' batch sizes."""
 
-    store: Store
-    segmenter: Segmenter
-    embedder: Embedder
     tracker: Tracker[Any]
-    crop: CropPolicy
-    runtime: RuntimeOptions
     video: VideoOptions
-    labels: LabelPolicy | None
-    on_commit: Callable[[WriteResult], None]
-    report: IngestReport
-    timer: StageTimer
-    tick: Callable[[str | None], None]
     segment_batch: int
     embed_batch: int
 
