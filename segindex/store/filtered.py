@@ -203,14 +203,11 @@ def empty(q: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full((q, k), NO_SIM, np.float32), np.full((q, k), -1, np.int64)
 
 
-def top_k(
-    sims: np.ndarray, ids: np.ndarray | None, k: int, ids2d: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` columns of ``sims (Q, m)`` per row (ties by id), padded with ``-1``.
-
-    Column ids are ``ids (m,)`` or per row ``ids2d (Q, m)``."""
+def top_k(sims: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` columns of ``sims (Q, m)`` per row (ties by id), padded with ``-1``; column
+    ids are ``ids (m,)`` int64."""
     q, m = sims.shape
-    cols = np.broadcast_to(ids, (q, m)) if ids2d is None else ids2d
+    cols = np.broadcast_to(ids, (q, m))
     if m == 0:
         return empty(q, k)
     take = min(k, m)
