@@ -135,15 +135,14 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def clear_image(conn: Any, image_id: int) -> list[int]:
-    """Inside the caller's transaction: delete an image's regions (and a video's tracks and
-    resume point) before it is replaced; returns the removed region ids."""
-    removed = list(
-        conn.execute(select(regions.c.id).where(regions.c.image_id == image_id)).scalars()
-    )
-    conn.execute(delete(regions).where(regions.c.image_id == image_id))
-    conn.execute(delete(tracks).where(tracks.c.image_id == image_id))
-    conn.execute(delete(video_progress).where(video_progress.c.image_id == image_id))
+def clear_images(conn: Any, image_ids: Sequence[int]) -> list[int]:
+    """Inside the caller's transaction: delete these images' regions (and videos' tracks and
+    resume points), before they are replaced or deleted; returns the removed region ids."""
+    ids = list(image_ids)
+    removed = list(conn.execute(select(regions.c.id).where(regions.c.image_id.in_(ids))).scalars())
+    conn.execute(delete(regions).where(regions.c.image_id.in_(ids)))
+    conn.execute(delete(tracks).where(tracks.c.image_id.in_(ids)))
+    conn.execute(delete(video_progress).where(video_progress.c.image_id.in_(ids)))
     return removed
 
 
@@ -241,7 +240,7 @@ class Store(QueryReads):
                     if skip_done and already_written(row, values):
                         continue
                     image_id = row.id
-                    removed.extend(clear_image(conn, image_id))
+                    removed.extend(clear_images(conn, [image_id]))
                     conn.execute(update(images).where(images.c.id == image_id).values(**values))
                 if n == 0:
                     continue
@@ -259,15 +258,7 @@ class Store(QueryReads):
     def delete_images(self, image_ids: Sequence[int]) -> np.ndarray:
         """Delete images and their regions; returns the removed region ids."""
         with self.engine.begin() as conn:
-            removed = conn.execute(
-                select(regions.c.id).where(regions.c.image_id.in_(list(image_ids)))
-            ).scalars()
-            out = np.asarray(list(removed), dtype=np.int64)
-            conn.execute(delete(regions).where(regions.c.image_id.in_(list(image_ids))))
-            conn.execute(delete(tracks).where(tracks.c.image_id.in_(list(image_ids))))
-            conn.execute(
-                delete(video_progress).where(video_progress.c.image_id.in_(list(image_ids)))
-            )
+            out = np.asarray(clear_images(conn, image_ids), dtype=np.int64)
             conn.execute(delete(images).where(images.c.id.in_(list(image_ids))))
             _bump_generation(conn)
         return out

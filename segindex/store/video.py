@@ -26,7 +26,7 @@ from segindex.store.sql import (
     _bump_generation,
     _now,
     _region_rows,
-    clear_image,
+    clear_images,
     db_path,
     insert_regions,
 )
@@ -122,7 +122,7 @@ def begin_video(store: Store, path: str, sha256: str, info: VideoRow) -> tuple[i
             image_id = insert_image(conn, new, if_absent=False)
         else:
             image_id = row.id
-            removed = clear_image(conn, image_id)
+            removed = clear_images(conn, [image_id])
             conn.execute(update(images).where(images.c.id == image_id).values(**values))
         _bump_generation(conn)
     return int(image_id), WriteResult.of([], [], removed)
