@@ -49,6 +49,9 @@ class IngestEngine(ABC):
     name: str = "engine"
     #: whether the models run in this process (else ``job.segmenter`` is never used here)
     models_here: bool = True
+    #: whether rows may be committed by other processes (workers writing their own chunks), so
+    #: the index brings its vector mirror up to date from SQL after the run
+    rows_elsewhere: bool = False
 
     @abstractmethod
     def run_images(self, todo: list[tuple[str, str]], job: ImageJob) -> None:

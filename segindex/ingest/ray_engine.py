@@ -73,6 +73,7 @@ class RayEngine(IngestEngine):
 
     name: ClassVar[str] = "ray"
     models_here: ClassVar[bool] = False
+    rows_elsewhere: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.workers, int) or self.workers < 1:
