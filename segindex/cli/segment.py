@@ -114,7 +114,7 @@ def segment(image_path: Path, output: Path, **kw: Any) -> None:
         kw["segmenter"], seg_opts, device=kw["device"], precision=kw["precision"]
     )
 
-    by_concept = kw["text"] is not None and callable(getattr(segmenter, "segment_text", None))
+    by_concept = kw["text"] is not None and segmenter.segments_text
     if boxes or points:
         regions = segmenter.prompt(
             image,

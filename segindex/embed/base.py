@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from segindex.regions import Regions
+    from segindex.segment.base import Segmenter
 
 DEFAULT_TEMPLATES: tuple[str, ...] = (
     "a photo of a {}.",
@@ -73,6 +77,23 @@ class Embedder(ABC):
         prompts = [t.format(text) for text in texts for t in templates]
         vecs = l2_normalise(self._embed_texts(prompts)).reshape(len(texts), len(templates), -1)
         return l2_normalise(vecs.mean(axis=1))
+
+    def embed_regions(
+        self, image: np.ndarray, regions: Regions, *, segmenter: Segmenter | None = None
+    ) -> np.ndarray:
+        """``(N, D)`` L2-normalised float32 vectors of the ``N`` regions of one ``HxWx3`` uint8
+        RGB image, pooled from the full image and the regions' ``NxHxW`` bool masks (embedders
+        with :attr:`embeds_regions` only; others embed crops with :meth:`embed_images`).
+
+        segmenter: the segmenter that made ``regions``; an embedder may reuse its encoder pass
+            over this image (:attr:`segindex.segment.base.Segmenter.encoder`).
+        """
+        from segindex.errors import ConfigError
+
+        raise ConfigError(
+            f"embedder {self.name!r} embeds crops, not regions of a full image "
+            f"(embeds_regions is False): use embed_images on the crops"
+        )
 
     def describe(self) -> dict[str, Any]:
         """What identifies this embedder's vector space (stored and checked on reopen)."""

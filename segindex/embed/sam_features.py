@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from segindex.segment.sam_onnx import (
     OnnxSamEncoder,
     resized_shape,
 )
+
+if TYPE_CHECKING:
+    from segindex.segment.base import Segmenter
 
 POOLINGS = ("mask", "box", "image")
 TEXT_EMBEDDER_HINT = "open_clip"  # an embedder that embeds text, named in the text-query error
@@ -109,7 +112,7 @@ class SamFeaturesEmbedder(Embedder):
     # -- regions ------------------------------------------------------------------------------
 
     def embed_regions(
-        self, image: np.ndarray, regions: Regions, *, segmenter: object | None = None
+        self, image: np.ndarray, regions: Regions, *, segmenter: Segmenter | None = None
     ) -> np.ndarray:
         """``(N, C)`` L2-normalised float32 vectors of the ``N`` regions of one image.
 
@@ -145,8 +148,8 @@ class SamFeaturesEmbedder(Embedder):
                 weights[empty] = grid_weights(_box_masks(regions[empty]), side, features.shape[1:])
         return pool(features, weights)
 
-    def _encoder_for(self, segmenter: object | None) -> OnnxSamEncoder:
-        other = getattr(segmenter, "encoder", None)
+    def _encoder_for(self, segmenter: Segmenter | None) -> OnnxSamEncoder:
+        other = None if segmenter is None else segmenter.encoder  # declared on Segmenter
         if isinstance(other, OnnxSamEncoder) and _same_encoder(other, self.encoder):
             return other
         return self.encoder

@@ -56,7 +56,7 @@ def query_vectors(index: Any, instances: list[GTInstance]) -> np.ndarray:
             groups[-1].append(inst)
         else:
             groups.append([inst])
-    if getattr(emb, "embeds_regions", False):
+    if emb.embeds_regions:
         parts = [np.zeros((0, index.dim), np.float32)]
         for group in groups:
             regions = Regions.from_masks(np.stack([i.mask for i in group]))

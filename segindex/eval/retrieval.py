@@ -132,7 +132,7 @@ def evaluate_retrieval(
         },
     }
     emb = index.embedder
-    text_names = names if getattr(emb, "embeds_text", True) else []
+    text_names = names if emb.embeds_text else []
     if len(text_names) < len(names):
         result["text_skipped"] = f"embedder {emb.name!r} does not embed text"
     say(f"text queries ({len(text_names)} classes)")

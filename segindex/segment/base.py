@@ -38,6 +38,18 @@ class Segmenter(ABC):
     #: True if the backend needs each image's source path, not only its pixels (e.g. masks
     #: read from ground-truth files); its ``_segment_batch`` then also receives ``paths``
     needs_paths: bool = False
+    #: True if the backend segments named concepts (SAM 3): the index hands it its label
+    #: vocabulary through :meth:`use_vocabulary` before ingesting
+    wants_vocabulary: bool = False
+    #: True if :meth:`segment_text` finds every instance of a text in an image
+    segments_text: bool = False
+    #: True if :meth:`prompt_each` turns many boxes, each with its own points, into one mask
+    #: each from a single encoder pass (SAM-like backends; used by SAM refinement)
+    prompts_each: bool = False
+    #: the image encoder whose passes an embedder may reuse instead of encoding again (the
+    #: ``sam_onnx`` backend's ONNX encoder, see :mod:`segindex.embed.sam_features`); ``None``
+    #: for backends that share none
+    encoder: Any = None
 
     def segment(
         self,
@@ -126,6 +138,41 @@ class Segmenter(ABC):
         from segindex.errors import ConfigError
 
         raise ConfigError(f"segmenter {self.name!r} cannot segment from box/point prompts")
+
+    def prompt_each(
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        points: list[np.ndarray],
+        point_labels: list[np.ndarray],
+    ) -> Regions:
+        """One mask per box on one ``HxWx3`` uint8 RGB image, each refined by its own points
+        (backends with :attr:`prompts_each` only).
+
+        boxes: ``(B, 4)`` float XYXY pixels; points[i]: ``(P_i, 2)`` float XY pixels with
+        point_labels[i] ``(P_i,)`` int (1 foreground, 0 background), ``P_i`` may be 0.
+        """
+        from segindex.errors import ConfigError
+
+        raise ConfigError(
+            f"segmenter {self.name!r} cannot turn many box prompts into masks in one pass "
+            f"(a SAM backend such as 'sam' or 'sam_onnx' can)"
+        )
+
+    def segment_text(self, image: np.ndarray, texts: str | Sequence[str]) -> Regions:
+        """Every instance of each text in one ``HxWx3`` uint8 RGB image (backends with
+        :attr:`segments_text` only)."""
+        from segindex.errors import ConfigError
+
+        raise ConfigError(
+            f"segmenter {self.name!r} cannot segment from text (a concept segmenter such as "
+            f"'sam3' can)"
+        )
+
+    def use_vocabulary(self, names: Sequence[str]) -> None:
+        """Take the index's label vocabulary ``names`` (backends with :attr:`wants_vocabulary`
+        segment these concepts); other backends ignore it."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Settings that identify this segmenter's output (stored with the index)."""

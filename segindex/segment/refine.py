@@ -129,7 +129,11 @@ def sam_refine(
     from scipy import ndimage
 
     check_image(image)
-    if not getattr(sam, "promptable", False) or not hasattr(sam, "prompt_each"):
+    if isinstance(sam, Segmenter):
+        able = sam.prompts_each  # declared by the backend (SAM-like ones)
+    else:  # a stand-in that is no Segmenter qualifies by having the method
+        able = callable(getattr(sam, "prompt_each", None))
+    if not able:
         raise ConfigError(f"SAM refinement needs a SAM backend, got {type(sam).__name__}")
     n = len(regions)
     if n == 0:
@@ -196,7 +200,7 @@ class RefinedSegmenter(Segmenter):
             self.refiner = SEGMENTERS.build_on(
                 refiner, dict(refiner_options or {}), device=device, precision=precision
             )
-            if not hasattr(self.refiner, "prompt_each"):
+            if not self.refiner.prompts_each:
                 raise ConfigError(f"refiner {refiner!r} is not a SAM backend (sam, sam_onnx)")
 
     def describe(self) -> dict[str, Any]:

@@ -54,6 +54,7 @@ class Sam3Segmenter(Segmenter):
     promptable = True
     #: the index hands its label vocabulary to segmenters with this flag (when no concepts)
     wants_vocabulary = True
+    segments_text = True
 
     def __init__(
         self,

@@ -56,6 +56,7 @@ class SamLikeSegmenter(Segmenter):
     """
 
     promptable = True
+    prompts_each = True
 
     def __init__(
         self,
