@@ -118,7 +118,7 @@ def embed_stage(
     ``items[i].regions``."""
     if embedder.embeds_regions:
         return [
-            embedder.embed_regions(item.image, item.regions, segmenter=segmenter)  # type: ignore[attr-defined]
+            embedder.embed_regions(item.image, item.regions, segmenter=segmenter)
             for item in items
         ]
     crops = [c for item in items for c in item.crops]
