@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from segindex.errors import ConfigError, IndexLockedError
-from segindex.ingest.engine import LocalEngine, resolve_engine
+from segindex.ingest.engine import resolve_engine
+from segindex.ingest.local_engine import LocalEngine
 from segindex.ingest.ray_engine import INSTALL_HINT, RayEngine, refuse_shared_sqlite
 from segindex.regions import Regions
 from segindex.store.sql import ImageWrite, Store

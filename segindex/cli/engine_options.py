@@ -1,4 +1,9 @@
-"""``ingest``'s engine options: run locally (default) or on a Ray cluster."""
+"""``ingest``'s engine options: any registered engine by name, with its options.
+
+``--engine NAME`` picks an engine from the ``segindex.engines`` registry (``local``, the default,
+or ``ray``, or a plugin's); ``--engine-option KEY=VALUE`` passes it options. ``--ray-address``,
+``--workers`` and ``--gpus-per-worker`` are the Ray engine's options as flags of their own.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,32 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: the Ray engine's flags: option key -> (flag, the RayEngine option it sets)
+RAY_FLAGS = {
+    "ray_address": ("--ray-address", "address"),
+    "workers": ("--workers", "workers"),
+    "gpus_per_worker": ("--gpus-per-worker", "gpus_per_worker"),
+}
+
 
 def engine_options(fn: F) -> F:
-    """The ``--engine``/``--ray-address``/``--workers``/``--gpus-per-worker`` options."""
+    """The ``--engine``/``--engine-option`` options and the Ray engine's own flags."""
     options = [
         click.option(
             "--engine",
-            type=click.Choice(["local", "ray"]),
             default="local",
             show_default=True,
-            help="Where the models run: this process, or Ray workers (pip install "
-            "'segindex[ray]'; use a PostgreSQL --db-url on a multi-node cluster).",
+            metavar="NAME",
+            help="Where the models run: a registered engine (see `segindex backends`): local "
+            "(this process) or ray (Ray workers: pip install 'segindex[ray]'; use a PostgreSQL "
+            "--db-url on a multi-node cluster), or a plugin's.",
+        ),
+        click.option(
+            "--engine-option",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Engine option, e.g. retries=3 (repeatable; values are read as JSON when they "
+            "parse).",
         ),
         click.option(
             "--ray-address",
@@ -47,26 +67,22 @@ def engine_options(fn: F) -> F:
 
 
 def engine_from(kw: dict[str, Any]) -> Any:
-    """The engine the options ask for: ``None`` (local) or a ``RayEngine`` (Ray itself is
-    imported only when the run starts; a missing Ray is a ``ConfigError`` now)."""
-    ray_only = {
-        "ray_address": "--ray-address",
-        "workers": "--workers",
-        "gpus_per_worker": "--gpus-per-worker",
-    }
-    given = [flag for key, flag in ray_only.items() if kw.get(key) is not None]
-    if kw.get("engine", "local") == "local":
-        if given:
-            from segindex.errors import ConfigError
-
-            raise ConfigError(f"{', '.join(given)} only apply with --engine ray")
-        return None
+    """The engine the options ask for, built and checked now (before any index is made): an
+    unknown name, an option the engine does not take or a missing Ray is a ``ConfigError``.
+    Ray itself is imported only when the run starts."""
+    from segindex.cli.common import _parse_options
+    from segindex.errors import ConfigError
     from segindex.ingest.engine import resolve_engine
-    from segindex.ingest.ray_engine import RayEngine
 
-    engine = RayEngine(
-        address=kw.get("ray_address"),
-        workers=kw.get("workers") or 1,
-        gpus_per_worker=kw.get("gpus_per_worker") or 0.0,
-    )
-    return resolve_engine(engine)  # checks Ray is installed before any index is made
+    name = kw.get("engine") or "local"
+    options = _parse_options(tuple(kw.get("engine_option") or ()))
+    given = {key: kw[key] for key in RAY_FLAGS if kw.get(key) is not None}
+    if given and name != "ray":
+        flags = ", ".join(RAY_FLAGS[key][0] for key in given)
+        raise ConfigError(f"{flags} only apply with --engine ray")
+    for key, value in given.items():
+        flag, option = RAY_FLAGS[key]
+        if option in options:
+            raise ConfigError(f"{flag} and --engine-option {option}=... both given; use one")
+        options[option] = value
+    return resolve_engine(name, **options)

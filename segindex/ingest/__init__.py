@@ -3,11 +3,15 @@
 plan.py          which files are new, changed, unchanged or moved (sha256 identity)
 prefetch.py      decode (and the segmenter's resize/normalise) one batch ahead in worker processes
 stages.py        segment, crop, embed, name: plain functions over one batch of pictures
-batch.py         those stages composed over one batch (every engine and the video runner)
-engine.py        who runs the images' batches: this process, or Ray (ray_engine.py, ray_worker.py)
-runner.py        batching, timing, progress, one SQL transaction per batch; videos after images
+batch.py         those stages composed over one batch (ModelStages: every engine, every video)
+job.py           what an engine is handed (ImageJob): store, models, report; commit one batch
+engine.py        the engine contract and the registry of engines by name (entry points)
+local_engine.py  the default engine: batches in this process, one SQL transaction per batch
+ray_engine.py    the Ray engine (driver side); ray_worker.py its actors
+runner.py        plan, then the engine's images and videos; progress and the report
 video.py         the video source: PyAV stream decoding, frame index/time, rotation, sampling
 video_runner.py  one video: sampled frames through the batch stages, tracked, chunked commits
+frame_feed.py    the frames between samples, for trackers that propagate masks
 report.py        IngestReport / IngestProgress
 """
 

@@ -1,46 +1,47 @@
-"""The engine seam: who runs the model stages over the planned images.
+"""The engine contract: who runs the model stages over the planned images.
 
-The runner plans (sha256 identity against SQL), records unreadable files, runs videos and keeps
-the report; an engine takes the planned ``(path, sha256)`` list and makes sure every image ends
-up written through ``job.store`` (and mirrored by ``job.on_commit``):
+The runner (:func:`segindex.ingest.runner.run_ingest`) plans (sha256 identity against SQL),
+records unreadable files and keeps the report; an engine takes the planned ``(path, sha256)``
+list and makes sure every image ends up written through ``job.store`` (and mirrored by
+``job.on_commit``, see :class:`~segindex.ingest.job.ImageJob`).
 
-* :class:`LocalEngine` (the default): this process, decode one batch ahead in worker processes
-  (:func:`segindex.ingest.runner.run_local`).
-* :class:`~segindex.ingest.ray_engine.RayEngine`: a Ray Data plan whose actors run the same
-  stages (:func:`segindex.ingest.batch.model_stages`), the driver writing.
+Engines are chosen by name from :data:`ENGINES`, fed by the ``segindex.engines`` entry points
+exactly like the segmenters and embedders; the built-ins register there as a third party would:
+
+* ``local`` (:class:`~segindex.ingest.local_engine.LocalEngine`, the default): this process,
+  decoding one batch ahead in worker processes.
+* ``ray`` (:class:`~segindex.ingest.ray_engine.RayEngine`): a Ray Data plan whose actors run
+  the same stages (:class:`~segindex.ingest.batch.ModelStages`), the driver writing.
+
+This module imports no engine. What the index needs to know about an engine is declared on its
+class (:attr:`IngestEngine.models_here`, :attr:`IngestEngine.rows_elsewhere`), never read from
+its name.
 """
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from segindex.config import BackendSpec, CropPolicy, LabelPolicy, RuntimeOptions, VideoOptions
-from segindex.embed.base import Embedder
+from segindex.config import BackendSpec, RuntimeOptions, VideoOptions
 from segindex.errors import ConfigError
-from segindex.ingest.report import IngestReport, StageTimer
-from segindex.segment.base import Segmenter
-from segindex.store.sql import ImageState, Store, WriteResult
+from segindex.ingest.job import ImageJob
+from segindex.ingest.video_runner import ingest_videos
+from segindex.registry import Registry
+from segindex.store.sql import ImageState
 
-
-@dataclass
-class ImageJob:
-    """What an engine needs to ingest planned images; it adds to ``report`` (``indexed``,
-    ``regions``, ``failures``, ``stage_seconds``) and calls ``tick()`` after each commit."""
-
-    store: Store
-    segmenter: Segmenter
-    embedder: Embedder
-    crop: CropPolicy
-    runtime: RuntimeOptions
-    labels: LabelPolicy | None
-    on_commit: Callable[[WriteResult], None]
-    report: IngestReport
-    timer: StageTimer
-    tick: Callable[..., None]  # tick(current: str | None = None): the video being ingested
+__all__ = [
+    "ENGINES",
+    "BackendRecipe",
+    "Deferred",
+    "ImageJob",
+    "IngestEngine",
+    "resolve_engine",
+]
 
 
 class IngestEngine(ABC):
@@ -72,29 +73,13 @@ class IngestEngine(ABC):
         video: VideoOptions,
     ) -> None:
         """Ingest (or resume) the planned videos; by default in this process, one at a time
-        (:func:`segindex.ingest.runner.run_local_videos`)."""
-        from segindex.ingest.runner import run_local_videos
-
-        run_local_videos(videos, known, job, video)
+        (:func:`segindex.ingest.video_runner.ingest_videos`)."""
+        ingest_videos(videos, known, job, video)
 
     def with_backends(self, segmenter: BackendRecipe, embedder: BackendRecipe) -> IngestEngine:
         """This engine told how to build the index's backends elsewhere (the Ray workers);
         an engine that runs in this process needs nothing and returns itself."""
         return self
-
-
-class LocalEngine(IngestEngine):
-    """Today's ingest in this process: the default engine."""
-
-    name = "local"
-
-    def run_images(self, todo: list[tuple[str, str]], job: ImageJob) -> None:
-        from segindex.ingest.runner import run_local
-
-        run_local(todo, job)
-
-    def __repr__(self) -> str:
-        return "LocalEngine()"
 
 
 class Deferred:
@@ -111,26 +96,54 @@ class Deferred:
         return getattr(self._built, name)
 
 
-ENGINE_NAMES = ("local", "ray")
+#: Engines by name (``segindex.engines`` entry points, or :meth:`Registry.register` at run
+#: time); a builder is called with the engine's options as keywords.
+ENGINES: Registry[IngestEngine] = Registry("engine", "segindex.engines")
 
 
 def resolve_engine(engine: str | IngestEngine | None, **options: Any) -> IngestEngine:
-    """An engine from a name (``"local"``, ``"ray"``; ``options`` go to the Ray engine) or an
-    engine object (returned as is). ``None`` is ``"local"``. Checks that it can run here."""
-    if engine is None or engine == "local":
-        if options:
-            raise ConfigError(f"the local engine takes no options, got {sorted(options)}")
-        return LocalEngine()
-    if engine == "ray":
-        from segindex.ingest.ray_engine import RayEngine
-
-        engine = RayEngine(**options)
+    """The engine registered as ``engine`` (built with ``options``), or an engine object (as
+    is). ``None`` is ``"local"``. Checks that it can run here (e.g. Ray is installed)."""
+    if engine is None:
+        engine = "local"
+    if isinstance(engine, str):
+        builder = ENGINES.get(engine)  # unknown: a ConfigError naming the registered engines
+        _check_options(engine, builder, options)
+        engine = builder(**options)
+    elif options:
+        raise ConfigError(
+            f"engine options go with an engine name, got options {sorted(options)} with the "
+            f"engine object {engine!r}"
+        )
     if not isinstance(engine, IngestEngine):
         raise ConfigError(
-            f"engine must be one of {', '.join(ENGINE_NAMES)} or an IngestEngine, got {engine!r}"
+            f"engine must be the name of a registered engine ({', '.join(ENGINES.names())}) or "
+            f"an IngestEngine, got {engine!r}"
         )
     engine.check()
     return engine
+
+
+def _check_options(name: str, builder: Callable[..., Any], options: dict[str, Any]) -> None:
+    """Options the engine's builder does not take are a ConfigError naming the ones it does."""
+    if not options:
+        return
+    try:
+        params = inspect.signature(builder).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: the builder itself will say
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    takes = [p.name for p in params if p.kind in named and not p.name.startswith("_")]
+    unknown = sorted(set(options) - set(takes))
+    if not unknown:
+        return
+    if not takes:
+        raise ConfigError(f"the {name} engine takes no options, got {sorted(options)}")
+    raise ConfigError(
+        f"the {name} engine takes the options {', '.join(takes)}; got unknown {unknown}"
+    )
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """The Ray engine: the same ingest on a Ray cluster (Ray Data), one driver writing to SQL.
 
+Registered as the ``ray`` engine in the ``segindex.engines`` entry points.
+
 Plan (the driver, :func:`segindex.ingest.runner.run_ingest`): skip what SQL already holds by
 sha256, exactly like local ingest; this engine gets the remaining ``(path, sha256)`` pairs.
 
@@ -10,7 +12,7 @@ files, as it must see the index directory), and the plan already hashed every fi
 
 Workers: ``map_batches(IngestWorker, compute=ActorPoolStrategy(size=workers), num_gpus=...,
 batch_size=...)``: each actor loads its segmenter and embedder once and runs the local engine's
-stage functions (:mod:`segindex.ingest.ray_worker`), returning per image its regions as RLE rows
+model stages (:mod:`segindex.ingest.ray_worker`), returning per image its regions as RLE rows
 and vectors, or the reason it failed.
 
 Writes: the driver consumes the results (``iter_batches``, ``commit_every`` images per SQL
@@ -38,7 +40,8 @@ from typing import Any, ClassVar
 
 from segindex.config import VideoOptions
 from segindex.errors import ConfigError, SegindexError
-from segindex.ingest.engine import BackendRecipe, ImageJob, IngestEngine
+from segindex.ingest.engine import BackendRecipe, IngestEngine
+from segindex.ingest.job import ImageJob
 from segindex.store.sql import ImageState, db_path
 
 log = logging.getLogger(__name__)
@@ -193,7 +196,6 @@ class RayEngine(IngestEngine):
         """One Ray Data pass over ``todo``; adds each committed image's stored path to
         ``written``."""
         from segindex.ingest.ray_worker import WORKER_STAGES, IngestWorker, unpack
-        from segindex.ingest.runner import count_written
 
         ds = self.dataset(todo, job, IngestWorker)
         for out in ds.iter_batches(
@@ -201,10 +203,8 @@ class RayEngine(IngestEngine):
         ):
             writes = [unpack(b) for b in out["write"]]
             fresh = [w for w in writes if db_path(w.path) not in written]
-            with job.timer("write"):
-                job.on_commit(job.store.write(fresh, skip_done=True))
+            job.commit(fresh, skip_done=True)
             written.update(db_path(w.path) for w in fresh)
-            count_written(job.report, fresh)
             for stage in WORKER_STAGES:
                 job.report.stage_seconds[stage] += float(out[f"{stage}_s"].sum())
             job.tick()

@@ -2,7 +2,7 @@
 
 Each actor builds its segmenter and embedder ONCE (from :class:`BackendRecipe`s) and then maps
 batches of planned images to their writes with exactly the local engine's code: decode
-(:func:`segindex.ingest.prefetch.decode_one`), then :func:`segindex.ingest.batch.model_stages`.
+(:func:`segindex.ingest.prefetch.decode_one`), then :class:`segindex.ingest.batch.ModelStages`.
 It never touches SQL: every image comes back as one packed :class:`ImageWrite` (regions as RLE
 rows plus their vectors, or the reason it failed), and the driver writes it idempotently.
 
@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from segindex.config import CropPolicy, LabelPolicy, RuntimeOptions, VideoOptions
-from segindex.device import backend_device
-from segindex.ingest.batch import DecodedImage, model_stages
+from segindex.ingest.batch import DecodedImage, ModelStages
 from segindex.ingest.engine import BackendRecipe
 from segindex.ingest.prefetch import decode_one
 from segindex.ingest.report import IngestReport, StageTimer
@@ -49,9 +48,7 @@ class IngestWorker:
         self.segmenter = segmenter.build()
         self.embedder = embedder.build()
         self.crop, self.runtime, self.labels = crop, runtime, labels
-        self.segment_batch, self.embed_batch = runtime.batch_sizes(
-            backend_device(self.segmenter), backend_device(self.embedder)
-        )
+        self.stages = ModelStages.of(self.segmenter, self.embedder, crop, runtime, labels=labels)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         report = IngestReport()
@@ -66,17 +63,7 @@ class IngestWorker:
                     writes.append(ImageWrite(path=path, sha256=str(sha), error=pixels))
                 else:
                     decoded.append(DecodedImage(path, str(sha), pixels))
-        writes += model_stages(
-            decoded,
-            segmenter=self.segmenter,
-            embedder=self.embedder,
-            crop=self.crop,
-            max_regions=self.runtime.max_regions,
-            labels=self.labels,
-            segment_batch=self.segment_batch,
-            embed_batch=self.embed_batch,
-            timer=timer,
-        )
+        writes += self.stages.run(decoded, timer)
         by_path = {w.path: w for w in writes}
         out: dict[str, Any] = {
             "path": np.asarray(paths, dtype=object),
@@ -121,9 +108,8 @@ class VideoWorker(IngestWorker):
         self.store = Store(url)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from segindex.ingest.engine import ImageJob
-        from segindex.ingest.runner import video_context
-        from segindex.ingest.video_runner import ingest_video
+        from segindex.ingest.job import ImageJob
+        from segindex.ingest.video_runner import VideoContext, ingest_video
 
         report = IngestReport()
         job = ImageJob(
@@ -138,7 +124,7 @@ class VideoWorker(IngestWorker):
             timer=StageTimer(report),
             tick=lambda *_: None,
         )
-        ctx = video_context(job, self.video)
+        ctx = VideoContext.of(job, self.video)
         for path, sha in zip(batch["path"], batch["sha256"], strict=True):
             state = self._state(str(path))
             if state is not None and state.status == "indexed" and state.sha256 == str(sha):

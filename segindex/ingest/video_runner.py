@@ -20,16 +20,16 @@ its frames as encoded rows (RLE masks), so memory does not grow with the video's
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from segindex.config import VideoOptions
 from segindex.errors import ConfigError, ModelLoadError, VideoDecodeError
-from segindex.ingest.batch import DecodedImage, model_stages
-from segindex.ingest.engine import ImageJob
+from segindex.ingest.batch import DecodedImage, ModelStages
 from segindex.ingest.frame_feed import FrameFeed
+from segindex.ingest.job import ImageJob
 from segindex.ingest.video import SampledFrame, SamplerState, probe, sample_frames
 from segindex.store.sql import ImageState, ImageWrite, db_path
 from segindex.store.video import FrameWrite, VideoRow, begin_video, resume_state, write_chunk
@@ -45,12 +45,41 @@ def frame_path(path: str, frame_index: int) -> str:
 @dataclass
 class VideoContext(ImageJob):
     """What every video of one ingest shares: the ingest's job (store, models and options,
-    report), plus the tracker, the video options and the models' batch sizes."""
+    report), plus the tracker, the video options and the model stages (with their batch
+    sizes)."""
 
     tracker: Tracker[Any]
     video: VideoOptions
-    segment_batch: int
-    embed_batch: int
+    stages: ModelStages
+
+    @classmethod
+    def of(cls, job: ImageJob, video: VideoOptions) -> VideoContext:
+        """What the videos of ``job`` share: its store, models and report, the tracker (built
+        once) and the model stages for the models' devices."""
+        from segindex.track import build_tracker
+
+        return cls(
+            **{f.name: getattr(job, f.name) for f in fields(job)},
+            tracker=build_tracker(
+                video.tracker.name,
+                video.tracker.options,
+                device=job.runtime.device,
+                precision=job.runtime.precision,
+            ),
+            video=video,
+            stages=job.model_stages(),
+        )
+
+
+def ingest_videos(
+    videos: list[tuple[str, str]], known: dict[str, ImageState], job: ImageJob, video: VideoOptions
+) -> None:
+    """The planned videos in this process, one at a time (each batched across its own
+    frames): what an engine does with videos unless it says otherwise."""
+    ctx = VideoContext.of(job, video)
+    for path, sha in videos:
+        job.tick(path)
+        ingest_video(ctx, path, sha, known.get(db_path(path)))
 
 
 def ingest_video(ctx: VideoContext, path: str, sha256: str, known: ImageState | None) -> None:
@@ -224,21 +253,11 @@ def _process(
     tstate: Any,
     feed: FrameFeed | None = None,
 ) -> list[FrameWrite]:
-    """The image model stages over a group of frames (:func:`~segindex.ingest.batch.
-    model_stages`, batched across frames exactly like images), then the tracker frame by frame
+    """The image model stages over a group of frames (:class:`~segindex.ingest.batch.
+    ModelStages`, batched across frames exactly like images), then the tracker frame by frame
     in time order. A frame the models fail on fails the video."""
     decoded = [DecodedImage(frame_path(path, f.index), "", f.image) for f in group]
-    writes = model_stages(
-        decoded,
-        segmenter=ctx.segmenter,
-        embedder=ctx.embedder,
-        crop=ctx.crop,
-        max_regions=ctx.runtime.max_regions,
-        labels=ctx.labels,
-        segment_batch=ctx.segment_batch,
-        embed_batch=ctx.embed_batch,
-        timer=ctx.timer,
-    )
+    writes = ctx.stages.run(decoded, ctx.timer)
     by_path = {w.path: w for w in writes}
     out: list[FrameWrite] = []
     crop_meta = ctx.crop.to_dict()
