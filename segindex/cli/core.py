@@ -296,14 +296,17 @@ def export(index_path: Path, output: Path, fmt: str, include_whole_images: bool)
 @click.command()
 @_friendly
 def backends() -> None:
-    """List the registered segmenters, embedders and trackers (built-ins and plugins)."""
+    """List the registered segmenters, embedders, trackers and ingest engines (built-ins and
+    plugins)."""
     from segindex.embed import EMBEDDERS
+    from segindex.ingest.engine import ENGINES
     from segindex.segment import SEGMENTERS
     from segindex.track import TRACKERS
 
     click.echo("segmenters: " + ", ".join(SEGMENTERS.names()))
     click.echo("embedders:  " + ", ".join(EMBEDDERS.names()))
     click.echo("trackers:   " + ", ".join(TRACKERS.names()))
+    click.echo("engines:    " + ", ".join(ENGINES.names()))
 
 
 COMMANDS = [ingest, info, export, backends]
