@@ -1,19 +1,28 @@
 """The ingest engine seam, idempotent writes and the database writer lock (no Ray needed).
 
+Engines are chosen by name from the ``segindex.engines`` registry; a third party's engine (here
+registered at run time, and in a subprocess through a real entry point) is chosen exactly like
+the built-ins, and the index reads what it declares (``models_here``, ``rows_elsewhere``).
 The Ray engine itself, on a multi-node local cluster, is tested in test_ray.py."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 
 from segindex.errors import ConfigError, IndexLockedError
-from segindex.ingest.engine import resolve_engine
+from segindex.ingest.engine import ENGINES, Deferred, IngestEngine, resolve_engine
+from segindex.ingest.job import ImageJob
 from segindex.ingest.local_engine import LocalEngine
 from segindex.ingest.ray_engine import INSTALL_HINT, RayEngine, refuse_shared_sqlite
 from segindex.regions import Regions
@@ -252,3 +261,206 @@ def test_ray_rounds_replan_only_what_is_not_written(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ModelLoadError, match="no weights"):
         RayEngine(retries=3)._rounds(todo, job=None)  # type: ignore[arg-type]
     assert len(calls) == 1
+
+
+# -- engines by name: a third party's engine ---------------------------------------------------
+
+
+class RecordingEngine(IngestEngine):
+    """A third party's engine: the local engine's work, remembering how it was built and what
+    it was handed."""
+
+    name = "recording"
+    built: ClassVar[list[dict[str, Any]]] = []
+    handed: ClassVar[list[tuple[int, bool]]] = []  # (images, segmenter deferred)
+
+    def __init__(self, tag: str = "none", rounds: int = 1) -> None:
+        self.tag, self.rounds = tag, rounds
+        RecordingEngine.built.append({"tag": tag, "rounds": rounds})
+
+    def run_images(self, todo: list[tuple[str, str]], job: ImageJob) -> None:
+        RecordingEngine.handed.append((len(todo), isinstance(job.segmenter, Deferred)))
+        LocalEngine().run_images(todo, job)
+
+
+class ElsewhereEngine(RecordingEngine):
+    """Declares that its models run elsewhere and its rows are committed by other processes
+    (it commits without telling the index's mirror); its ``name`` says "local" to show that the
+    index goes by the declarations, never by the name."""
+
+    name = "local"
+    models_here = False
+    asked: ClassVar[list[str]] = []
+
+    @property  # type: ignore[override]
+    def rows_elsewhere(self) -> bool:
+        ElsewhereEngine.asked.append("rows_elsewhere")
+        return True
+
+    def run_images(self, todo: list[tuple[str, str]], job: ImageJob) -> None:
+        RecordingEngine.handed.append((len(todo), isinstance(job.segmenter, Deferred)))
+        LocalEngine().run_images(todo, replace(job, on_commit=lambda _result: None))
+
+
+@pytest.fixture
+def plugin_engines() -> Iterator[None]:
+    """The test engines in the real registry, as a plugin's entry points would put them."""
+    ENGINES.register("recording", RecordingEngine)
+    ENGINES.register("elsewhere", ElsewhereEngine)
+    RecordingEngine.built.clear()
+    RecordingEngine.handed.clear()
+    ElsewhereEngine.asked.clear()
+    yield
+    ENGINES.unregister("recording")
+    ENGINES.unregister("elsewhere")
+
+
+def test_builtin_engines_are_registered_like_a_plugin() -> None:
+    from importlib.metadata import entry_points
+
+    declared = {ep.name: ep.value for ep in entry_points(group="segindex.engines")}
+    assert declared["local"] == "segindex.ingest.local_engine:LocalEngine"
+    assert declared["ray"] == "segindex.ingest.ray_engine:RayEngine"
+    assert {"local", "ray"} <= set(ENGINES.names())
+    assert LocalEngine.models_here and not LocalEngine.rows_elsewhere
+    assert not RayEngine.models_here and RayEngine.rows_elsewhere
+
+
+def test_a_plugin_engine_is_chosen_by_name_from_python(
+    make_index, photos: Path, plugin_engines: None
+) -> None:
+    idx = make_index()
+    report = idx.ingest(photos, engine="recording")
+    assert report.indexed == 4 and report.failed == 0
+    assert RecordingEngine.built == [{"tag": "none", "rounds": 1}]
+    assert RecordingEngine.handed == [(4, False)]  # models_here: the index's own segmenter
+    assert len(idx.search("red", k=3)) == 3
+    engine = resolve_engine("recording", tag="py", rounds=2)
+    assert isinstance(engine, RecordingEngine) and (engine.tag, engine.rounds) == ("py", 2)
+    with pytest.raises(
+        ConfigError, match=r"takes the options tag, rounds; got unknown \['speed'\]"
+    ):
+        resolve_engine("recording", speed=3)
+    with pytest.raises(ConfigError, match="options go with an engine name"):
+        resolve_engine(engine, tag="again")
+
+
+def test_a_plugin_engine_is_chosen_by_name_from_the_cli(
+    photos: Path, tmp_path: Path, plugin_engines: None
+) -> None:
+    from click.testing import CliRunner
+
+    from segindex.cli import main
+
+    index = tmp_path / "cli.segindex"
+    args = ["ingest", str(photos), "--index", str(index), "--segmenter", "fake"]
+    args += ["--embedder", "fake", "--engine", "recording", "--json"]
+    out = CliRunner().invoke(
+        main, [*args, "--engine-option", "tag=cli", "--engine-option", "rounds=2"]
+    )
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["indexed"] == 4
+    assert RecordingEngine.built == [{"tag": "cli", "rounds": 2}]  # JSON values: 2 is an int
+    assert RecordingEngine.handed == [(4, False)]
+
+    listed = CliRunner().invoke(main, ["backends"])
+    line = next(x for x in listed.output.splitlines() if x.startswith("engines:"))
+    assert {"local", "ray", "recording"} <= {n.strip() for n in line.split(":", 1)[1].split(",")}
+
+
+def test_unknown_engine_or_option_is_a_clear_error(
+    make_index, photos: Path, tmp_path: Path, plugin_engines: None
+) -> None:
+    from click.testing import CliRunner
+
+    from segindex.cli import main
+
+    idx = make_index()
+    with pytest.raises(
+        ConfigError, match="unknown engine 'spark'; registered engines: .*local, ray"
+    ):
+        idx.ingest(photos, engine="spark")
+    assert idx.store.counts()["images_indexed"] == 0
+
+    index = tmp_path / "cli.segindex"
+    args = ["ingest", str(photos), "--index", str(index), "--segmenter", "fake"]
+    args += ["--embedder", "fake"]
+    cases = [
+        (["--engine", "spark"], "unknown engine 'spark'; registered engines: elsewhere, local"),
+        (["--engine", "local", "--engine-option", "tag=x"], "the local engine takes no options"),
+        (["--engine", "recording", "--engine-option", "speed=3"], "got unknown ['speed']"),
+        (["--engine", "recording", "--engine-option", "speed"], "expected KEY=VALUE"),
+        (["--engine", "recording", "--workers", "2"], "--workers only apply with --engine ray"),
+        (["--engine", "ray", "--workers", "2", "--engine-option", "workers=3"], "both given"),
+    ]
+    for extra, message in cases:
+        out = CliRunner().invoke(main, [*args, *extra])
+        assert out.exit_code == 2 and message in out.output, (extra, out.output)
+        assert not index.exists()  # refused before an index is made
+
+
+def test_the_index_goes_by_the_engine_declarations(
+    make_index, photos: Path, plugin_engines: None
+) -> None:
+    """``models_here = False``: the engine gets a segmenter built only if used (the index
+    loads none for it); ``rows_elsewhere``: the index brings its vector mirror up to date from
+    SQL after the run, whatever the engine is called."""
+    idx = make_index()
+    report = idx.ingest(photos, engine="elsewhere")
+    assert report.indexed == 4
+    assert RecordingEngine.handed == [(4, True)]
+    assert "rows_elsewhere" in ElsewhereEngine.asked
+    regions = idx.store.region_ids()
+    assert len(regions) > 0 and idx.vectors.ntotal == len(regions)
+    assert len(idx.search("red", k=3)) == 3
+
+
+PLUGIN = textwrap.dedent(
+    """
+    from segindex.ingest.engine import IngestEngine
+    from segindex.ingest.local_engine import LocalEngine
+
+
+    class EchoEngine(IngestEngine):
+        name = "echo"
+
+        def __init__(self, tag: str = "none") -> None:
+            self.tag = tag
+
+        def run_images(self, todo, job):
+            print(f"ECHO {self.tag} {len(todo)}", flush=True)
+            LocalEngine().run_images(todo, job)
+    """
+)
+
+
+def test_an_engine_declared_by_an_installed_plugin_is_chosen_by_name(
+    photos: Path, tmp_path: Path
+) -> None:
+    """A distribution on the path that declares a ``segindex.engines`` entry point (no
+    registration call, no edit of segindex) is listed and chosen from the CLI with its options."""
+    site = tmp_path / "site"
+    info = site / "segindex_echo-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "segindex_echo.py").write_text(PLUGIN)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: segindex-echo\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[segindex.engines]\necho = segindex_echo:EchoEngine\n")
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from segindex.testing.fakes import register_fakes
+        register_fakes()
+        from segindex.cli import main
+        main(["backends"], standalone_mode=False)
+        main(["ingest", {str(photos)!r}, "--index", {str(tmp_path / "ep.segindex")!r},
+              "--segmenter", "fake", "--embedder", "fake",
+              "--engine", "echo", "--engine-option", "tag=ep"], standalone_mode=False)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert "engines:    echo, local, ray" in out.stdout
+    assert "ECHO ep 4" in out.stdout and "indexed 4 images" in out.stdout

@@ -36,8 +36,10 @@ def engine_options(fn: F) -> F:
         ),
         click.option(
             "--engine-option",
+            "engine_options",
             multiple=True,
             metavar="KEY=VALUE",
+            callback=_key_values,
             help="Engine option, e.g. retries=3 (repeatable; values are read as JSON when they "
             "parse).",
         ),
@@ -66,16 +68,23 @@ def engine_options(fn: F) -> F:
     return fn
 
 
+def _key_values(ctx: click.Context, param: click.Parameter, pairs: tuple[str, ...]) -> Any:
+    """``--engine-option`` pairs as a dict, parsed while click parses (a malformed pair is a
+    usage error naming the option)."""
+    from segindex.cli.common import _parse_options
+
+    return _parse_options(pairs)
+
+
 def engine_from(kw: dict[str, Any]) -> Any:
     """The engine the options ask for, built and checked now (before any index is made): an
     unknown name, an option the engine does not take or a missing Ray is a ``ConfigError``.
     Ray itself is imported only when the run starts."""
-    from segindex.cli.common import _parse_options
     from segindex.errors import ConfigError
     from segindex.ingest.engine import resolve_engine
 
     name = kw.get("engine") or "local"
-    options = _parse_options(tuple(kw.get("engine_option") or ()))
+    options = dict(kw.get("engine_options") or {})
     given = {key: kw[key] for key in RAY_FLAGS if kw.get(key) is not None}
     if given and name != "ray":
         flags = ", ".join(RAY_FLAGS[key][0] for key in given)
