@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from segindex.config import BackendSpec, RuntimeOptions, VideoOptions
 from segindex.errors import ConfigError
@@ -47,12 +47,13 @@ __all__ = [
 class IngestEngine(ABC):
     """Runs the model stages over planned images and writes them (see the module doc)."""
 
-    name: str = "engine"
+    #: what messages call the engine (the registry's name is the one that chooses it)
+    name: ClassVar[str] = "engine"
     #: whether the models run in this process (else ``job.segmenter`` is never used here)
-    models_here: bool = True
+    models_here: ClassVar[bool] = True
     #: whether rows may be committed by other processes (workers writing their own chunks), so
     #: the index brings its vector mirror up to date from SQL after the run
-    rows_elsewhere: bool = False
+    rows_elsewhere: ClassVar[bool] = False
 
     @abstractmethod
     def run_images(self, todo: list[tuple[str, str]], job: ImageJob) -> None:

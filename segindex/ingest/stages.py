@@ -118,8 +118,7 @@ def embed_stage(
     ``items[i].regions``."""
     if embedder.embeds_regions:
         return [
-            embedder.embed_regions(item.image, item.regions, segmenter=segmenter)
-            for item in items
+            embedder.embed_regions(item.image, item.regions, segmenter=segmenter) for item in items
         ]
     crops = [c for item in items for c in item.crops]
     vectors = embedder.embed_images(crops, batch_size=batch_size)
