@@ -43,6 +43,7 @@ from segindex.errors import ConfigError, SegindexError
 from segindex.ingest.engine import BackendRecipe, IngestEngine
 from segindex.ingest.job import ImageJob
 from segindex.store.sql import ImageState, db_path
+from segindex.validate import integer, number, optional_integer, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +80,11 @@ class RayEngine(IngestEngine):
     rows_elsewhere: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigError(f"workers must be an integer >= 1, got {self.workers!r}")
-        for name in ("gpus_per_worker", "cpus_per_worker"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
-                raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
-        if self.batch_size is not None and (
-            not isinstance(self.batch_size, int) or self.batch_size < 1
-        ):
-            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if not isinstance(self.retries, int) or self.retries < 0:
-            raise ConfigError(f"retries must be an integer >= 0, got {self.retries!r}")
+        positive_int("workers", self.workers)
+        number("gpus_per_worker", self.gpus_per_worker, lo=0)
+        number("cpus_per_worker", self.cpus_per_worker, lo=0)
+        optional_integer("batch_size", self.batch_size, lo=1)
+        integer("retries", self.retries, lo=0)
 
     def check(self) -> None:
         """Ray Data must be installed (the ``ray`` extra)."""

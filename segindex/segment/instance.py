@@ -24,6 +24,7 @@ from segindex.errors import ConfigError, ModelLoadError
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter
 from segindex.segment.hf import local_file, looks_like_path
+from segindex.validate import fraction, integer, positive_int
 
 _CLS_KEY = "roi_heads.box_predictor.cls_score.weight"
 
@@ -71,23 +72,13 @@ class InstanceSegmenter(Segmenter):
         # ``model`` is an alias of ``weights``, so ``--segmenter-model FILE`` works on the CLI.
         if model is not None:
             weights = model
-        for opt, value in (
-            ("score_threshold", score_threshold),
-            ("mask_threshold", mask_threshold),
-        ):
-            if not 0.0 <= float(value) <= 1.0:
-                raise ConfigError(f"{opt} must be in [0, 1], got {value!r}")
-        if int(min_area) < 0 or int(max_detections) < 1 or not 32 <= int(min_size) <= int(max_size):
-            raise ConfigError(
-                "need min_area >= 0, max_detections >= 1, 32 <= min_size <= max_size; got "
-                f"{min_area}, {max_detections}, {min_size}, {max_size}"
-            )
+        self.score_threshold = fraction("score_threshold", score_threshold)
+        self.mask_threshold = fraction("mask_threshold", mask_threshold)
+        self.min_area = integer("min_area", min_area, lo=0)
+        self.max_detections = positive_int("max_detections", max_detections)
+        self.min_size = integer("min_size", min_size, lo=32)
+        self.max_size = integer("max_size", max_size, lo=self.min_size)
         self.weights = str(weights)
-        self.score_threshold = float(score_threshold)
-        self.mask_threshold = float(mask_threshold)
-        self.min_area = int(min_area)
-        self.max_detections = int(max_detections)
-        self.min_size, self.max_size = int(min_size), int(max_size)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model, num_classes = _load(

@@ -21,10 +21,11 @@ import numpy as np
 from segindex.config import DEFAULT_SEGMENTER_MODEL
 from segindex.data.coco_panoptic import COCO_STUFF_NAMES
 from segindex.device import autocast, resolve_device, resolve_precision, to_device
-from segindex.errors import ConfigError, ModelLoadError
+from segindex.errors import ModelLoadError
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter
 from segindex.segment.hf import load_pretrained
+from segindex.validate import fraction, optional_integer
 
 if TYPE_CHECKING:
     import torch
@@ -79,24 +80,11 @@ class PanopticSegmenter(Segmenter):
         overlap_threshold: float = 0.8,
         thing_ids: Iterable[int] | None = None,
     ) -> None:
-        if resolution is not None and (
-            not isinstance(resolution, (int, np.integer))
-            or isinstance(resolution, bool)
-            or resolution < 32
-        ):
-            raise ConfigError(f"resolution must be an int >= 32 or None, got {resolution!r}")
-        for opt, value in (
-            ("threshold", threshold),
-            ("mask_threshold", mask_threshold),
-            ("overlap_threshold", overlap_threshold),
-        ):
-            if not 0.0 <= float(value) <= 1.0:
-                raise ConfigError(f"{opt} must be in [0, 1], got {value!r}")
+        self.resolution = optional_integer("resolution", resolution, lo=32)
+        self.threshold = fraction("threshold", threshold)
+        self.mask_threshold = fraction("mask_threshold", mask_threshold)
+        self.overlap_threshold = fraction("overlap_threshold", overlap_threshold)
         self.model_id = str(model)
-        self.resolution = None if resolution is None else int(resolution)
-        self.threshold = float(threshold)
-        self.mask_threshold = float(mask_threshold)
-        self.overlap_threshold = float(overlap_threshold)
         self.thing_ids = None if thing_ids is None else frozenset(int(i) for i in thing_ids)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)

@@ -31,6 +31,7 @@ import numpy as np
 from segindex.errors import ConfigError
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter, check_image
+from segindex.validate import fraction, number, positive_int
 
 Method = Literal["smooth", "sam", "crf"]
 
@@ -47,8 +48,7 @@ def smooth_masks(
     from scipy import ndimage
 
     check_image(image)
-    if radius < 1:
-        raise ConfigError(f"radius must be >= 1, got {radius}")
+    radius = positive_int("radius", radius)
     if not len(regions):
         return regions
     guide = image.astype(np.float32).mean(axis=2) / 255.0
@@ -101,8 +101,7 @@ def crf_masks(
         raise ConfigError(
             "dense-CRF refinement needs pydensecrf2: pip install 'segindex[crf]'"
         ) from exc
-    if not 0.5 < confidence < 1.0:
-        raise ConfigError(f"confidence must be in (0.5, 1), got {confidence}")
+    confidence = number("confidence", confidence, lo=0.5, hi=1, lo_open=True, hi_open=True)
     height, width = image.shape[:2]
     rgb = np.ascontiguousarray(image)
     out = np.empty_like(regions.masks)
@@ -185,12 +184,10 @@ class RefinedSegmenter(Segmenter):
 
         if method not in ("smooth", "sam", "crf"):
             raise ConfigError(f"refinement method must be 'smooth', 'sam' or 'crf', got {method!r}")
-        if not 0.0 <= float(min_iou) <= 1.0:
-            raise ConfigError(f"min_iou must be in [0, 1], got {min_iou!r}")
-        if int(radius) < 1 or float(eps) <= 0:
-            raise ConfigError(f"radius must be >= 1 and eps > 0, got {radius}, {eps}")
         self.method = method
-        self.radius, self.eps, self.min_iou = int(radius), float(eps), float(min_iou)
+        self.min_iou = fraction("min_iou", min_iou)
+        self.radius = positive_int("radius", radius)
+        self.eps = number("eps", eps, lo=0, lo_open=True)
         self.base = SEGMENTERS.build_on(
             base, dict(base_options or {}), device=device, precision=precision
         )

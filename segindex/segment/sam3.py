@@ -30,6 +30,7 @@ from segindex.errors import ConfigError
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter, check_image
 from segindex.segment.hf import load_pretrained
+from segindex.validate import fraction
 
 DEFAULT_SAM3_MODEL = "facebook/sam3"
 
@@ -66,12 +67,8 @@ class Sam3Segmenter(Segmenter):
         device: str = "auto",
         precision: str = "auto",
     ) -> None:
-        for key, value in (("threshold", threshold), ("mask_threshold", mask_threshold)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{key} must be a number in [0, 1], got {value!r}")
-            if not 0 <= value <= 1:
-                raise ConfigError(f"{key} must be a number in [0, 1], got {value!r}")
-        self.threshold, self.mask_threshold = float(threshold), float(mask_threshold)
+        self.threshold = fraction("threshold", threshold)
+        self.mask_threshold = fraction("mask_threshold", mask_threshold)
         self.concepts: tuple[str, ...] | None = None
         self.explicit = concepts is not None
         if concepts is not None:

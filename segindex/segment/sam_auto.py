@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from segindex.errors import ConfigError, QueryError
+from segindex.errors import QueryError
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter, check_image
+from segindex.validate import fraction, integer, number
 
 #: SAM ONNX point label convention (also used by the prompt decoders here)
 LABEL_BACKGROUND, LABEL_FOREGROUND, LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT = 0, 1, 2, 3
@@ -80,18 +81,15 @@ class SamLikeSegmenter(Segmenter):
             ("crop_n_layers", crop_n_layers, 0),
             ("crop_n_points_downscale_factor", crop_n_points_downscale_factor, 1),
         ):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ConfigError(f"{opt} must be an int >= {low}, got {value!r}")
+            integer(opt, value, lo=low)
         for opt, value in (
             ("pred_iou_thresh", pred_iou_thresh),
             ("stability_score_thresh", stability_score_thresh),
             ("nms_thresh", nms_thresh),
             ("crop_overlap_ratio", crop_overlap_ratio),
         ):
-            if not 0.0 <= float(value) <= 1.0:
-                raise ConfigError(f"{opt} must be in [0, 1], got {value!r}")
-        if float(stability_score_offset) <= 0:
-            raise ConfigError(f"stability_score_offset must be > 0, got {stability_score_offset!r}")
+            fraction(opt, value)
+        number("stability_score_offset", stability_score_offset, lo=0, lo_open=True)
         self.points_per_side = int(points_per_side)
         self.points_per_batch = int(points_per_batch)
         self.pred_iou_thresh = float(pred_iou_thresh)

@@ -33,6 +33,7 @@ from segindex.segment.sam_auto import (
     LABEL_BOX_TOP_LEFT,
     SamLikeSegmenter,
 )
+from segindex.validate import optional_integer
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
@@ -85,8 +86,7 @@ class SamOnnxSegmenter(SamLikeSegmenter):
         **sam_options: Any,
     ) -> None:
         super().__init__(**sam_options)
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ConfigError(f"threads must be an int >= 1 or None, got {threads!r}")
+        threads = optional_integer("threads", threads, lo=1)
         if len(pixel_mean) != 3 or len(pixel_std) != 3 or min(pixel_std) <= 0:
             raise ConfigError(
                 f"pixel_mean/pixel_std must be 3 numbers (std > 0), got {pixel_mean}, {pixel_std}"

@@ -18,10 +18,10 @@ import numpy as np
 
 from segindex.data.coco_panoptic import COCO_STUFF_NAMES
 from segindex.device import autocast, resolve_device, resolve_precision, to_device
-from segindex.errors import ConfigError
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter
 from segindex.segment.hf import load_pretrained
+from segindex.validate import positive_int
 
 DEFAULT_SEMANTIC_MODEL = "nvidia/segformer-b0-finetuned-ade-512-512"
 #: ADE20K / Cityscapes stuff-like class names besides COCO's (for ``is_thing``)
@@ -65,14 +65,8 @@ class SemanticSegmenter(Segmenter):
         ignore_labels: Iterable[int] = (),
         thing_ids: Iterable[int] | None = None,
     ) -> None:
-        if (
-            isinstance(min_area, bool)
-            or not isinstance(min_area, (int, np.integer))
-            or min_area < 1
-        ):
-            raise ConfigError(f"min_area must be an int >= 1, got {min_area!r}")
+        self.min_area = positive_int("min_area", min_area)
         self.model_id = str(model)
-        self.min_area = int(min_area)
         self.ignore_labels = frozenset(int(i) for i in ignore_labels)
         self.thing_ids = None if thing_ids is None else frozenset(int(i) for i in thing_ids)
         self.device = resolve_device(device)

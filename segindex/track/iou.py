@@ -26,9 +26,9 @@ import numpy as np
 
 from segindex import rle as rle_codec
 from segindex.embed.base import l2_normalise
-from segindex.errors import ConfigError
 from segindex.regions import Regions
 from segindex.track.base import Tracker, VideoState
+from segindex.validate import fraction, integer, number
 
 _DISALLOWED = 1e6
 
@@ -92,17 +92,15 @@ class IouTracker(Tracker[IouState]):
         velocity_smoothing: float = 0.3,
         vector_smoothing: float = 0.5,
     ) -> None:
-        self.iou_weight = _non_negative("iou_weight", iou_weight)
-        self.vector_weight = _non_negative("vector_weight", vector_weight)
-        self.label_weight = _non_negative("label_weight", label_weight)
-        self.max_cost = _non_negative("max_cost", max_cost)
-        self.min_iou = _fraction("min_iou", min_iou)
-        self.max_distance = _non_negative("max_distance", max_distance)
-        self.velocity_smoothing = _fraction("velocity_smoothing", velocity_smoothing)
-        self.vector_smoothing = _fraction("vector_smoothing", vector_smoothing)
-        if isinstance(max_missed, bool) or int(max_missed) != max_missed or max_missed < 0:
-            raise ConfigError(f"max_missed must be an int >= 0, got {max_missed!r}")
-        self.max_missed = int(max_missed)
+        self.iou_weight = number("iou_weight", iou_weight, lo=0)
+        self.vector_weight = number("vector_weight", vector_weight, lo=0)
+        self.label_weight = number("label_weight", label_weight, lo=0)
+        self.max_cost = number("max_cost", max_cost, lo=0)
+        self.min_iou = fraction("min_iou", min_iou, hi_open=True)
+        self.max_distance = number("max_distance", max_distance, lo=0)
+        self.velocity_smoothing = fraction("velocity_smoothing", velocity_smoothing, hi_open=True)
+        self.vector_smoothing = fraction("vector_smoothing", vector_smoothing, hi_open=True)
+        self.max_missed = integer("max_missed", max_missed, lo=0)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -341,15 +339,3 @@ def _centres(boxes: np.ndarray) -> np.ndarray:
     """``(N, 2)`` float64 centres of ``(N, 4)`` XYXY boxes."""
     b = boxes.astype(np.float64)
     return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1)
-
-
-def _non_negative(name: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-        raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
-    return float(value)
-
-
-def _fraction(name: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-        raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)

@@ -35,9 +35,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from segindex import rle as rle_codec
-from segindex.errors import ConfigError
 from segindex.regions import Regions
 from segindex.track.base import Tracker, VideoState
+from segindex.validate import fraction, integer, optional_number
 
 #: at most this many cap drops are kept in the state (the count is kept in full)
 _DROPPED_KEPT = 100
@@ -148,20 +148,14 @@ class PropagatingTracker(Tracker[PropagatingState]):
         frame_fps: float | None = None,
     ) -> None:
         self.propagator = propagator
-        self.match_iou = _unit("match_iou", match_iou)
-        self.presence = _unit("presence", presence)
-        self.max_missed = _count("max_missed", max_missed, 1)
-        self.max_objects = _count("max_objects", max_objects, 1)
-        self.backfill_frames = _count("backfill_frames", backfill_frames, 0)
+        self.match_iou = fraction("match_iou", match_iou)
+        self.presence = fraction("presence", presence)
+        self.max_missed = integer("max_missed", max_missed, lo=1)
+        self.max_objects = integer("max_objects", max_objects, lo=1)
+        self.backfill_frames = integer("backfill_frames", backfill_frames, lo=0)
         self.reseed = bool(reseed)
         self.backfill = bool(backfill)
-        if frame_fps is not None and (
-            isinstance(frame_fps, bool)
-            or not isinstance(frame_fps, (int, float))
-            or not 0 < frame_fps <= 1000
-        ):
-            raise ConfigError(f"frame_fps must be a number in (0, 1000] or None, got {frame_fps!r}")
-        self.frame_fps = None if frame_fps is None else float(frame_fps)
+        self.frame_fps = optional_number("frame_fps", frame_fps, lo=0, hi=1000, lo_open=True)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -396,15 +390,3 @@ def match_masks(a: np.ndarray, b: np.ndarray, min_iou: float) -> list[tuple[int,
         for i, j in zip(rows, cols, strict=True)
         if iou[i, j] >= min_iou and iou[i, j] > 0
     ]
-
-
-def _unit(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
-
-
-def _count(name: str, value: int, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
-    return value

@@ -25,7 +25,8 @@ import numpy as np
 
 from segindex.device import autocast, resolve_device, resolve_precision
 from segindex.segment.hf import load_pretrained
-from segindex.track.propagate import PropagatingTracker, Propagation, _count
+from segindex.track.propagate import PropagatingTracker, Propagation
+from segindex.validate import integer
 
 DEFAULT_SAM2_MODEL = "facebook/sam2.1-hiera-tiny"
 #: per-object dicts of a transformers ``Sam2VideoInferenceSession`` keyed by object index
@@ -55,7 +56,7 @@ class Sam2Propagator:
         max_cond_frames: int = 4,
     ) -> None:
         self.model_id = str(model)
-        self.max_cond_frames = _count("max_cond_frames", max_cond_frames, 1)
+        self.max_cond_frames = integer("max_cond_frames", max_cond_frames, lo=1)
         self.device, self.precision, self.model, self.processor = load_video_model(
             self.model_id, device, precision, _from_pretrained, "SAM 2 video (Sam2VideoModel)"
         )

@@ -22,8 +22,9 @@ import numpy as np
 
 from segindex.device import autocast
 from segindex.errors import ConfigError
-from segindex.track.propagate import PropagatingTracker, Propagation, _unit, match_masks
+from segindex.track.propagate import PropagatingTracker, Propagation, match_masks
 from segindex.track.sam2 import forget_before, load_video_model, memory_steps, open_session
+from segindex.validate import number
 
 DEFAULT_SAM3_VIDEO_MODEL = "facebook/sam3"
 
@@ -52,9 +53,7 @@ class Sam3VideoPropagator:
         from segindex.segment.sam3 import _phrases
 
         self.concepts = _phrases(concepts, "concepts")
-        self.bind_iou = _unit("bind_iou", bind_iou)
-        if self.bind_iou == 0:
-            raise ConfigError("bind_iou must be above 0")
+        self.bind_iou = number("bind_iou", bind_iou, lo=0, hi=1, lo_open=True)
         self.model_id = str(model)
         self.device, self.precision, self.model, self.processor = load_video_model(
             self.model_id, device, precision, _from_pretrained, "SAM 3 video (Sam3VideoModel)"
