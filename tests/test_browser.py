@@ -208,7 +208,7 @@ def test_search_draw_a_box_and_explore(server: str, tmp_path: Path) -> None:
         finally:
             browser.close()
     assert (tmp_path / "web.png").stat().st_size > 0
-    if os.environ.get("SEGINDEX_UPDATE_SCREENSHOTS") == "1":  # refresh the README's pictures
+    if os.environ.get("SEGINDEX_UPDATE_SCREENSHOTS") == "1":  # refresh docs/http-service.md's pictures
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path / "web.png", SCREENSHOT)
         shutil.copy(tmp_path / "detail.png", SCREENSHOT.with_name("web-detail.png"))
