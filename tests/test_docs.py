@@ -37,7 +37,6 @@ import importlib
 import os
 import re
 import shlex
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ from PIL import Image
 
 from segindex.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN_MARK = "<!-- test: run -->"
 SHELL = {"bash", "sh", "shell", "console", "text"}
@@ -131,7 +130,7 @@ def help_text(path: tuple[str, ...]) -> str:
     return r.output
 
 
-def command_paths(tokens: list[str]) -> tuple[list[tuple[str, ...]], list[str]]:
+def command_paths(tokens: list[str], where: str) -> tuple[list[tuple[str, ...]], list[str]]:
     """The command path(s) named by ``segindex ...`` tokens (``a|b`` gives several) and the rest."""
     import click
 
@@ -142,7 +141,7 @@ def command_paths(tokens: list[str]) -> tuple[list[tuple[str, ...]], list[str]]:
         names = rest[0].split("|")
         for name in names:
             assert name in group.commands, (
-                f"segindex {' '.join(paths[0])} has no command {name!r}; "
+                f"{where}: segindex {' '.join(paths[0])} has no command {name!r}; "
                 f"it has {sorted(group.commands)}"
             )
         rest = rest[1:]
@@ -162,7 +161,7 @@ def option_names(tokens: list[str]) -> list[str]:
 
 
 def check_segindex(tokens: list[str], where: str) -> None:
-    paths, rest = command_paths(tokens)
+    paths, rest = command_paths(tokens, where)
     assert paths != [()], f"{where}: `segindex` without a command"
     for path in paths:
         text = help_text(path)
@@ -181,8 +180,9 @@ def check_paths(tokens: list[str], where: str) -> None:
 
 
 def extras() -> set[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return set(project["optional-dependencies"])
+    from importlib.metadata import metadata
+
+    return set(metadata("segindex").get_all("Provides-Extra") or [])
 
 
 def check_command(cmd: list[str], where: str) -> None:
@@ -262,7 +262,7 @@ def test_block_is_well_formed(block: Block) -> None:
     if block.lang == "python":
         check_python(block)
     elif block.lang == "toml":
-        tomllib.loads(block.text)
+        pytest.importorskip("tomllib").loads(block.text)  # Python 3.11+
     else:
         for cmd in commands(block):
             check_command(cmd, block.where)
