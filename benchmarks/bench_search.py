@@ -170,7 +170,7 @@ def query_phase(path: Path, n: int, queries_file: Path, gt_file: Path) -> dict[s
     import psutil
 
     from segindex import Index
-    from segindex.query import Filters
+    from segindex.search import Filters
 
     proc = psutil.Process()
     queries = np.load(queries_file)

@@ -1,7 +1,7 @@
 """Answering queries: the search half of :class:`~segindex.index.Index`.
 
 Text, whole images, regions of new images, indexed regions and raw vectors become one query
-vector (:meth:`SearchMixin.embed_query`); :func:`segindex.search.rank` turns it into a page of
+vector (:meth:`SearchMixin.embed_query`); :func:`segindex.search.rank.rank` turns it into a page of
 hits under the index's filters; regions and images are also fetched by id. The index supplies
 the store, the vectors, the models and the FAISS lock (see the attributes below).
 """
@@ -22,26 +22,21 @@ from segindex.embed import DEFAULT_TEMPLATES
 from segindex.embed.base import l2_normalise
 from segindex.errors import ModelLoadError, NotFoundError, QueryError
 from segindex.images import load_image
-from segindex.query import (
+from segindex.regions import Regions
+from segindex.search.hits import Hit, SearchPage, hit_from_row
+from segindex.search.prompts import resolve_region
+from segindex.search.query import (
     Filters,
     ImageInput,
     Query,
     QueryRegion,
     RegionPrompt,
+    Scope,
     Term,
     make_query,
-    resolve_region,
 )
-from segindex.regions import Regions
-from segindex.search import (
-    Hit,
-    Scope,
-    SearchPage,
-    hit_from_row,
-    rank,
-    search_vectors,
-    search_vectors_batch,
-)
+from segindex.search.rank import rank, search_vectors, search_vectors_batch
+from segindex.search.tracks import resolve_track_terms, to_track_hits, track_hit
 
 if TYPE_CHECKING:
     from segindex.config import IndexSettings
@@ -49,7 +44,7 @@ if TYPE_CHECKING:
     from segindex.segment import Segmenter
     from segindex.store.sql import Store
     from segindex.store.vectors import VectorIndex
-    from segindex.tracks import TrackHit
+    from segindex.search.tracks import TrackHit
 
 TEXT_CACHE_SIZE = 512
 
@@ -93,18 +88,18 @@ class SearchMixin:
         (ties broken by region id, so pages are stable).
 
         Search by exactly one of: ``text``; ``image`` (a whole new image); ``region`` (a
-        :class:`~segindex.query.RegionPrompt`: a box, points or a mask on a new image);
+        :class:`~segindex.search.query.RegionPrompt`: a box, points or a mask on a new image);
         ``similar_to`` (an indexed region id; the region itself is left out unless
         ``exclude_query_regions=False``); ``similar_to_track`` (an indexed video track id, left
         out likewise); ``terms`` (weighted ``Term``s or ``(text, weight)``).
         ``negative`` texts are subtracted (``negative_weight`` each) before normalising.
 
-        filters: :class:`~segindex.query.Filters` applied inside the vector search, so ``k`` hits
+        filters: :class:`~segindex.search.query.Filters` applied inside the vector search, so ``k`` hits
         come back whenever at least ``k`` regions match. min_similarity: drop weaker hits.
         group_by_image: the best region per image (the best track per video), with
         ``Hit.image_matches``. scope: ``regions`` (segmenter masks, of images and of sampled
         video frames), ``images`` (whole images and frames), ``tracks`` (video tracks, as
-        :class:`~segindex.tracks.TrackHit`) or ``all`` (tracks among them are ``TrackHit``s
+        :class:`~segindex.search.tracks.TrackHit`) or ``all`` (tracks among them are ``TrackHit``s
         too). templates:
         wrap texts ("a photo of a {}.") and average; ``None`` embeds them verbatim.
         """
@@ -129,11 +124,9 @@ class SearchMixin:
         return self.query(q).hits
 
     def query(self, query: Query) -> SearchPage:
-        """Run a :class:`~segindex.query.Query`; the page says whether more hits follow and,
+        """Run a :class:`~segindex.search.query.Query`; the page says whether more hits follow and,
         for region terms, which mask each region prompt resolved to (``query_regions``). Track
-        rows among the hits are :class:`~segindex.tracks.TrackHit`s."""
-        from segindex.tracks import resolve_track_terms, to_track_hits
-
+        rows among the hits are :class:`~segindex.search.tracks.TrackHit`s."""
         query, exclude = resolve_track_terms(query, self.store)
         vector, regions = self.embed_query(query)
         page = rank(vector, query, self.store, self.vectors, self._lock, exclude_ids=exclude)
@@ -145,8 +138,6 @@ class SearchMixin:
         """The ``(D,)`` L2-normalised float32 query vector: the weighted sum of the terms'
         vectors, normalised; and the resolved region of each region term."""
         if query.track_ids:
-            from segindex.tracks import resolve_track_terms
-
             query = resolve_track_terms(query, self.store)[0]
         text_vecs = iter(
             self._embed_texts([t.text for t in query.terms if t.text is not None], query.templates)
@@ -208,7 +199,7 @@ class SearchMixin:
     def embed_region_query(self, prompt: RegionPrompt) -> tuple[np.ndarray, QueryRegion]:
         """``(D,)`` vector of a region of a new image, and the region it resolved to.
 
-        The prompt becomes a mask (:func:`~segindex.query.resolve_region`: a given mask; else
+        The prompt becomes a mask (:func:`~segindex.search.prompts.resolve_region`: a given mask; else
         the segmenter's mask for the box/points when it is promptable; else the box itself),
         and the mask is cropped exactly like an indexed region, with the index's crop policy.
         """
@@ -265,8 +256,6 @@ class SearchMixin:
     def track(self, track_id: int) -> TrackHit:
         """The indexed video track ``track_id`` (``similarity`` NaN, ``best_frame`` its most
         typical frame; ``frames()`` reads its sampled frames)."""
-        from segindex.tracks import track_hit
-
         return track_hit(self.store, int(track_id))
 
     def image(self, image_id: int) -> tuple[Any, list[Hit]]:

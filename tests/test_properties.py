@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from segindex.errors import QueryError
-from segindex.query import Filters, make_query
+from segindex.search import Filters, make_query
 from segindex.store import filtered
 from segindex.testing.fakes import PALETTE, draw_scene, register_fakes
 from tests.test_filtered_search import IDS, N, check_row, clustered, frozen, index, least_similar

@@ -12,8 +12,8 @@ import pytest
 from segindex import Index
 from segindex.embed.base import l2_normalise
 from segindex.errors import ImageDecodeError, NotFoundError, QueryError
-from segindex.query import Filters, RegionPrompt, Term, make_query
 from segindex.regions import Regions
+from segindex.search import Filters, RegionPrompt, Term, make_query
 from segindex.testing.fakes import FakeSegmenter, draw_scene, quantise
 from tests.conftest import scene_truth
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from segindex import Index
 from segindex.errors import QueryError
-from segindex.query import SQL_INT_LIMIT, Filters, RegionPrompt
+from segindex.search.query import SQL_INT_LIMIT, Filters, RegionPrompt
 from segindex.service import ServiceSettings, create_app
 from segindex.testing.fakes import draw_scene, register_fakes
 from tests.pg import fresh_schema

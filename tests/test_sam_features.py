@@ -21,8 +21,8 @@ from PIL import Image
 from segindex.embed import EMBEDDERS
 from segindex.embed.sam_features import SamFeaturesEmbedder, grid_weights, pool
 from segindex.errors import ConfigError, ModelLoadError, QueryError
-from segindex.query import RegionPrompt
 from segindex.regions import Regions
+from segindex.search import RegionPrompt
 from segindex.segment import sam_onnx
 from segindex.testing.fakes import PALETTE, colour_vector, draw_scene
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from segindex.search import _rows_of_best
+from segindex.search.rank import _rows_of_best
 
 
 class Rows:

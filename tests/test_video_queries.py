@@ -23,10 +23,9 @@ import pytest
 from PIL import Image
 
 from segindex.errors import NotFoundError, QueryError
-from segindex.query import Filters, Query, Term
+from segindex.search import Filters, Query, Term, TrackHit, format_time, read_frames
 from segindex.testing.clips import write_clip
 from segindex.testing.fakes import PALETTE, draw_scene, register_fakes
-from segindex.tracks import TrackHit, format_time, read_frames
 
 N = 20
 FPS = 10

@@ -111,7 +111,7 @@ def search(text: str | None, index_path: Path, image_path: Path | None, **kw: An
     filters inside the search. --scope tracks lists video tracks with their times (m:ss.s)."""
     from segindex.embed import DEFAULT_TEMPLATES
     from segindex.errors import QueryError
-    from segindex.query import Filters, RegionPrompt, make_query
+    from segindex.search import Filters, RegionPrompt, make_query
 
     region = None
     if kw["box"] is not None or kw["points"] or kw["mask_path"] is not None:

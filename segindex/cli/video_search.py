@@ -70,7 +70,7 @@ def track_search_options(fn: F) -> F:
 
 
 def video_filters(kw: dict[str, Any]) -> dict[str, float | None]:
-    """The :class:`~segindex.query.Filters` fields of the video options."""
+    """The :class:`~segindex.search.query.Filters` fields of the video options."""
     return {
         "min_duration_s": kw["min_duration"],
         "time_from_s": kw["time_from"],
@@ -80,7 +80,7 @@ def video_filters(kw: dict[str, Any]) -> dict[str, float | None]:
 
 def time_cell(hit: Any) -> str:
     """``m:ss.s`` of a frame region, ``m:ss.s-m:ss.s`` of a track, empty for an image."""
-    from segindex.tracks import format_time
+    from segindex.search import format_time
 
     start = getattr(hit, "start_s", None)
     if start is not None:
@@ -92,7 +92,7 @@ def track_table(hits: Sequence[Any], first_rank: int, grouped: bool) -> Any:
     """A rich table of track hits: similarity, label, video, from, to, frames, track."""
     from rich.table import Table
 
-    from segindex.tracks import format_time
+    from segindex.search import format_time
 
     table = Table(title=f"{len(hits)} tracks")
     for col in ("#", "similarity", "label", "video", "from", "to", "frames", "track"):

@@ -13,7 +13,7 @@ from segindex.search import Hit
 def region_pixels(index: Index, hit: Hit) -> np.ndarray:
     """``HxWx3`` uint8 RGB of the image or video frame of ``hit`` (a region of any kind; a track
     row stands for its most typical frame). Raises ``NotFoundError`` / ``ImageDecodeError``."""
-    from segindex.tracks import read_frames
+    from segindex.search import read_frames
 
     path = index.image_file(hit.image_id)
     if hit.time_s is None:

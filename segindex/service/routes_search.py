@@ -42,7 +42,7 @@ def hit_json(hit: Hit) -> dict[str, Any]:
     """A hit (or a region read by id) with the URLs of its pictures. A region of a video frame
     points at its video and, when tracked, its track and the frame's overlay; a track hit's
     ``thumb`` shows its best frame."""
-    from segindex.tracks import TrackHit
+    from segindex.search import TrackHit
 
     out = hit.to_dict()
     rid, iid = hit.region_id, hit.image_id

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from segindex.embed.base import DEFAULT_TEMPLATES
 from segindex.errors import QueryError
-from segindex.query import Filters, Query, RegionPrompt, Term, make_query
+from segindex.search import Filters, Query, RegionPrompt, Term, make_query
 
 Id = Annotated[int, Field(ge=1, le=2**62)]
 

@@ -1,24 +1,34 @@
-"""The store's reads for queries: allowed ids under filters, vectors and rows of given ids or
+"""The store's reads for queries: allowed ids under a condition, vectors and rows of given ids or
 images, labels and counts. A mixin of :class:`segindex.store.sql.Store` (kept apart so neither
 file grows past a few hundred lines); every method is ONE query (or one read transaction).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Engine, and_, func, select
+from sqlalchemy import ColumnElement, Engine, func, select
 
 from segindex.store.schema import images, index_meta, regions, tracks
 
-if TYPE_CHECKING:
-    from segindex.query import Filters
-
-
 #: the ``segindex_meta`` key of the write generation
-_GENERATION = "generation"
+GENERATION_KEY = "generation"
+
+
+@dataclass(frozen=True)
+class RegionWhere:
+    """A condition on region rows (made from a query's kind and filters by
+    :mod:`segindex.search.conditions`): the WHERE ``clause`` over ``regions``, and the joins it
+    reads: ``images`` (on ``image_id``), ``tracks`` (outer, on ``track_id``). ``key`` names the
+    condition (equal keys, equal conditions): the allowed-ids cache is keyed by it."""
+
+    key: Hashable
+    clause: ColumnElement[bool] = field(compare=False)
+    images: bool = False
+    tracks: bool = False
 
 
 def id_owner_vectors(rows: Sequence[Any], owner: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -38,34 +48,31 @@ class QueryReads:
     """Read-only query helpers over ``self.engine`` (see :class:`~segindex.store.sql.Store`)."""
 
     engine: Engine
-    #: (kind, filters) -> (generation, read-only sorted ids), reset by the store's constructor
-    _allowed: dict[tuple[str | None, Filters | None], tuple[int, np.ndarray]]
+    #: condition -> (generation, read-only sorted ids), reset by the store's constructor
+    _allowed: dict[RegionWhere, tuple[int, np.ndarray]]
 
     def generation(self) -> int:
         """A counter bumped by every committed write or delete (readers use it to resync)."""
         with self.engine.connect() as conn:
             value = conn.execute(
-                select(index_meta.c.value).where(index_meta.c.key == _GENERATION)
+                select(index_meta.c.value).where(index_meta.c.key == GENERATION_KEY)
             ).scalar_one_or_none()
         return 0 if value is None else int(value)
 
-    def filtered_region_ids(
-        self, kind: str | None = None, filters: Filters | None = None
-    ) -> np.ndarray | None:
-        """Sorted ``(N,)`` int64 ids of the regions of ``kind`` passing ``filters``, in ONE query;
-        ``None`` when nothing restricts (every region is allowed)."""
-        cond = _conditions(kind, filters)
-        if cond is None:
+    def filtered_region_ids(self, where: RegionWhere | None) -> np.ndarray | None:
+        """Sorted ``(N,)`` int64 ids of the regions passing ``where``, in ONE query (kept, as a
+        shared read-only array, until the next write); ``None`` when ``where`` is ``None``
+        (every region is allowed)."""
+        if where is None:
             return None
-        key = (kind, filters if filters is not None and filters.active else None)
         generation = self.generation()
-        cached = self._allowed.get(key)
+        cached = self._allowed.get(where)
         if cached is not None and cached[0] == generation:
             return cached[1]
-        stmt = select(regions.c.id).where(cond)  # sorted below (see region_ids)
-        if filters is not None and filters.path_prefix is not None:
+        stmt = select(regions.c.id).where(where.clause)  # sorted below (see region_ids)
+        if where.images:
             stmt = stmt.join(images, images.c.id == regions.c.image_id)
-        if filters is not None and filters.video_active:
+        if where.tracks:
             stmt = stmt.outerjoin(tracks, tracks.c.id == regions.c.track_id)
         with self.engine.connect() as conn:
             found = conn.execute(stmt).scalars().all()
@@ -74,23 +81,22 @@ class QueryReads:
         ids.flags.writeable = False
         if len(self._allowed) >= 32:
             self._allowed.pop(next(iter(self._allowed)))
-        self._allowed[key] = (generation, ids)
+        self._allowed[where] = (generation, ids)
         return ids
 
     def image_region_vectors(
-        self, image_ids: Sequence[int], kind: str | None = None, filters: Filters | None = None
+        self, image_ids: Sequence[int], where: RegionWhere | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(region ids (n,) int64, image ids (n,) int64, vectors (n, D) float32)`` of the
-        regions of these images passing ``kind`` and ``filters``, in ONE query."""
+        regions of these images passing ``where``, in ONE query."""
         cond = regions.c.image_id.in_([int(i) for i in image_ids])
-        extra = _conditions(kind, filters)
         stmt = (
             select(regions.c.id, regions.c.image_id, regions.c.vector)
             .join(images, images.c.id == regions.c.image_id)
-            .where(cond if extra is None else and_(cond, extra))
+            .where(cond if where is None else cond & where.clause)
             .order_by(regions.c.id)
         )
-        if filters is not None and filters.video_active:
+        if where is not None and where.tracks:
             stmt = stmt.outerjoin(tracks, tracks.c.id == regions.c.track_id)
         with self.engine.connect() as conn:
             return id_owner_vectors(conn.execute(stmt).all(), "image_id")
@@ -158,34 +164,3 @@ class QueryReads:
             "regions": int(by_kind.get("segment", 0)),
             "whole_image_regions": int(by_kind.get("image", 0)),
         }
-
-
-def _conditions(kind: str | None, filters: Filters | None) -> ColumnElement[bool] | None:
-    """The WHERE clause for a kind and filters (``path_prefix`` needs the images join, the
-    video filters the tracks outer join)."""
-    conds: list[ColumnElement[bool]] = []
-    if kind is not None:
-        conds.append(regions.c.kind == kind)
-    f = filters
-    if f is not None:
-        if f.labels:
-            conds.append(regions.c.label.in_(list(f.labels)))
-        if f.exclude_labels:
-            conds.append(regions.c.label.not_in(list(f.exclude_labels)))
-        if f.min_score is not None:
-            conds.append(regions.c.score >= f.min_score)
-        if f.min_area is not None:
-            conds.append(regions.c.area >= int(f.min_area))
-        if f.max_area is not None:
-            conds.append(regions.c.area <= int(f.max_area))
-        if f.thing is not None:
-            conds.append(regions.c.is_thing == bool(f.thing))
-        if f.path_prefix is not None:
-            conds.append(images.c.path.startswith(f.path_prefix, autoescape=True))
-        if f.video_active:  # needs the tracks outer join
-            from segindex.store.track_rows import video_conditions
-
-            conds.append(video_conditions(f))
-    if not conds:
-        return None
-    return and_(*conds)

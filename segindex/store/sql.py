@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
@@ -30,11 +30,8 @@ from sqlalchemy import (
 from segindex.regions import Regions
 from segindex.store.claim import already_written, find_image, insert_image
 from segindex.store.migrate import upgrade
-from segindex.store.query_reads import _GENERATION, QueryReads, _conditions  # noqa: F401
+from segindex.store.query_reads import GENERATION_KEY, QueryReads, RegionWhere
 from segindex.store.schema import images, index_meta, regions, tracks, video_progress
-
-if TYPE_CHECKING:
-    from segindex.query import Filters
 
 
 @dataclass
@@ -119,14 +116,14 @@ def db_path(path: str) -> str:
 def _bump_generation(conn: Any) -> None:
     """Increment the write generation inside the caller's transaction."""
     current = conn.execute(
-        select(index_meta.c.value).where(index_meta.c.key == _GENERATION)
+        select(index_meta.c.value).where(index_meta.c.key == GENERATION_KEY)
     ).scalar_one_or_none()
     if current is None:
-        conn.execute(insert(index_meta).values(key=_GENERATION, value="1"))
+        conn.execute(insert(index_meta).values(key=GENERATION_KEY, value="1"))
     else:
         conn.execute(
             update(index_meta)
-            .where(index_meta.c.key == _GENERATION)
+            .where(index_meta.c.key == GENERATION_KEY)
             .values(value=str(int(current) + 1))
         )
 
@@ -182,9 +179,9 @@ class Store(QueryReads):
         self.url = url
         self.engine = make_engine(url)
         upgrade(self.engine)  # creates the tables; adds what older schema versions lack
-        # (kind, filters) -> (generation, read-only sorted ids): a search reuses the allowed set
-        # (and FAISS the selector built on it) until a write bumps the generation
-        self._allowed: dict[tuple[str | None, Filters | None], tuple[int, np.ndarray]] = {}
+        # condition -> (generation, read-only sorted ids): a search reuses the allowed set (and
+        # FAISS the selector built on it) until a write bumps the generation
+        self._allowed: dict[RegionWhere, tuple[int, np.ndarray]] = {}
 
     def close(self) -> None:
         self.engine.dispose()

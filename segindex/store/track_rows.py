@@ -1,5 +1,5 @@
-"""Reading video tracks for queries: the video filters' SQL, track rows, their frame rows and
-vectors, and the counts ``info`` shows.
+"""Reading video tracks for queries: track rows, their frame rows and vectors, and the counts
+``info`` shows.
 
 Layout (see :mod:`segindex.store.schema`): a video is a ``segindex_images`` row with ``media =
 "video"``; its sampled frames' regions are region rows with ``frame_index``, ``time_s`` and (for
@@ -14,15 +14,12 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 
 from segindex.store.query_reads import id_owner_vectors
 from segindex.store.schema import images, regions, tracks
 
 if TYPE_CHECKING:
-    from sqlalchemy.sql.elements import ColumnElement
-
-    from segindex.query import Filters
     from segindex.store.sql import Store
 
 #: columns of a track row as the query side reads it (with its video's path and size)
@@ -42,32 +39,6 @@ _TRACK_COLS = (
     images.c.fps,
     images.c.duration_s,
 )
-
-
-def video_conditions(filters: Filters) -> ColumnElement[bool]:
-    """WHERE clause of the video filters (duration, time range) over ``regions`` outer-joined
-    with ``tracks`` on ``track_id`` (a region without a track or a time never passes); used by
-    :meth:`Store.filtered_region_ids`."""
-    conds: list[ColumnElement[bool]] = []
-    if filters.min_duration_s is not None:
-        conds.append(tracks.c.end_s - tracks.c.start_s >= filters.min_duration_s - 1e-9)
-    lo, hi = filters.time_from_s, filters.time_to_s
-    if lo is not None or hi is not None:
-        span: list[ColumnElement[bool]] = []  # a track overlaps [lo, hi]
-        at: list[ColumnElement[bool]] = [regions.c.time_s.is_not(None)]  # a frame lies in it
-        if lo is not None:
-            span.append(tracks.c.end_s >= lo)
-            at.append(regions.c.time_s >= lo)
-        if hi is not None:
-            span.append(tracks.c.start_s <= hi)
-            at.append(regions.c.time_s <= hi)
-        conds.append(
-            or_(
-                and_(regions.c.kind == "track", *span),
-                and_(regions.c.kind != "track", *at),
-            )
-        )
-    return and_(*conds)
 
 
 def track_rows(store: Store, track_ids: Sequence[int]) -> dict[int, Any]:

@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from segindex.errors import NotFoundError, VideoDecodeError
-from segindex.search import Hit, hit_from_row
-
-if TYPE_CHECKING:
-    from segindex.query import Query
-    from segindex.store.sql import Store
+from segindex.search.hits import Hit, hit_from_row
+from segindex.search.query import Query, Term
+from segindex.store.sql import Store
+from segindex.store.track_rows import (
+    frame_region_ids,
+    frame_rows,
+    frame_vectors,
+    track_region_ids,
+    track_rows,
+    tracks_of_regions,
+)
 
 __all__ = [
     "TrackHit",
@@ -36,7 +42,7 @@ __all__ = [
 
 @dataclass
 class TrackHit(Hit):
-    """One matching video track. As a :class:`~segindex.search.Hit`: ``region_id`` is the
+    """One matching video track. As a :class:`~segindex.search.hits.Hit`: ``region_id`` is the
     track's vector row, ``image_id``/``image_path`` its video, ``label``/``score`` the
     score-weighted vote over its frames, ``bbox``/``rle``/``frame_index``/``time_s`` those of its
     most typical frame (closest to the track vector), ``track_id`` the stable track id.
@@ -76,8 +82,6 @@ class TrackHit(Hit):
         if self._frames is None:
             if self._store is None:
                 raise NotFoundError(f"track {self.track_id} is not attached to an index")
-            from segindex.store.track_rows import frame_rows, frame_vectors
-
             rows = frame_rows(self._store, int(self.track_id or 0))
             sims: dict[int, float] = {}
             if self._query is not None and rows:
@@ -121,8 +125,6 @@ def to_track_hits(hits: Sequence[Hit], store: Store, query: np.ndarray | None = 
     ``best_frame`` the frame closest to ``query`` (``(D,)`` L2-normalised float32; ``None``:
     the track's most typical frame). Three queries for the whole page: tracks, frame vectors,
     best frame rows. A track deleted meanwhile is dropped."""
-    from segindex.store.track_rows import frame_vectors, track_rows
-
     tracked = [h for h in hits if h.kind == "track" and h.track_id is not None]
     wanted = [int(h.track_id) for h in tracked]  # type: ignore[arg-type]
     if not wanted:
@@ -165,11 +167,6 @@ def resolve_track_terms(query: Query, store: Store) -> tuple[Query, set[int]]:
     vector row (same weight), and the extra region ids to leave out of the hits with
     ``exclude_query_regions``: the frame regions of the query tracks, and the track rows of the
     tracks that query regions belong to. Raises :class:`NotFoundError` for an unknown track."""
-    from dataclasses import replace
-
-    from segindex.query import Term
-    from segindex.store.track_rows import frame_region_ids, track_region_ids, tracks_of_regions
-
     exclude: set[int] = set()
     if query.exclude_query_regions and query.region_ids:
         owners = tracks_of_regions(store, query.region_ids)
@@ -192,8 +189,6 @@ def resolve_track_terms(query: Query, store: Store) -> tuple[Query, set[int]]:
 def track_hit(store: Store, track_id: int) -> TrackHit:
     """The indexed track ``track_id`` (``similarity`` NaN; ``best_frame`` its most typical
     frame). Raises :class:`NotFoundError`."""
-    from segindex.store.track_rows import track_rows
-
     row = track_rows(store, [int(track_id)]).get(int(track_id))
     region = None if row is None or row.region_id is None else int(row.region_id)
     found = store.region_rows([region]) if region is not None else {}
