@@ -237,13 +237,24 @@ def test_readme_is_short_and_points_at_the_docs() -> None:
         assert f"docs/{page.name}" in text, f"README.md does not point at docs/{page.name}"
 
 
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
+    heads = re.findall(
+        r"^#+\s+(.+?)\s*$", re.sub(r"```.*?```", "", page.read_text(), flags=re.S), re.M
+    )
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
 def test_relative_links_resolve() -> None:
     for page in PAGES:
         for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            if re.match(r"[a-z]+:", target):
                 continue
-            path = (page.parent / target.split("#", 1)[0]).resolve()
+            file, _, anchor = target.partition("#")
+            path = (page.parent / file).resolve() if file else page
             assert path.exists(), f"{page.relative_to(ROOT)} links to missing {target}"
+            if anchor and path.suffix == ".md":
+                assert anchor in anchors(path), f"{page.relative_to(ROOT)}: no heading #{anchor}"
 
 
 def test_no_benchmark_narrative_about_a_machine() -> None:
