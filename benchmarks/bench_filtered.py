@@ -72,9 +72,8 @@ def _pq_reference(vi: Any, q: np.ndarray, k: int, allowed: np.ndarray) -> np.nda
     """``(k,)`` ids: the IVF-PQ codes searched exhaustively over the allowed ids."""
     import faiss
 
-    nlist = int(faiss.downcast_index(vi._index.index).nlist)
-    params = faiss.SearchParametersIVF(nprobe=nlist, sel=faiss.IDSelectorBatch(allowed))
-    return vi._index.search(q[None], k, params=params)[1][0]  # type: ignore[no-any-return]
+    params = faiss.SearchParametersIVF(nprobe=vi.nlist, sel=faiss.IDSelectorBatch(allowed))
+    return vi.faiss_index.search(q[None], k, params=params)[1][0]  # type: ignore[no-any-return]
 
 
 def filtered_table(

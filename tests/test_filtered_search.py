@@ -56,7 +56,7 @@ def scored(kind: str) -> np.ndarray:
         return X
     import faiss
 
-    copy = faiss.deserialize_index(faiss.serialize_index(index(kind)._index))
+    copy = faiss.deserialize_index(faiss.serialize_index(index(kind).faiss_index))
     inner = faiss.downcast_index(copy.index)
     inner.make_direct_map()
     slot_ids = faiss.vector_to_array(copy.id_map)
@@ -122,8 +122,8 @@ def test_broad_random_filter_costs_one_unfiltered_search(monkeypatch) -> None:
     vi = index("hnsw")
     allowed = frozen(np.random.default_rng(3).choice(IDS, N // 2, replace=False))
     widths: list[int] = []
-    ann = vi._ann
-    monkeypatch.setattr(vi, "_ann", lambda q, k: widths.append(k) or ann(q, k))
+    ann = vi.ann
+    monkeypatch.setattr(vi, "ann", lambda q, k: widths.append(k) or ann(q, k))
     scans: list[int] = []
     scan = filtered.exhaustive
     monkeypatch.setattr(
@@ -152,7 +152,7 @@ def test_too_deep_a_post_filter_scans_instead(monkeypatch) -> None:
     scanned (exact) with no graph search at all."""
     vi = index("hnsw")
     monkeypatch.setattr(filtered, "ANN_MAX_K", 16)  # random 50 % needs 38 candidates
-    monkeypatch.setattr(vi, "_ann", lambda q, k: pytest.fail("no ANN search expected"))
+    monkeypatch.setattr(vi, "ann", lambda q, k: pytest.fail("no ANN search expected"))
     allowed = frozen(np.random.default_rng(4).choice(IDS, N // 2, replace=False))
     sims, got = vi.search(Q, K, allowed_ids=allowed)
     assert all(
@@ -174,7 +174,7 @@ def test_a_shared_filter_sees_writes_and_tombstones() -> None:
     """The allowed set's slot mask is kept per filter array, and rebuilt after each write."""
     import faiss
 
-    own = faiss.deserialize_index(faiss.serialize_index(index("hnsw")._index))
+    own = faiss.deserialize_index(faiss.serialize_index(index("hnsw").faiss_index))
     vi = VectorIndex(DIM, own, spec=SPECS["hnsw"])
     allowed = least_similar(Q[0], 0.9)
     _, before = vi.search(Q[:1], K, allowed_ids=allowed)

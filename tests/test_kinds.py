@@ -201,9 +201,9 @@ def test_mapped_vectors_are_populated_in_the_background(tmp_path: Path, monkeypa
     monkeypatch.setattr(vmod, "_populate_read", spy)
     mapped = VectorIndex.load(path, DIM)
     assert done.wait(10)
-    storage = mapped._storage()
+    storage = mapped.storage()
     assert calls == [(storage.ctypes.data, N * DIM * 4, 0)]  # the whole mapping, no error
-    assert VectorIndex.load(path, DIM, mmap=False)._mapped is None and len(calls) == 1
+    assert not VectorIndex.load(path, DIM, mmap=False).mapped and len(calls) == 1
     _, got = mapped.search(Q, 5)
     np.testing.assert_array_equal(got, build("hnsw").search(Q, 5)[1])
     assert vmod._populate_read(0, 4096) != 0  # an unmapped range: an errno, never a crash

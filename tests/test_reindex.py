@@ -122,7 +122,7 @@ def test_reindex_parameters_are_applied_and_remembered(make_index, photos: Path)
     idx.ingest(photos)
     assert KindSpec().ef_construction == 100  # the default graph quality
     idx.reindex("hnsw", ef_construction=64, ef_search=48, hnsw_m=12)
-    inner = faiss.downcast_index(idx.vectors._index.index)
+    inner = faiss.downcast_index(idx.vectors.faiss_index.index)
     assert inner.hnsw.efConstruction == 64 and inner.hnsw.nb_neighbors(1) == 12
     assert (idx.kind_spec.ef_construction, idx.kind_spec.ef_search) == (64, 48)
     idx.reindex()  # keeps the configured kind and parameters

@@ -89,12 +89,13 @@ class AllowedSet:
     def slot_selector(self, vi: VectorIndex) -> Any:
         """FAISS selector of the slots of ``vi`` that hold an allowed id (kept until ``vi`` is
         written: its lookup table is rebuilt then)."""
-        if self._slots is not None and vi._lookup is not None and self._slots[0] is vi._lookup:
+        layout = vi.slot_layout
+        if self._slots is not None and self._slots[0] is layout:
             return self._slots[1].selector
-        _, slots = vi._positions(self.ids)  # builds ``vi._lookup``
-        mask = np.zeros(int(vi._index.ntotal), dtype=bool)
+        _, slots = vi.positions(self.ids)
+        mask = np.zeros(vi.slot_count, dtype=bool)
         mask[slots] = True
-        self._slots = (vi._lookup, _SlotBitmap(mask))
+        self._slots = (layout, _SlotBitmap(mask))
         return self._slots[1].selector
 
 
@@ -109,14 +110,14 @@ def search_allowed(
         return exact_subset(vi, queries, k, allowed)
     if vi.kind == "flat":
         params = _faiss().SearchParameters(sel=allowed.selector())
-        return vi._index.search(queries, k, params=params)  # type: ignore[no-any-return]
+        return vi.faiss_index.search(queries, k, params=params)  # type: ignore[no-any-return]
     out_s, out_i = empty(len(queries), k)
     todo = np.arange(len(queries))
     cap = int(min(ANN_MAX_K, ANN_MAX_K_FRACTION * live))
     width = _depth(k, min(1.0, m / max(live, 1)), cap)
     scan = np.zeros(0, dtype=np.int64)  # rows left to the exhaustive scan
     while len(todo) and width:
-        sims, ids = vi._ann(queries[todo], width)
+        sims, ids = vi.ann(queries[todo], width)
         ok = (ids >= 0) & allowed.contains(ids)
         counts = ok.sum(axis=1)
         for row in np.flatnonzero(counts >= k):
@@ -149,12 +150,12 @@ def exact_subset(
     vi: VectorIndex, queries: np.ndarray, k: int, allowed: AllowedSet
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` over the allowed ids' own vectors (gathered, or fetched from SQL)."""
-    storage = vi._storage()
+    storage = vi.storage()
     if storage is not None:
-        ids, slots = vi._positions(allowed.ids)
+        ids, slots = vi.positions(allowed.ids)
         vecs = storage[slots]
     elif vi.fetch is not None:
-        held, _ = vi._positions(allowed.ids)
+        held, _ = vi.positions(allowed.ids)
         ids, vecs = vi.fetch(held)
     else:  # IVF-PQ without exact vectors: every list, only the allowed ids
         return exhaustive(vi, queries, k, allowed)
@@ -169,18 +170,17 @@ def exhaustive(
     reads the storage itself, so a memory-mapped file (whose floats numpy sees unaligned, and
     multiplies without BLAS) costs no copy."""
     faiss = _faiss()
-    flat = vi._flat_index()
+    flat = vi.flat_index()
     if flat is None:
-        nlist = int(faiss.downcast_index(vi._index.index).nlist)
-        params = faiss.SearchParametersIVF(nprobe=nlist)
+        params = faiss.SearchParametersIVF(nprobe=vi.nlist)
         if allowed is not None:
             params.sel = allowed.selector()
-        return vi._index.search(queries, k, params=params)  # type: ignore[no-any-return]
-    slot_ids = vi._slot_ids()
+        return vi.faiss_index.search(queries, k, params=params)  # type: ignore[no-any-return]
+    slot_ids = vi.slot_ids()
     sel = None
     if allowed is not None:
         sel = allowed.slot_selector(vi)
-    elif vi._dead:
+    elif vi.tombstones:
         sel = _SlotBitmap(slot_ids >= 0).selector
     if sel is None:
         sims, slots = flat.search(queries, k)

@@ -89,8 +89,9 @@ class VectorIndex:
         self.kind: Kind = kind_of(self._index)
         self._mapped: tuple[Path, tuple[int, int, int]] | None = None
         self._lookup: tuple[np.ndarray, np.ndarray] | None = None  # (order, sorted slot ids)
+        self._layout = object()  # replaced whenever slots change (see ``slot_layout``)
         self._allowed_cache: tuple[np.ndarray, AllowedSet] | None = None
-        self._dead = int(np.count_nonzero(self._slot_ids() < 0))
+        self._dead = int(np.count_nonzero(self.slot_ids() < 0))
 
     # -- construction ------------------------------------------------------------------------
 
@@ -132,7 +133,7 @@ class VectorIndex:
         the available memory (reading them all would evict what the machine needs). Best
         effort: elsewhere, or on error, pages fault in as queries touch them. A mapping gone
         meanwhile makes the call fail (ENOMEM), never crash."""
-        storage = self._storage()
+        storage = self.storage()
         if storage is None or storage.size == 0 or not sys.platform.startswith("linux"):
             return
         try:
@@ -186,6 +187,35 @@ class VectorIndex:
     def mapped(self) -> bool:
         return self._mapped is not None
 
+    @property
+    def tombstones(self) -> int:
+        """Dead slots (HNSW's removed ids), skipped by every search."""
+        return self._dead
+
+    @property
+    def slot_count(self) -> int:
+        """Slots of the id map, tombstones included (the length of :meth:`slot_ids`)."""
+        return int(self._index.ntotal)
+
+    @property
+    def slot_layout(self) -> object:
+        """A token replaced whenever slots change (an add, a remove, a compaction, a reload):
+        what is derived from the slots stays valid while the token ``is`` the same."""
+        return self._layout
+
+    @property
+    def faiss_index(self) -> Any:
+        """The FAISS ``IndexIDMap2`` (to read and search; write through :meth:`add` and
+        :meth:`remove`)."""
+        return self._index
+
+    @property
+    def nlist(self) -> int:
+        """The number of inverted lists of an IVF index; 0 for the other kinds."""
+        if self.kind != "ivfpq":
+            return 0
+        return int(_faiss().downcast_index(self._index.index).nlist)
+
     def describe(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -194,19 +224,19 @@ class VectorIndex:
             "memory_mapped": self.mapped,
         }
 
-    def _slot_ids(self) -> np.ndarray:
+    def slot_ids(self) -> np.ndarray:
         """``(slots,)`` int64 copy of the id map (``-1``: tombstone)."""
         return _faiss().vector_to_array(self._index.id_map).astype(np.int64, copy=False)
 
     def ids(self) -> np.ndarray:
         """Sorted ``(N,)`` int64 ids held."""
-        ids = self._slot_ids()
+        ids = self.slot_ids()
         return np.sort(ids[ids >= 0] if self._dead else ids)
 
-    def _positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(found ids (m,) int64, their slots (m,) int64)`` for the ``ids`` held."""
         if self._lookup is None:
-            slots = self._slot_ids()
+            slots = self.slot_ids()
             order = np.argsort(slots, kind="stable")
             self._lookup = (order, slots[order])
         order, sorted_ids = self._lookup
@@ -219,7 +249,7 @@ class VectorIndex:
         found = (at < len(sorted_ids)) & (sorted_ids[at_ok] == ids) if len(sorted_ids) else at < 0
         return ids[found], order[at_ok[found]]
 
-    def _flat_index(self) -> Any | None:
+    def flat_index(self) -> Any | None:
         """The ``IndexFlat`` holding the exact vectors by slot (flat: the index; HNSW: its
         storage); ``None`` for IVF-PQ."""
         faiss = _faiss()
@@ -228,11 +258,11 @@ class VectorIndex:
             inner = faiss.downcast_index(inner.storage)
         return inner if isinstance(inner, faiss.IndexFlat) else None
 
-    def _storage(self) -> np.ndarray | None:
+    def storage(self) -> np.ndarray | None:
         """``(slots, D)`` float32 view of the exact vectors (flat, HNSW); ``None`` for IVF-PQ.
         Valid until the next add or remove (callers hold the index lock). Memory-mapped, the
         view may be unaligned (numpy then multiplies without BLAS: gather rows, or use FAISS)."""
-        inner = self._flat_index()
+        inner = self.flat_index()
         if inner is None or inner.ntotal == 0:
             return None if inner is None else np.zeros((0, self.dim), np.float32)
         n = int(inner.ntotal)
@@ -252,7 +282,7 @@ class VectorIndex:
             index = faiss.deserialize_index(faiss.serialize_index(self._index))
         self._index = index
         self._mapped = None
-        self._lookup = None
+        self._slots_changed()
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add ``(N, D)`` L2-normalised float32 vectors under ``(N,)`` int64 ids."""
@@ -265,7 +295,7 @@ class VectorIndex:
             )
         self._own()
         self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
-        self._lookup = None
+        self._slots_changed()
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove the ``(N,)`` int64 ids held; returns how many were."""
@@ -275,31 +305,35 @@ class VectorIndex:
         if self.kind != "hnsw":
             sel = _faiss().IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
             removed = int(self._index.remove_ids(sel))
-            self._lookup = None
+            self._slots_changed()
             return removed
-        found, slots = self._positions(np.asarray(ids))
+        found, slots = self.positions(np.asarray(ids))
         if len(found) == 0:
             return 0
         view = _faiss().rev_swig_ptr(self._index.id_map.data(), self._index.id_map.size())
         view[slots] = -1
         self._index.construct_rev_map()
         self._dead += len(found)
-        self._lookup = None
+        self._slots_changed()
         if self._dead > COMPACT_FRACTION * self._index.ntotal:
             self._compact()
         return len(found)
 
     def _compact(self) -> None:
         """Rebuild the HNSW graph from its own live vectors (drops the tombstones)."""
-        slots = self._slot_ids()
+        slots = self.slot_ids()
         live = np.flatnonzero(slots >= 0)
-        storage = self._storage()
+        storage = self.storage()
         assert storage is not None  # HNSW keeps flat storage
         vecs = np.ascontiguousarray(storage[live])
         spec = KindSpec(**{**self.spec.to_dict(), "kind": "hnsw"})
         self._index = build_faiss(spec, self.dim, len(live), [(slots[live], vecs)])
         self._dead = 0
+        self._slots_changed()
+
+    def _slots_changed(self) -> None:
         self._lookup = None
+        self._layout = object()
 
     # -- search ------------------------------------------------------------------------------
 
@@ -329,17 +363,16 @@ class VectorIndex:
             return self._index.search(queries, k)  # type: ignore[no-any-return]
         if k > min(ANN_MAX_K, ANN_MAX_K_FRACTION * live):  # a large share: scan it all
             return exhaustive(self, queries, k, None)
-        return self._ann(queries, k)
+        return self.ann(queries, k)
 
-    def _ann(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def ann(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Unfiltered HNSW / IVF search (tombstones skipped): HNSW's beam is at least ``2 k``."""
         faiss = _faiss()
         params: Any
         if self.kind == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=int(max(self.spec.ef_search, 2 * k)))
         else:
-            nlist = int(faiss.downcast_index(self._index.index).nlist)
-            params = faiss.SearchParametersIVF(nprobe=max(1, min(nlist, self.spec.nprobe)))
+            params = faiss.SearchParametersIVF(nprobe=max(1, min(self.nlist, self.spec.nprobe)))
         if self._dead:
             params.sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.array([-1], np.int64)))
         return self._index.search(queries, k, params=params)  # type: ignore[no-any-return]
