@@ -18,19 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segindex import rle as rle_codec
-
-
-def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
-    """Tight XYXY boxes (float32, x1/y1 exclusive) of ``NxHxW`` bool masks; empty mask -> zeros."""
-    n = len(masks)
-    boxes = np.zeros((n, 4), dtype=np.float32)
-    for i in range(n):
-        rows = np.flatnonzero(masks[i].any(axis=1))
-        if rows.size == 0:
-            continue
-        cols = np.flatnonzero(masks[i].any(axis=0))
-        boxes[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
-    return boxes
+from segindex.masks import boxes_from_masks
 
 
 @dataclass(frozen=True)

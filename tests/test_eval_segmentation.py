@@ -14,8 +14,8 @@ from segindex.eval.segmentation import (
     boundary_f,
     boundary_iou,
     evaluate_segmentation,
-    mask_iou,
 )
+from segindex.masks import iou_matrix as mask_iou
 from segindex.rle import encode
 
 THINGS = (1, 2, 3)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from segindex import rle as rle_codec
-from segindex.regions import Regions, boxes_from_masks
+from segindex.masks import boxes_from_masks
+from segindex.regions import Regions
 
 H, W = 6, 8
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from segindex.errors import ConfigError, ModelLoadError, QueryError
+from segindex.masks import iou_matrix as mask_iou_matrix
 from segindex.segment import SEGMENTERS
 from segindex.segment.sam_auto import (
     SamLikeSegmenter,
     crop_boxes,
-    mask_iou_matrix,
     mask_nms,
     point_grid,
     stability_score,

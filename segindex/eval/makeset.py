@@ -40,6 +40,7 @@ from segindex.eval.cutouts import (
     draw_ball,
     load_sources,
 )
+from segindex.masks import boxes_from_masks
 
 CATEGORIES: list[dict[str, Any]] = [
     {"id": 1, "name": "quokka", "isthing": 1, "supercategory": "animal"},
@@ -187,7 +188,7 @@ def make_set(
             cat = _CAT[cls]
             sid = cat["id"] * 1000 + k + 1
             ids[m] = sid
-            x0, y0, x1, y1 = _bbox(m)
+            x0, y0, x1, y1 = (int(v) for v in boxes_from_masks(m[None])[0])
             area = int(m.sum())
             infos.append({"id": sid, "category_id": cat["id"], "area": area, "source": source,
                           "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": 0})  # fmt: skip
@@ -218,11 +219,6 @@ def make_set(
             "instances_per_class": {k: len(v) for k, v in sorted(instances.items())},
             "panoptic": str(out / "panoptic.json"), "instances": str(out / "instances.json"),
             "images_root": str(out / "images")}  # fmt: skip
-
-
-def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    return int(cols[0]), int(rows[0]), int(cols[-1] + 1), int(rows[-1] + 1)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

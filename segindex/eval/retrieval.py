@@ -35,7 +35,7 @@ from segindex.eval.coco import MaskSet
 from segindex.eval.image_retrieval import GTInstance as _GTInstance
 from segindex.eval.image_retrieval import image_to_region, query_vectors
 from segindex.eval.ranking import mean_metrics, precision_recall, ranking_metrics, relevance
-from segindex.eval.segmentation import mask_iou
+from segindex.masks import iou_matrix
 
 MAX_SCORES = 20_000  # similarity samples kept for the score-distribution plot
 
@@ -76,7 +76,7 @@ def evaluate_retrieval(
     for image_id, info in gt_of.items():
         m = gt.masks(info.id)
         anns = gt.annotations(info.id)
-        for j in np.flatnonzero(~m.iscrowd):
+        for j in np.flatnonzero(~m.iscrowd).tolist():
             source = anns[j].get("source") if j < len(anns) else None
             inst = _GTInstance(
                 (info.id, int(j)),
@@ -98,11 +98,11 @@ def evaluate_retrieval(
             continue
         n_segments += 1
         if int(row.image_id) in by_image:
-            rle = {"size": [int(row.height), int(row.width)], "counts": row.rle}
+            rle: rle_codec.RLE = {"size": [int(row.height), int(row.width)], "counts": row.rle}
             pending.setdefault(int(row.image_id), []).append((int(row.id), rle_codec.decode(rle)))
     for image_id, regs in pending.items():
         insts = by_image[image_id]
-        ious = mask_iou(np.stack([m for _, m in regs]), np.stack([i.mask for i in insts]))
+        ious = iou_matrix(np.stack([m for _, m in regs]), np.stack([i.mask for i in insts]))
         for (rid, _), row_iou in zip(regs, ious, strict=True):
             j = int(row_iou.argmax())
             if row_iou[j] >= opts.iou_threshold:

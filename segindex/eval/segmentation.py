@@ -30,33 +30,9 @@ from typing import Any
 import numpy as np
 
 from segindex.eval.coco import Category, ImageMasks, MaskSet
+from segindex.masks import iou_matrix
 
 VOID = 0
-
-
-def mask_iou(pred: np.ndarray, gt: np.ndarray, iscrowd: np.ndarray | None = None) -> np.ndarray:
-    """``(N, M)`` float64 IoU of ``(N, H, W)`` bool predictions with ``(M, H, W)`` bool truth.
-
-    For a crowd truth (``iscrowd[j]``) the union is the prediction's area, as in
-    ``pycocotools.mask.iou``. An empty union gives 0.
-    """
-    if pred.ndim != 3 or gt.ndim != 3 or pred.shape[1:] != gt.shape[1:]:
-        raise ValueError(
-            f"masks must be NxHxW and MxHxW with the same HxW, got {pred.shape} and {gt.shape}"
-        )
-    n, m = len(pred), len(gt)
-    if n == 0 or m == 0:
-        return np.zeros((n, m), dtype=np.float64)
-    p = pred.reshape(n, -1).astype(np.float64)
-    g = gt.reshape(m, -1).astype(np.float64)
-    inter = p @ g.T  # exact: integer counts far below 2**53
-    pa, ga = p.sum(1), g.sum(1)
-    union = pa[:, None] + ga[None, :] - inter
-    if iscrowd is not None:
-        crowd = np.asarray(iscrowd, dtype=bool)
-        union = np.where(crowd[None, :], pa[:, None], union)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 # -- boundaries ---------------------------------------------------------------------------------
@@ -310,7 +286,7 @@ def evaluate_segmentation(
             b_n[c] += 1
         keep = ~g.iscrowd
         if keep.any():
-            ious = mask_iou(g.regions.masks[keep], p.regions.masks)  # (G, P)
+            ious = iou_matrix(g.regions.masks[keep], p.regions.masks)  # (G, P)
             best = ious.max(axis=1) if ious.shape[1] else np.zeros(len(ious))
             for c, b in zip(g_cls[keep], best, strict=True):
                 if c != VOID:
@@ -452,5 +428,5 @@ def _result(
     }
 
 
-def _num(v: float) -> float | None:
+def _num(v: float | np.floating[Any] | None) -> float | None:
     return None if v is None or np.isnan(v) else float(v)

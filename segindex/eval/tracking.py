@@ -22,9 +22,17 @@ from typing import Any
 
 import numpy as np
 
+from segindex import rle as rle_codec
 from segindex.errors import ConfigError
-from segindex.eval.tracking_metrics import Frames, clear, combine, hota, identity
-from segindex.formats.youtube_vis import VisDataset, VisTrack
+from segindex.eval.tracking_metrics import (
+    Frames,
+    SequenceMetrics,
+    clear,
+    combine,
+    hota,
+    identity,
+)
+from segindex.formats.youtube_vis import VisDataset, VisTrack, VisVideo
 from segindex.regions import Regions
 
 Embed = Callable[[np.ndarray, Regions], np.ndarray]
@@ -49,8 +57,9 @@ def evaluate_tracking(
         g_tracks = gt.tracks_of(v.id)
         p_tracks = pred.tracks_of(v.id) if pv is not None else []
         frames = _frames(g_tracks, p_tracks, v.length)
-        part = {"clear": clear(frames, threshold), "identity": identity(frames, threshold),
-                "hota": hota(frames)}  # fmt: skip
+        part: SequenceMetrics = {"clear": clear(frames, threshold),
+                                 "identity": identity(frames, threshold),
+                                 "hota": hota(frames)}  # fmt: skip
         parts.append(part)
         objects = _davis(g_tracks, p_tracks, frames, boundary)
         for t, row in zip(g_tracks, objects, strict=True):
@@ -97,9 +106,10 @@ def align_to_gt(
     from segindex.eval.coco import ImageInfo, MaskSet
 
     named = [v for v in gt.videos if v.file_name is not None]
-    files = MaskSet([ImageInfo(v.id, v.file_name, v.height, v.width) for v in named], [], {},
-                    source="ground truth")  # type: ignore[arg-type]  # fmt: skip
-    match: dict[int, Any] = {}  # gt video id -> pred video
+    infos = [ImageInfo(v.id, f, v.height, v.width) for v in named if (f := v.file_name) is not None]
+    files = MaskSet(infos, [], {}, source="ground truth")
+    match: dict[int, VisVideo] = {}  # gt video id -> pred video
+    pv: VisVideo | None
     for pv in pred.videos:
         info = files.find(pv.file_name, videos_root) if pv.file_name and named else None
         gid = info.id if info is not None else (pv.id if not named or not pv.file_name else None)
@@ -134,7 +144,7 @@ def align_to_gt(
     )
 
 
-def _headline(part: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _headline(part: SequenceMetrics) -> dict[str, Any]:
     h, i, c = part["hota"], part["identity"], part["clear"]
     return {"HOTA": h["HOTA"], "DetA": h["DetA"], "AssA": h["AssA"], "LocA": h["LocA"],
             "IDF1": i["IDF1"], "IDP": i["IDP"], "IDR": i["IDR"], "ID switches": int(c["IDSW"]),
@@ -142,26 +152,19 @@ def _headline(part: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _frames(g_tracks: list[VisTrack], p_tracks: list[VisTrack], length: int) -> Frames:
-    from pycocotools import mask as mask_utils
-
     gt_ids, pred_ids, sims = [], [], []
     for f in range(length):
         g = [k for k, t in enumerate(g_tracks) if t.segmentations[f] is not None]
         p = [k for k, t in enumerate(p_tracks) if t.segmentations[f] is not None]
         sim = np.zeros((len(g), len(p)))
         if g and p:
-            gr = [_coco(g_tracks[k].segmentations[f]) for k in g]
-            pr = [_coco(p_tracks[k].segmentations[f]) for k in p]
-            sim = np.asarray(mask_utils.iou(gr, pr, [0] * len(pr)), dtype=np.float64)
-            sim = sim.reshape(len(g), len(p))
+            gr = [s for k in g if (s := g_tracks[k].segmentations[f]) is not None]
+            pr = [s for k in p if (s := p_tracks[k].segmentations[f]) is not None]
+            sim = rle_codec.iou(gr, pr)
         gt_ids.append(np.asarray(g, dtype=np.int64))
         pred_ids.append(np.asarray(p, dtype=np.int64))
         sims.append(sim)
     return Frames(gt_ids, pred_ids, sims, len(g_tracks), len(p_tracks))
-
-
-def _coco(rle: Any) -> dict[str, Any]:
-    return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
 
 
 def _davis(
@@ -209,7 +212,7 @@ def _mean_boundary_f(g: VisTrack, p: VisTrack, boundary_f: Callable[..., float])
         if gs is None and ps is None:
             continue
         gm, pm = g.mask(f), p.mask(f)
-        shape = gm.shape if gm is not None else pm.shape  # type: ignore[union-attr]
+        shape = gm.shape if gm is not None else pm.shape  # type: ignore[union-attr]  # not both None: skipped above
         empty = np.zeros(shape, bool)
         scores.append(boundary_f(empty if gm is None else gm, empty if pm is None else pm))
     return float(np.mean(scores)) if scores else 0.0

@@ -158,7 +158,7 @@ def to_dict(dataset: VisDataset) -> dict[str, Any]:
             "length": 1,
             "segmentations": [None if s is None else dict(s) for s in t.segmentations],
             "areas": [None if s is None else rle_codec.area(s) for s in t.segmentations],
-            "bboxes": [None if s is None else _bbox(s) for s in t.segmentations],
+            "bboxes": [None if s is None else rle_codec.bbox(s) for s in t.segmentations],
         }
         if t.score is not None:
             a["score"] = float(t.score)
@@ -272,13 +272,6 @@ def _rle(seg: Any, video: VisVideo, track_id: int, name: str) -> rle_codec.RLE:
     from segindex.eval.coco import decode_segmentation
 
     return rle_codec.encode(decode_segmentation(seg, video.height, video.width))
-
-
-def _bbox(seg: rle_codec.RLE) -> list[float]:
-    from pycocotools import mask as mask_utils
-
-    box = mask_utils.toBbox({"size": seg["size"], "counts": seg["counts"].encode("ascii")})
-    return [float(x) for x in box]
 
 
 def tracks_from_ids(

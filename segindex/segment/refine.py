@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from segindex.errors import ConfigError
+from segindex.masks import boxes_from_masks
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter, check_image
 from segindex.validate import fraction, number, positive_int
@@ -225,8 +226,6 @@ class RefinedSegmenter(Segmenter):
 
 
 def _with_masks(regions: Regions, masks: np.ndarray) -> Regions:
-    from segindex.regions import boxes_from_masks
-
     return Regions(
         masks=masks,
         boxes=boxes_from_masks(masks),

@@ -27,6 +27,7 @@ import numpy as np
 
 from segindex.device import autocast, resolve_device, resolve_precision, to_device
 from segindex.errors import ConfigError
+from segindex.masks import box_iou_matrix
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter, check_image
 from segindex.segment.hf import load_pretrained
@@ -147,7 +148,7 @@ class Sam3Segmenter(Segmenter):
         for b, box in enumerate(boxes):
             found = self._run(vision, (h, w), "visual", box=box)
             if len(found):
-                best = int(np.argmax(_box_iou(box, found.boxes)))
+                best = int(np.argmax(box_iou_matrix(box[None], found.boxes)[0]))
                 masks[b], scores[b] = found.masks[best], found.scores[best]
         return Regions.from_masks(masks, scores=scores)
 
@@ -222,18 +223,6 @@ def _phrases(values: Sequence[str], what: str) -> tuple[str, ...]:
     if not all(out):
         raise ConfigError(f"{what} must not contain empty phrases, got {list(values)!r}")
     return out
-
-
-def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """``(N,)`` IoU of one XYXY ``box`` with ``(N, 4)`` XYXY ``boxes``."""
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    union = area(box) + area(boxes) - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
 def _from_pretrained(source: str, local_files_only: bool) -> tuple[Any, Any]:

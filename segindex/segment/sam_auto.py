@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from segindex.errors import QueryError
+from segindex.masks import boxes_from_masks, iou_matrix
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter, check_image
 from segindex.validate import fraction, integer, number
@@ -379,23 +380,11 @@ def stability_score(logits: np.ndarray, threshold: float, offset: float) -> np.n
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0).astype(np.float32)
 
 
-def mask_iou_matrix(masks: np.ndarray) -> np.ndarray:
-    """``(N, N)`` float64 IoU between ``(N, H, W)`` bool masks (via COCO RLE, fast)."""
-    from pycocotools import mask as mask_utils
-
-    if len(masks) == 0:
-        return np.zeros((0, 0))
-    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    return np.asarray(mask_utils.iou(rles, rles, [0] * len(rles)), dtype=np.float64).reshape(
-        len(masks), len(masks)
-    )
-
-
 def mask_nms(masks: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
     """Indices of masks kept by greedy NMS on mask IoU, best score first (in that order)."""
     if len(masks) == 0:
         return np.zeros(0, dtype=np.int64)
-    iou = mask_iou_matrix(masks)
+    iou = iou_matrix(masks)
     order = np.argsort(-np.asarray(scores), kind="stable")
     kept: list[int] = []
     for i in order:
@@ -409,8 +398,6 @@ def _near_crop_edge(
 ) -> np.ndarray:
     """``(N,)`` bool: the mask's box (crop coordinates) touches an edge of the crop that is not
     an edge of the image."""
-    from segindex.regions import boxes_from_masks
-
     x0, y0, x1, y1 = box
     b = boxes_from_masks(masks) + np.array([x0, y0, x0, y0], dtype=np.float32)
     crop = np.array(box, dtype=np.float32)
@@ -435,7 +422,6 @@ __all__ = [
     "SamLikeSegmenter",
     "check_prompts",
     "crop_boxes",
-    "mask_iou_matrix",
     "mask_nms",
     "point_grid",
     "stability_score",

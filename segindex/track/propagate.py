@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from segindex import rle as rle_codec
+from segindex.masks import iou_matrix
 from segindex.regions import Regions
 from segindex.track.base import Tracker, VideoState
 from segindex.validate import fraction, integer, optional_number
@@ -379,11 +380,7 @@ def match_masks(a: np.ndarray, b: np.ndarray, min_iou: float) -> list[tuple[int,
         return []
     from scipy.optimize import linear_sum_assignment
 
-    fa = a.reshape(len(a), -1).astype(np.float32)
-    fb = b.reshape(len(b), -1).astype(np.float32)
-    inter = fa @ fb.T
-    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-    iou = np.where(union > 0, inter / np.maximum(union, 1.0), 0.0)
+    iou = iou_matrix(a, b)
     rows, cols = linear_sum_assignment(-iou)
     return [
         (int(i), int(j))
