@@ -52,8 +52,8 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     from segindex import Index
     from segindex.config import CropPolicy, RuntimeOptions
-    from segindex.eval.coco import load_masks
     from segindex.eval.retrieval import RetrievalOptions, evaluate_retrieval
+    from segindex.formats.coco import load_masks
 
     rows = []
     for label, name, options in EMBEDDERS:

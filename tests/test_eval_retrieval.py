@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from segindex.config import CropPolicy
-from segindex.eval.coco import load_masks
 from segindex.eval.ranking import (
     average_precision,
     ndcg_at_k,
@@ -20,6 +19,7 @@ from segindex.eval.ranking import (
     relevance,
 )
 from segindex.eval.retrieval import RetrievalOptions, evaluate_retrieval
+from segindex.formats.coco import load_masks
 from segindex.rle import encode
 from segindex.testing.fakes import PALETTE, draw_scene
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from segindex.eval.coco import from_coco_dict
 from segindex.eval.segmentation import (
     boundary_band,
     boundary_f,
     boundary_iou,
     evaluate_segmentation,
 )
+from segindex.formats.coco import from_coco_dict
 from segindex.masks import iou_matrix as mask_iou
 from segindex.rle import encode
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from segindex.config import CropPolicy
 from segindex.errors import ConfigError
-from segindex.eval.coco import from_coco_dict, load_masks
+from segindex.formats.coco import from_coco_dict, load_masks
 from segindex.rle import decode, encode
 from segindex.segment import SEGMENTERS
 from segindex.testing.fakes import draw_scene

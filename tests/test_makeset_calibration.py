@@ -17,10 +17,10 @@ from segindex import Index
 from segindex.config import CropPolicy
 from segindex.embed import EMBEDDERS
 from segindex.embed.base import Embedder
-from segindex.eval.coco import load_masks
 from segindex.eval.makeset import make_set
 from segindex.eval.ranking import average_precision, chance_average_precision
 from segindex.eval.retrieval import RetrievalOptions, evaluate_retrieval
+from segindex.formats.coco import load_masks
 
 #: image->region class-level mAP of a pixels-only embedder may exceed chance by at most this
 #: (measured on this set: colour fake +0.06, random tiny CLIP +0.06; the set made before
@@ -56,7 +56,7 @@ def test_set_has_instances_augmentation_and_distractors(evalset: dict[str, Any])
     assert per["coin"] >= 3 and per["ball"] >= 3 and per["horse"] >= 2
     assert evalset["per_class"]["distractor"] >= 5
     # two pastes of one source instance never repeat the same pixels
-    from segindex.eval.coco import load_masks as load
+    from segindex.formats.coco import load_masks as load
     from segindex.images import load_image
 
     gt = load(evalset["instances"])

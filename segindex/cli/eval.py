@@ -60,8 +60,8 @@ def segmentation(
     as_json: bool,
 ) -> None:
     """IoU, Dice, pixel accuracy, boundary F / Boundary IoU and PQ of --pred against --gt."""
-    from segindex.eval.coco import from_coco_dict, load_masks
     from segindex.eval.segmentation import SegmentationOptions, evaluate_segmentation
+    from segindex.formats.coco import from_coco_dict, load_masks
     from segindex.index import MANIFEST, Index
 
     gt = load_masks(gt_path)
@@ -120,8 +120,8 @@ def retrieval(
     with the chance mAP of a random ranking; whole-image vs region; ANN recall."""
     from segindex.config import RuntimeOptions
     from segindex.errors import ConfigError
-    from segindex.eval.coco import load_masks
     from segindex.eval.retrieval import RetrievalOptions, evaluate_retrieval
+    from segindex.formats.coco import load_masks
     from segindex.index import Index
 
     if any(k < 1 for k in ks):

@@ -163,7 +163,7 @@ def make_set(
     (``per_class`` segment counts, ``instances_per_class`` distinct source instances)."""
     from PIL import Image
 
-    from segindex.eval.coco import id_to_rgb
+    from segindex.formats.coco import id_to_rgb
     from segindex.rle import encode
 
     if n < 1:

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from segindex.eval.coco import MaskSet
 from segindex.eval.image_retrieval import GTInstance as _GTInstance
 from segindex.eval.image_retrieval import image_to_region, query_vectors
 from segindex.eval.ranking import mean_metrics, precision_recall, ranking_metrics, relevance
+from segindex.formats.coco import MaskSet
 from segindex.masks import iou_matrix
 
 MAX_SCORES = 20_000  # similarity samples kept for the score-distribution plot

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from segindex.eval.coco import Category, ImageMasks, MaskSet
+from segindex.formats.coco import Category, ImageMasks, MaskSet
 from segindex.masks import iou_matrix
 
 VOID = 0

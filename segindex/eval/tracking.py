@@ -103,7 +103,7 @@ def align_to_gt(
     all its frames (its objects are all missed)."""
     from dataclasses import replace
 
-    from segindex.eval.coco import ImageInfo, MaskSet
+    from segindex.formats.coco import ImageInfo, MaskSet
 
     named = [v for v in gt.videos if v.file_name is not None]
     infos = [ImageInfo(v.id, f, v.height, v.width) for v in named if (f := v.file_name) is not None]

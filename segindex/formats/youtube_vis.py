@@ -269,7 +269,7 @@ def _rle(seg: Any, video: VisVideo, track_id: int, name: str) -> rle_codec.RLE:
                 f"{video.id} of size {size}"
             )
         return {"size": size, "counts": seg["counts"]}
-    from segindex.eval.coco import decode_segmentation
+    from segindex.formats.coco import decode_segmentation
 
     return rle_codec.encode(decode_segmentation(seg, video.height, video.width))
 

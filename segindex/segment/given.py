@@ -8,7 +8,7 @@ that retrieval can be measured apart from segmentation errors::
 
 Each ingested file is matched to a COCO image by file name (relative to ``images_root`` when
 given, else as a path, a trailing part of the path, or a unique base name; see
-:mod:`segindex.eval.coco`). A file with no annotation entry fails with that reason (the run goes
+:mod:`segindex.formats.coco`). A file with no annotation entry fails with that reason (the run goes
 on); an image whose size differs from its annotation fails too.
 """
 
@@ -44,7 +44,7 @@ class GivenMasksSegmenter(Segmenter):
         include_crowd: bool = False,
         device: str = "cpu",
     ) -> None:
-        from segindex.eval.coco import load_masks
+        from segindex.formats.coco import load_masks
 
         self.annotations = str(annotations)
         self.images_root = images_root

@@ -39,7 +39,7 @@ class GivenVideoMasksSegmenter(Segmenter):
     def __init__(
         self, annotations: str, videos_root: str | None = None, device: str = "cpu"
     ) -> None:
-        from segindex.eval.coco import ImageInfo, MaskSet
+        from segindex.formats.coco import ImageInfo, MaskSet
         from segindex.formats.youtube_vis import load_youtube_vis
 
         self.annotations = str(annotations)
