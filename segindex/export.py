@@ -61,8 +61,8 @@ def to_youtube_vis(store: Store) -> VisDataset:
     ``score`` its vote score) with a COCO RLE in every sampled frame where it was found and
     ``None`` elsewhere. Categories are numbered by label name in order of first use.
     """
+    from segindex.formats.frame_ref import FrameRef
     from segindex.formats.youtube_vis import VisDataset, VisTrack, VisVideo
-    from segindex.ingest.video_runner import frame_path
     from segindex.store.track_rows import sampled_frames, track_masks, video_tracks
 
     frames = sampled_frames(store)
@@ -78,7 +78,7 @@ def to_youtube_vis(store: Store) -> VisDataset:
             id=vid,
             width=int(row.width),
             height=int(row.height),
-            file_names=[frame_path(row.path, i) for i, _ in sampled],
+            file_names=[FrameRef(row.path, i).to_str() for i, _ in sampled],
             file_name=row.path,
             frame_indices=[i for i, _ in sampled],
             times_s=[t for _, t in sampled],

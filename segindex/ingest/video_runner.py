@@ -27,6 +27,7 @@ import numpy as np
 
 from segindex.config import VideoOptions
 from segindex.errors import ConfigError, ModelLoadError, VideoDecodeError
+from segindex.formats.frame_ref import FrameRef
 from segindex.ingest.batch import DecodedImage, ModelStages
 from segindex.ingest.frame_feed import FrameFeed
 from segindex.ingest.job import ImageJob
@@ -34,12 +35,6 @@ from segindex.ingest.video import SampledFrame, SamplerState, probe, sample_fram
 from segindex.store.sql import ImageState, ImageWrite, db_path
 from segindex.store.video import FrameWrite, VideoRow, begin_video, resume_state, write_chunk
 from segindex.track.base import Tracker
-
-
-def frame_path(path: str, frame_index: int) -> str:
-    """The "path" a segmenter that declares ``needs_paths`` receives for a video frame:
-    ``"<video path>#frame=<index>"``."""
-    return f"{path}#frame={frame_index}"
 
 
 @dataclass
@@ -256,7 +251,7 @@ def _process(
     """The image model stages over a group of frames (:class:`~segindex.ingest.batch.
     ModelStages`, batched across frames exactly like images), then the tracker frame by frame
     in time order. A frame the models fail on fails the video."""
-    decoded = [DecodedImage(frame_path(path, f.index), "", f.image) for f in group]
+    decoded = [DecodedImage(FrameRef(path, f.index).to_str(), "", f.image) for f in group]
     writes = ctx.stages.run(decoded, ctx.timer)
     by_path = {w.path: w for w in writes}
     out: list[FrameWrite] = []

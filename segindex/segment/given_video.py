@@ -6,12 +6,12 @@ measured apart from segmentation errors::
     segindex ingest clips/videos --index gt.segindex --segmenter youtube_vis \\
         --segmenter-option annotations=clips/youtube_vis.json --segmenter-option videos_root=clips
 
-Ingest hands a ``needs_paths`` segmenter the path ``"<video path>#frame=<index>"`` for each
-sampled frame. The video is matched to a YouTube-VIS video by its ``file_name`` (relative to
-``videos_root`` when given, else as a path, a trailing part of the path or a unique base name,
-as for COCO images), the frame index to an annotated frame by the video's ``frame_indices``
-(the annotated frames are ``0 .. length-1`` when it has none). A frame that is not annotated
-fails with that reason.
+Ingest hands a ``needs_paths`` segmenter the path ``"<video path>#frame=<index>"``
+(:class:`~segindex.formats.frame_ref.FrameRef`) for each sampled frame. The video is matched to
+a YouTube-VIS video by its ``file_name`` (relative to ``videos_root`` when given, else as a
+path, a trailing part of the path or a unique base name, as for COCO images), the frame index
+to an annotated frame by the video's ``frame_indices`` (the annotated frames are
+``0 .. length-1`` when it has none). A frame that is not annotated fails with that reason.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from segindex.formats.frame_ref import FrameRef
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter
 
@@ -62,22 +63,24 @@ class GivenVideoMasksSegmenter(Segmenter):
     def _one(self, image: np.ndarray, path: str) -> Regions:
         from segindex.formats.youtube_vis import frame_regions
 
-        video_path, sep, frame = path.rpartition("#frame=")
-        if not sep or not frame.isdigit():
-            raise LookupError(f"{path!r} is not a video frame ('<video>#frame=<index>')")
+        try:
+            ref = FrameRef.parse(path)
+        except ValueError as exc:
+            raise LookupError(str(exc)) from None
+        video_path, frame = ref.path, ref.index
         info = self._files.find(video_path, self.videos_root)
         if info is None:
             raise LookupError(f"no video for {video_path!r} in {self.annotations!r}")
         video = self.data.video(info.id)
         indices = video.frame_indices or list(range(video.length))
-        if int(frame) not in indices:
+        if frame not in indices:
             raise LookupError(f"frame {frame} of {video_path!r} is not annotated")
         if (video.height, video.width) != image.shape[:2]:
             raise ValueError(
                 f"annotation of {video.file_name!r} is {video.width}x{video.height}, the frame "
                 f"is {image.shape[1]}x{image.shape[0]}"
             )
-        tracks, masks = frame_regions(self.data, video.id, indices.index(int(frame)))
+        tracks, masks = frame_regions(self.data, video.id, indices.index(frame))
         return Regions.from_masks(
             masks,
             label_ids=[t.category_id for t in tracks],
