@@ -35,12 +35,13 @@ from segindex.errors import ModelLoadError, QueryError
 from segindex.masks import box_masks
 from segindex.regions import Regions
 from segindex.segment.sam_onnx import (
-    ENCODER_NAMES,
     SAM_PIXEL_MEAN,
     SAM_PIXEL_STD,
     OnnxSamEncoder,
+    find_onnx_files,
     resized_shape,
 )
+from segindex.validate import choice
 
 if TYPE_CHECKING:
     from segindex.segment.base import Segmenter
@@ -83,13 +84,19 @@ class SamFeaturesEmbedder(Embedder):
         pixel_mean: tuple[float, float, float] = SAM_PIXEL_MEAN,
         pixel_std: tuple[float, float, float] = SAM_PIXEL_STD,
     ) -> None:
-        from segindex.errors import ConfigError
-
-        if pooling not in POOLINGS:
-            raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        self.pooling = pooling
+        self.pooling = choice("pooling", pooling, POOLINGS)
         self.device = device
-        path = _find_encoder(model, encoder)
+        path = find_onnx_files(
+            model,
+            {"encoder": encoder},
+            who="embedder 'sam_features'",
+            needs="a SAM ONNX image encoder",
+            hint=(
+                "pass the directory holding a SAM encoder.onnx with --embedder-option model=DIR "
+                "on the CLI or embedder_options={'model': 'DIR'} in Python (or the file as "
+                "encoder=PATH)"
+            ),
+        )["encoder"]
         self.encoder = OnnxSamEncoder(path, device, threads, pixel_mean, pixel_std, cache_size=2)
         if self.encoder.channels is None:
             raise ModelLoadError(
@@ -224,31 +231,6 @@ def _same_encoder(a: OnnxSamEncoder, b: OnnxSamEncoder) -> bool:
         and np.array_equal(a.pixel_mean, b.pixel_mean)
         and np.array_equal(a.pixel_std, b.pixel_std)
     )
-
-
-def _find_encoder(model: str | None, encoder: str | None) -> Path:
-    from segindex.segment.hf import local_file
-
-    hint = (
-        "pass the directory holding a SAM encoder.onnx with --embedder-option model=DIR on the "
-        "CLI or embedder_options={'model': 'DIR'} in Python (or the file as encoder=PATH)"
-    )
-    if encoder is not None:
-        return Path(local_file(encoder, "SAM ONNX encoder", "encoder"))
-    if model is None:
-        raise ModelLoadError(f"embedder 'sam_features' needs a SAM ONNX image encoder: {hint}")
-    root = Path(model).expanduser()
-    if not root.is_dir():
-        raise ModelLoadError(
-            f"SAM ONNX model directory {model!r} "
-            f"{'is a file' if root.exists() else 'does not exist'}; {hint}"
-        )
-    found = next((root / n for n in ENCODER_NAMES if (root / n).is_file()), None)
-    if found is None:
-        raise ModelLoadError(
-            f"no SAM ONNX encoder in {model!r} (looked for {', '.join(ENCODER_NAMES)}); {hint}"
-        )
-    return found
 
 
 __all__ = ["POOLINGS", "SamFeaturesEmbedder", "pool"]

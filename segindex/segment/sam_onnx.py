@@ -47,6 +47,8 @@ DECODER_INPUTS = (
 )
 ENCODER_NAMES = ("encoder.onnx", "image_encoder.onnx", "vision_encoder.onnx")
 DECODER_NAMES = ("decoder.onnx", "sam.onnx", "mask_decoder.onnx", "prompt_decoder.onnx")
+#: file names looked for in a model directory, first found wins, by part
+ONNX_NAMES = {"encoder": ENCODER_NAMES, "decoder": DECODER_NAMES}
 _PADDING_LABEL = -1.0
 
 
@@ -92,7 +94,18 @@ class SamOnnxSegmenter(SamLikeSegmenter):
                 f"pixel_mean/pixel_std must be 3 numbers (std > 0), got {pixel_mean}, {pixel_std}"
             )
         self.model_path = model
-        enc_path, dec_path = _find_pair(model, encoder, decoder)
+        files = find_onnx_files(
+            model,
+            {"encoder": encoder, "decoder": decoder},
+            who="segmenter 'sam_onnx'",
+            needs="its ONNX files",
+            hint=(
+                "pass the directory holding an exported SAM encoder.onnx + decoder.onnx (or "
+                "sam.onnx) with --segmenter-model DIR on the CLI or segmenter_options="
+                "{'model': 'DIR'} in Python (or the files as encoder=PATH decoder=PATH)"
+            ),
+        )
+        enc_path, dec_path = files["encoder"], files["decoder"]
         self.encoder_path, self.decoder_path = str(enc_path), str(dec_path)
         self.device = device
         self.threads = threads
@@ -272,34 +285,48 @@ def _prompt_arrays(
     )
 
 
-def _find_pair(model: str | None, encoder: str | None, decoder: str | None) -> tuple[Path, Path]:
-    hint = (
-        "pass the directory holding an exported SAM encoder.onnx + decoder.onnx (or sam.onnx) "
-        "with --segmenter-model DIR on the CLI or segmenter_options={'model': 'DIR'} in Python "
-        "(or the files as encoder=PATH decoder=PATH)"
-    )
-    if model is None and (encoder is None or decoder is None):
-        raise ModelLoadError(f"segmenter 'sam_onnx' needs its ONNX files: {hint}")
-    found: dict[str, Path | None] = {"encoder": None, "decoder": None}
-    if model is not None:
-        root = Path(model).expanduser()
-        if not root.is_dir():
-            raise ModelLoadError(
-                f"SAM ONNX model directory {model!r} "
-                f"{'is a file' if root.exists() else 'does not exist'}; {hint}"
-            )
-        found["encoder"] = next((root / n for n in ENCODER_NAMES if (root / n).is_file()), None)
-        found["decoder"] = next((root / n for n in DECODER_NAMES if (root / n).is_file()), None)
-    if encoder is not None:
-        found["encoder"] = local_file(encoder, "SAM ONNX encoder", "encoder")
-    if decoder is not None:
-        found["decoder"] = local_file(decoder, "SAM ONNX decoder", "decoder")
-    for part, names in (("encoder", ENCODER_NAMES), ("decoder", DECODER_NAMES)):
-        if found[part] is None:
+def find_onnx_files(
+    model: str | None,
+    given: dict[str, str | None],
+    *,
+    who: str,
+    needs: str,
+    hint: str,
+) -> dict[str, Path]:
+    """The SAM ONNX files a backend runs: each part of ``given`` (``"encoder"``,
+    ``"decoder"``) is its explicit path when not ``None``, else the first of the part's
+    :data:`ONNX_NAMES` found in the directory ``model``.
+
+    who, needs, hint: the backend (``"embedder 'sam_features'"``), what it needs (``"a SAM
+    ONNX image encoder"``) and how to pass it, for the messages.
+
+    Raises:
+        ModelLoadError: no directory and a part not given, the directory missing (or a
+            file), a part not found in it, or a given file missing.
+    """
+    if model is None and any(path is None for path in given.values()):
+        raise ModelLoadError(f"{who} needs {needs}: {hint}")
+    root = None if model is None else Path(model).expanduser()
+    if root is not None and not root.is_dir():
+        raise ModelLoadError(
+            f"SAM ONNX model directory {model!r} "
+            f"{'is a file' if root.exists() else 'does not exist'}; {hint}"
+        )
+    found: dict[str, Path] = {}
+    for part, path in given.items():
+        if path is not None:
+            found[part] = Path(local_file(path, f"SAM ONNX {part}", part))
+            continue
+        names = ONNX_NAMES[part]
+        hit = (
+            None if root is None else next((root / n for n in names if (root / n).is_file()), None)
+        )
+        if hit is None:
             raise ModelLoadError(
                 f"no SAM ONNX {part} in {model!r} (looked for {', '.join(names)}); {hint}"
             )
-    return found["encoder"], found["decoder"]  # type: ignore[return-value]
+        found[part] = hit
+    return found
 
 
 def _session(path: Path, device: str, threads: int | None) -> Any:
