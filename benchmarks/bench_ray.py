@@ -186,7 +186,7 @@ def writer(args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import create_engine, text
 
     from segindex.store.schema import regions
-    from segindex.store.sql import Store, _region_rows
+    from segindex.store.sql import Store, region_insert_rows
 
     schema = f"segindex_bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
@@ -217,7 +217,7 @@ def writer(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(0, len(images), 16):
                 buf = io.StringIO()
                 for item in images[i : i + 16]:
-                    for r in _region_rows(image_id, item):
+                    for r in region_insert_rows(image_id, item):
                         buf.write("\t".join(_copy_value(r.get(c)) for c in cols) + "\n")
                 buf.seek(0)
                 cur.copy_expert(f"COPY segindex_regions ({', '.join(cols)}) FROM STDIN", buf)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Generic, TypeVar
 
 from segindex.errors import UnknownBackendError
 
@@ -24,7 +24,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str, group: str) -> None:
         self.kind = kind
         self.group = group
-        self._builders: dict[str, Callable[..., T]] = {}
+        self._builders: dict[str, Callable[..., T] | _LazyEntryPoint] = {}
         self._entry_points_loaded = False
 
     def register(
@@ -88,12 +88,12 @@ class Registry(Generic[T]):
         """
         builder = self.get(name)
         extra: dict[str, object] = {"device": device}
-        if "precision" not in options and _names_parameter(builder, "precision"):
+        if "precision" not in options and takes_parameter(builder, "precision"):
             extra["precision"] = precision
         return builder(**options, **extra)
 
 
-def _names_parameter(builder: Callable[..., object], parameter: str) -> bool:
+def takes_parameter(builder: Callable[..., object], parameter: str) -> bool:
     try:
         return parameter in inspect.signature(builder).parameters
     except (TypeError, ValueError):  # builtins and some C callables have no signature
@@ -103,8 +103,8 @@ def _names_parameter(builder: Callable[..., object], parameter: str) -> bool:
 class _LazyEntryPoint:
     """Defers importing a plugin module until the backend is first asked for."""
 
-    def __init__(self, ep: object) -> None:
+    def __init__(self, ep: EntryPoint) -> None:
         self.ep = ep
 
-    def load(self) -> Callable[..., object]:
-        return self.ep.load()  # type: ignore[attr-defined,no-any-return]
+    def load(self) -> Callable[..., Any]:
+        return self.ep.load()

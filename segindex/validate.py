@@ -151,6 +151,20 @@ def choice(name: str, value: object, options: Iterable[T]) -> T:
     raise ConfigError(f"{name} must be one of {listed}, got {value!r}")
 
 
+def phrases(name: str, values: object) -> tuple[str, ...]:
+    """A non-empty list of non-blank texts (concepts, prompts), stripped; a lone string is
+    refused (it would be read as its characters)."""
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        raise ConfigError(f"{name} must be a non-empty list of phrases, got {values!r}")
+    given = list(values)
+    if not given:
+        raise ConfigError(f"{name} must be a non-empty list of phrases, got {values!r}")
+    out = tuple(str(v).strip() for v in given)
+    if not all(out):
+        raise ConfigError(f"{name} must not contain empty phrases, got {given!r}")
+    return out
+
+
 def _message(
     name: str,
     kind: str,
@@ -174,5 +188,6 @@ __all__ = [
     "number",
     "optional_integer",
     "optional_number",
+    "phrases",
     "positive_int",
 ]

@@ -19,7 +19,7 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _friendly(fn: F) -> F:
+def friendly(fn: F) -> F:
     """Translate library errors into ``error: ...`` and exit code 1 (2 for bad usage)."""
 
     @functools.wraps(fn)
@@ -48,7 +48,7 @@ def _friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     """``key=value`` pairs; values are parsed as JSON when they parse (numbers, bools, null)."""
     out: dict[str, Any] = {}
     for pair in pairs:

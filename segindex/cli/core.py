@@ -10,11 +10,11 @@ from typing import Any, TypeVar
 import click
 
 from segindex.cli.common import (
-    _friendly,
-    _parse_options,
     device_option,
+    friendly,
     index_option,
     json_option,
+    parse_options,
 )
 from segindex.cli.engine_options import engine_from, engine_options
 from segindex.cli.video_options import video_changes, video_options
@@ -57,10 +57,10 @@ def _model_options(fn: F) -> F:
 
 
 def _backend_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
-    seg_opts = _parse_options(kw.pop("segmenter_option"))
+    seg_opts = parse_options(kw.pop("segmenter_option"))
     if kw.get("segmenter_model"):
         seg_opts["model"] = kw["segmenter_model"]
-    emb_opts = _parse_options(kw.pop("embedder_option"))
+    emb_opts = parse_options(kw.pop("embedder_option"))
     if kw.get("clip_model"):
         emb_opts["model"] = kw["clip_model"]
     if kw.get("clip_pretrained"):
@@ -73,7 +73,7 @@ def _backend_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _open(index_path: Path, device: str, precision: str = "auto", **backend: Any) -> Any:
+def open_index(index_path: Path, device: str, precision: str = "auto", **backend: Any) -> Any:
     from segindex.config import RuntimeOptions
     from segindex.index import Index
 
@@ -117,7 +117,7 @@ def _open(index_path: Path, device: str, precision: str = "auto", **backend: Any
 @engine_options
 @device_option
 @json_option
-@_friendly
+@friendly
 def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
     """Index SOURCES (files, folders, glob patterns); creates the index if it does not exist."""
     from dataclasses import replace
@@ -217,7 +217,7 @@ def _run_with_progress(
 @click.command()
 @index_option
 @json_option
-@_friendly
+@friendly
 def info(index_path: Path, as_json: bool) -> None:
     """Counts, models, sizes on disk, failed images and integrity (as `check` reports it)."""
     from segindex.cli.maintenance import integrity_lines
@@ -272,7 +272,7 @@ def info(index_path: Path, as_json: bool) -> None:
     help="coco: regions of images and frames; youtube-vis: video tracks, an RLE per frame.",
 )
 @click.option("--include-whole-images", is_flag=True, help="Also export whole-image regions.")
-@_friendly
+@friendly
 def export(index_path: Path, output: Path, fmt: str, include_whole_images: bool) -> None:
     """Write all indexed regions as COCO JSON (RLE segmentations, scores, XYWH boxes), or the
     video tracks as YouTube-VIS JSON (videos, categories, per-frame RLE lists)."""
@@ -294,7 +294,7 @@ def export(index_path: Path, output: Path, fmt: str, include_whole_images: bool)
 
 
 @click.command()
-@_friendly
+@friendly
 def backends() -> None:
     """List the registered segmenters, embedders, trackers and ingest engines (built-ins and
     plugins)."""

@@ -71,9 +71,9 @@ def engine_options(fn: F) -> F:
 def _key_values(ctx: click.Context, param: click.Parameter, pairs: tuple[str, ...]) -> Any:
     """``--engine-option`` pairs as a dict, parsed while click parses (a malformed pair is a
     usage error naming the option)."""
-    from segindex.cli.common import _parse_options
+    from segindex.cli.common import parse_options
 
-    return _parse_options(pairs)
+    return parse_options(pairs)
 
 
 def engine_from(kw: dict[str, Any]) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from segindex.cli.common import _friendly, device_option, index_option, json_option
+from segindex.cli.common import device_option, friendly, index_option, json_option
 
 _gt_option = click.option(
     "--gt",
@@ -50,7 +50,7 @@ def eval_group() -> None:
 @click.option("--class-agnostic", is_flag=True, help="Ignore classes (one 'object' class).")
 @_out_option
 @json_option
-@_friendly
+@friendly
 def segmentation(
     pred_path: Path,
     gt_path: Path,
@@ -102,7 +102,7 @@ def segmentation(
 @_out_option
 @device_option
 @json_option
-@_friendly
+@friendly
 def retrieval(
     index_path: Path,
     gt_path: Path,
@@ -164,7 +164,7 @@ def retrieval(
 )
 @click.option("--fps", type=int, default=10, show_default=True, help="Frame rate of --video clips.")
 @json_option
-@_friendly
+@friendly
 def make_set(
     out: Path,
     n: int,
@@ -283,7 +283,7 @@ def make_set(
     help="Write result.json and report.md into this folder.",
 )
 @json_option
-@_friendly
+@friendly
 def tracking(
     gt_path: Path,
     pred_path: Path | None,
@@ -338,14 +338,14 @@ def tracking(
     from rich.console import Console
     from rich.table import Table
 
-    from segindex.eval.report import _fmt
+    from segindex.eval.report import format_value
 
     table = Table(title="tracking evaluation")
     table.add_column("metric")
     for name in runs:
         table.add_column(name, justify="right")
     for metric in HEADLINE:
-        table.add_row(metric, *(_fmt(r["summary"][metric]) for r in runs.values()))
+        table.add_row(metric, *(format_value(r["summary"][metric]) for r in runs.values()))
     console = Console()
     if not console.is_terminal:
         console = Console(width=100)
@@ -389,7 +389,7 @@ COMMANDS = [eval_group]
 
 def _tracker_options(pairs: tuple[str, ...], names: list[str]) -> dict[str, dict[str, Any]]:
     """``NAME:KEY=VALUE`` pairs -> ``{name: {key: value}}`` for trackers in ``names``."""
-    from segindex.cli.common import _parse_options
+    from segindex.cli.common import parse_options
 
     out: dict[str, dict[str, Any]] = {}
     for pair in pairs:
@@ -400,5 +400,5 @@ def _tracker_options(pairs: tuple[str, ...], names: list[str]) -> dict[str, dict
                 f"got {pair!r}",
                 param_hint="--tracker-option",
             )
-        out.setdefault(name, {}).update(_parse_options((rest,)))
+        out.setdefault(name, {}).update(parse_options((rest,)))
     return out

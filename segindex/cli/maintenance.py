@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from segindex.cli.common import _friendly, _parse_options, index_option, json_option
+from segindex.cli.common import friendly, index_option, json_option, parse_options
 
 
 def integrity_lines(report: Mapping[str, object]) -> list[str]:
@@ -40,7 +40,7 @@ def _print(report: dict[str, object], as_json: bool) -> None:
 @click.command()
 @index_option
 @json_option
-@_friendly
+@friendly
 def check(index_path: Path, as_json: bool) -> None:
     """Verify the index without changing it: rows and vectors match one to one. Exit code 1 on
     damage; a vector file that merely lags the database (e.g. after a crash) is a note, exit 0:
@@ -57,7 +57,7 @@ def check(index_path: Path, as_json: bool) -> None:
 @click.command()
 @index_option
 @json_option
-@_friendly
+@friendly
 def repair(index_path: Path, as_json: bool) -> None:
     """Restore the invariants: rebuild the vector file from SQL, mark incomplete images for
     re-ingestion (run `ingest` again afterwards)."""
@@ -93,7 +93,7 @@ def repair(index_path: Path, as_json: bool) -> None:
     "nprobe=64, flat_max=50000 (repeatable).",
 )
 @json_option
-@_friendly
+@friendly
 def reindex(
     index_path: Path,
     kind: str | None,
@@ -110,7 +110,7 @@ def reindex(
 
     t0 = time.perf_counter()
     with Index.open(index_path) as idx:
-        described = idx.reindex(kind, factory=factory, **_parse_options(settings))
+        described = idx.reindex(kind, factory=factory, **parse_options(settings))
     described["seconds"] = round(time.perf_counter() - t0, 2)
     if as_json:
         click.echo(json.dumps(described, indent=2))

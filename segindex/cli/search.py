@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from segindex.cli.common import _friendly, device_option, index_option, json_option
-from segindex.cli.core import _open
+from segindex.cli.common import device_option, friendly, index_option, json_option
+from segindex.cli.core import open_index
 from segindex.cli.video_search import time_cell, track_search_options, track_table, video_filters
 
 
@@ -104,7 +104,7 @@ def _term(_ctx: Any, _param: Any, values: tuple[str, ...]) -> list[tuple[str, fl
 @track_search_options
 @device_option
 @json_option
-@_friendly
+@friendly
 def search(text: str | None, index_path: Path, image_path: Path | None, **kw: Any) -> None:
     """Find the regions that best match TEXT, --image FILE (or a --box/--point/--mask region
     of it), --similar-to REGION_ID, --similar-to-track TRACK_ID, or weighted --term's; with
@@ -154,7 +154,7 @@ def search(text: str | None, index_path: Path, image_path: Path | None, **kw: An
         exclude_query_regions=not kw["include_self"],
         templates=None if kw["no_templates"] else DEFAULT_TEMPLATES,
     )
-    with _open(index_path, kw["device"], kw["precision"]) as idx:
+    with open_index(index_path, kw["device"], kw["precision"]) as idx:
         page = idx.query(query)
     hits = page.hits
     if kw["as_json"]:

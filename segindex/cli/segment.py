@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from segindex.cli.common import _friendly, _parse_options, device_option, json_option
+from segindex.cli.common import device_option, friendly, json_option, parse_options
 
 
 def _floats(value: str, n: int, what: str) -> list[float]:
@@ -94,7 +94,7 @@ def _output_paths(output: Path) -> tuple[Path, Path]:
 @click.option("--embedder-option", multiple=True, metavar="KEY=VALUE", help="Embedder option.")
 @device_option
 @json_option
-@_friendly
+@friendly
 def segment(image_path: Path, output: Path, **kw: Any) -> None:
     """Segment IMAGE: everything, the --box/--points prompts, or what matches --text."""
     import numpy as np
@@ -107,7 +107,7 @@ def segment(image_path: Path, output: Path, **kw: Any) -> None:
     boxes = kw["boxes"]
     points, point_labels = kw["points"]
     image = load_image(image_path)
-    seg_opts = _parse_options(kw["segmenter_option"])
+    seg_opts = parse_options(kw["segmenter_option"])
     if kw["segmenter_model"]:
         seg_opts["model"] = kw["segmenter_model"]
     segmenter = SEGMENTERS.build_on(
@@ -166,7 +166,7 @@ def _embedder(kw: dict[str, Any]) -> Any:
     spec = default_embedder()
     name = kw["embedder"] or spec.name
     options = dict(spec.options) if name == spec.name else {}
-    options.update(_parse_options(kw["embedder_option"]))
+    options.update(parse_options(kw["embedder_option"]))
     if kw["clip_model"]:
         options["model"] = kw["clip_model"]
     if kw["clip_pretrained"]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from segindex.cli.common import _friendly, device_option, index_option
+from segindex.cli.common import device_option, friendly, index_option
 
 
 @click.command()
@@ -36,7 +36,7 @@ from segindex.cli.common import _friendly, device_option, index_option
     help="Upload pixel limit (width x height / 1e6).",
 )
 @device_option
-@_friendly
+@friendly
 def serve(
     index_path: Path,
     host: str,

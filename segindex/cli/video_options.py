@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from segindex.cli.common import _parse_options
+from segindex.cli.common import parse_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,7 +65,7 @@ def video_changes(kw: dict[str, Any], current: Any) -> Any | None:
 
     fps, keyframes = kw.pop("video_fps"), kw.pop("keyframes_only")
     dedup, max_frames = kw.pop("video_dedup"), kw.pop("max_video_frames")
-    tracker, tracker_opts = kw.pop("tracker"), _parse_options(kw.pop("tracker_option"))
+    tracker, tracker_opts = kw.pop("tracker"), parse_options(kw.pop("tracker_option"))
     changes: dict[str, Any] = {}
     if fps is not None:
         changes["fps"] = fps

@@ -60,7 +60,7 @@ _SIDE = {"coin": (0.15, 0.3), "ball": (0.12, 0.3), DISTRACTOR: (0.2, 0.4)}  # el
 Segment = tuple[str, str, np.ndarray]  # class name, source instance, HxW bool mask
 
 
-def _background(rng: np.random.Generator, src: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def make_background(rng: np.random.Generator, src: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     h, w = size
@@ -72,7 +72,7 @@ def _background(rng: np.random.Generator, src: np.ndarray, size: tuple[int, int]
     return big[y0 : y0 + h, x0 : x0 + w].copy()
 
 
-def _pick(rng: np.random.Generator, sources: Sources, name: str, side: float) -> Cutout:
+def pick_cutout(rng: np.random.Generator, sources: Sources, name: str, side: float) -> Cutout:
     if name == "ball":
         balls = ball_instances()
         return draw_ball(balls[int(rng.integers(len(balls)))], max(8, int(side)))
@@ -111,7 +111,7 @@ def compose(
     aug = aug or Augment()
     h, w = size
     bg_name, src, stuff = sources.backgrounds[int(rng.integers(len(sources.backgrounds)))]
-    canvas = jitter(rng, _background(rng, src, size), aug)
+    canvas = jitter(rng, make_background(rng, src, size), aug)
     placed: list[tuple[str, str, np.ndarray, int]] = []  # name, instance, visible mask, area
     names = sorted(k for k, v in sources.things.items() if v) + ["ball"]
     plan = [
@@ -120,7 +120,7 @@ def compose(
     plan += [DISTRACTOR] * int(rng.integers(0, max_distractors + 1))
     for name in [plan[i] for i in rng.permutation(len(plan))]:
         side = rng.uniform(*_SIDE.get(name, (0.35, 0.7))) * min(h, w)
-        obj = augment(rng, _pick(rng, sources, name, side), side, aug)
+        obj = augment(rng, pick_cutout(rng, sources, name, side), side, aug)
         oh, ow = obj.mask.shape
         if oh > h or ow > w:
             continue

@@ -60,7 +60,7 @@ def make_video_set(
 ) -> dict[str, Any]:
     """Write ``n`` clips of 2-4 s and their ground truth under ``out``; returns a summary."""
     from segindex.eval.cutouts import load_sources
-    from segindex.eval.makeset import CATEGORIES, _background
+    from segindex.eval.makeset import CATEGORIES, make_background
     from segindex.formats.youtube_vis import VisDataset, VisTrack, VisVideo, save_youtube_vis
     from segindex.rle import encode
 
@@ -73,7 +73,9 @@ def make_video_set(
     (out / "videos").mkdir(parents=True, exist_ok=True)
     sources = load_sources(Path(shared_dir) if shared_dir is not None else None)
     cat_id = {c["name"]: c["id"] for c in CATEGORIES}
-    videos, tracks, used = [], [], set()
+    videos: list[VisVideo] = []
+    tracks: list[VisTrack] = []
+    used: set[str] = set()
     counts = dict.fromkeys(SCENARIOS, 0)
     for i in range(n):
         rng = np.random.default_rng([seed, i])
@@ -81,7 +83,7 @@ def make_video_set(
         counts[scenario] += 1
         length = int(rng.integers(2 * fps, 4 * fps + 1))
         _, src, _ = sources.backgrounds[int(rng.integers(len(sources.backgrounds)))]
-        background = _background(rng, src, size)
+        background = make_background(rng, src, size)
         movers = _scenario(rng, scenario, sources, size)
         frames, visible = render(background, movers, length)
         name = f"{i:06d}"
@@ -220,11 +222,11 @@ def _cutout(
     rng: np.random.Generator, sources: Any, side: float
 ) -> tuple[str, np.ndarray, np.ndarray]:
     from segindex.eval.augment import Augment, augment
-    from segindex.eval.makeset import _pick
+    from segindex.eval.makeset import pick_cutout
 
     names = sorted(k for k, v in sources.things.items() if v) + ["ball"]
     name = names[int(rng.integers(len(names)))]
-    cut = _pick(rng, sources, name, side)
+    cut = pick_cutout(rng, sources, name, side)
     mild = Augment(max_rotation=15.0, brightness=(0.8, 1.2), contrast=(0.8, 1.2),
                    saturation=(0.8, 1.2), max_hue=0.05, blur_p=0.0)  # fmt: skip
     c = augment(rng, cut, side, mild)

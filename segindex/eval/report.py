@@ -15,10 +15,10 @@ from typing import Any
 
 def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     """``(metric, value)`` rows of a result's summary, values formatted to 4 decimals."""
-    return [(k, _fmt(v)) for k, v in result["summary"].items()]
+    return [(k, format_value(v)) for k, v in result["summary"].items()]
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -45,7 +45,7 @@ def _markdown(result: dict[str, Any], plots: list[Path]) -> str:
     lines += [f"| {k} | {v} |" for k, v in summary_rows(result)]
     lines += ["", "Images: " + ", ".join(f"{k} {v}" for k, v in result["images"].items()), ""]
     if kind == "segmentation":
-        lines += _table(
+        lines += markdown_table(
             "Per class",
             result["per_class"],
             ["name", "isthing", "iou", "dice", "accuracy", "boundary_f", "boundary_iou",
@@ -60,9 +60,8 @@ def _markdown(result: dict[str, Any], plots: list[Path]) -> str:
         ]
         for part in ("all", "things", "stuff"):
             q = p[part]
-            lines.append(
-                f"| {part} | {_fmt(q['pq'])} | {_fmt(q['sq'])} | {_fmt(q['rq'])} | {q['n']} |"
-            )
+            pq, sq, rq = (format_value(q[key]) for key in ("pq", "sq", "rq"))
+            lines.append(f"| {part} | {pq} | {sq} | {rq} | {q['n']} |")
         lines.append("")
     else:
         r = result["regions"]
@@ -70,7 +69,9 @@ def _markdown(result: dict[str, Any], plots: list[Path]) -> str:
         ks = result["options"]["ks"]
         cols = ["name", "n_relevant", "ap"] + [f"recall@{k}" for k in ks]
         cols += [f"ndcg@{k}" for k in ks]
-        lines += _table("Text -> region, per class", result["text_to_region"]["per_class"], cols)
+        lines += markdown_table(
+            "Text -> region, per class", result["text_to_region"]["per_class"], cols
+        )
         if "text_skipped" in result:
             lines += [f"Text queries skipped: {result['text_skipped']}.", ""]
         cols = ["name", "queries", "ap", "chance"] + [f"recall@{k}" for k in ks]
@@ -79,23 +80,23 @@ def _markdown(result: dict[str, Any], plots: list[Path]) -> str:
             ("instance_to_region", "Image -> region, same source instance, per class"),
         ):
             if key in result:
-                lines += _table(title, result[key]["per_class"], cols)
+                lines += markdown_table(title, result[key]["per_class"], cols)
         cols = ["name", "n_relevant", "whole_ap", "region_ap"]
         cols += [f"{t}_recall@{k}" for k in ks for t in ("whole", "region")]
         title = "Finding images: whole-image vectors vs regions"
-        lines += _table(title, result["whole_vs_region"]["per_class"], cols)
+        lines += markdown_table(title, result["whole_vs_region"]["per_class"], cols)
         a = result["ann"]
         lines += ["## ANN vs exact", "",
-                  f"Index kind {a['index_kind']}: recall@{a['k']} {_fmt(a['recall'])} "
+                  f"Index kind {a['index_kind']}: recall@{a['k']} {format_value(a['recall'])} "
                   f"over {a['queries']} queries.", ""]  # fmt: skip
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     return "\n".join(lines)
 
 
-def _table(title: str, rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
+def markdown_table(title: str, rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
     out = [f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        out.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+        out.append("| " + " | ".join(format_value(r.get(c)) for c in cols) + " |")
     return [*out, ""]
 
 

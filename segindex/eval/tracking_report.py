@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from segindex.eval.report import _fmt, _table
+from segindex.eval.report import format_value, markdown_table
 
 HEADLINE = ["J&F", "J", "F", "HOTA", "DetA", "AssA", "LocA", "IDF1", "IDP", "IDR",
             "ID switches", "MOTA"]  # fmt: skip
@@ -40,14 +40,14 @@ def markdown(result: dict[str, Any]) -> str:
                   f"seed {o['seed']}), with colour vectors.", ""]  # fmt: skip
     rows = [{"tracker": name, **r["summary"], "pred tracks": r["counts"]["pred_tracks"]}
             for name, r in runs.items()]  # fmt: skip
-    lines += _table("Summary", rows, ["tracker", *HEADLINE, "pred tracks"])
+    lines += markdown_table("Summary", rows, ["tracker", *HEADLINE, "pred tracks"])
     for name, r in runs.items():
         cols = ["video_id", "file_name", "frames", "gt_tracks", "pred_tracks", "HOTA", "IDF1",
                 "ID switches", "MOTA"]  # fmt: skip
-        lines += _table(f"{name}: per video", r["per_video"], cols)
+        lines += markdown_table(f"{name}: per video", r["per_video"], cols)
         cols = ["video_id", "gt_id", "category", "frames", "pred_track", "J", "F", "J&F"]
-        lines += _table(f"{name}: per object (DAVIS)", r["per_object"], cols)
-    lines += ["Thresholds: a detection match needs IoU >= "
-              f"{_fmt(next(iter(runs.values()))['options']['threshold'])} for ID switches, MOTA "
+        lines += markdown_table(f"{name}: per object (DAVIS)", r["per_object"], cols)
+    threshold = format_value(next(iter(runs.values()))["options"]["threshold"])
+    lines += [f"Thresholds: a detection match needs IoU >= {threshold} for ID switches, MOTA "
               "and IDF1; HOTA averages IoU thresholds 0.05 ... 0.95.", ""]  # fmt: skip
     return "\n".join(lines)

@@ -106,12 +106,12 @@ class SamplerState:
         )
 
 
-def _reason(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return text or type(exc).__name__
 
 
-def _errors() -> tuple[type[BaseException], ...]:
+def decode_errors() -> tuple[type[BaseException], ...]:
     import av
 
     return (av.FFmpegError, OSError, ValueError, EOFError)
@@ -166,8 +166,8 @@ def probe(path: str | Path, max_pixels: int | None = None) -> VideoInfo:
             fps = float(stream.average_rate) if stream.average_rate else None
     except VideoDecodeError:
         raise
-    except _errors() as e:
-        raise VideoDecodeError(f"cannot decode video {name!r}: {_reason(e)}") from e
+    except decode_errors() as e:
+        raise VideoDecodeError(f"cannot decode video {name!r}: {error_reason(e)}") from e
     if max_pixels is not None and w * h > max_pixels:
         raise VideoDecodeError(
             f"{name!r} has {w * h:,} pixels per frame, more than the limit {max_pixels:,}"
@@ -204,7 +204,7 @@ def _after(container: Any, stream: Any, pts: int, index: int) -> Iterator[tuple[
     ``None`` when that frame is not found exactly where expected (then decode from the start)."""
     try:
         container.seek(pts, stream=stream, backward=True)
-    except _errors():
+    except decode_errors():
         return None
     frames = container.decode(stream)
     for frame in frames:
@@ -235,8 +235,8 @@ def sample_frames(
         yield from _sample(name, options, state, on_duplicate)
     except VideoDecodeError:
         raise
-    except _errors() as e:
-        raise VideoDecodeError(f"cannot decode video {name!r}: {_reason(e)}") from e
+    except decode_errors() as e:
+        raise VideoDecodeError(f"cannot decode video {name!r}: {error_reason(e)}") from e
 
 
 def _open(name: str) -> tuple[Any, Any]:

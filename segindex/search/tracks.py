@@ -218,7 +218,7 @@ def read_frames(path: str | Path, times_s: Sequence[float], rotation: int = 0) -
     frame; only the frames asked for are converted to RGB. Raises :class:`VideoDecodeError`."""
     import av
 
-    from segindex.ingest.video import _errors, _reason, upright
+    from segindex.ingest.video import decode_errors, error_reason, upright
 
     want = sorted({float(t) for t in times_s})
     found: dict[float, np.ndarray] = {}
@@ -247,8 +247,8 @@ def read_frames(path: str | Path, times_s: Sequence[float], rotation: int = 0) -
                     break
     except VideoDecodeError:
         raise
-    except _errors() as e:
-        raise VideoDecodeError(f"cannot decode video {name!r}: {_reason(e)}") from e
+    except decode_errors() as e:
+        raise VideoDecodeError(f"cannot decode video {name!r}: {error_reason(e)}") from e
     missing = [t for t in want if t not in found]
     if missing:
         raise VideoDecodeError(f"video {name!r} has no frame at {missing[0]:.3f}s")

@@ -31,7 +31,7 @@ from segindex.masks import box_iou_matrix
 from segindex.regions import Regions
 from segindex.segment.base import Segmenter, check_image
 from segindex.segment.hf import load_pretrained
-from segindex.validate import fraction
+from segindex.validate import fraction, phrases
 
 DEFAULT_SAM3_MODEL = "facebook/sam3"
 
@@ -73,7 +73,7 @@ class Sam3Segmenter(Segmenter):
         self.concepts: tuple[str, ...] | None = None
         self.explicit = concepts is not None
         if concepts is not None:
-            self.concepts = _phrases(concepts, "concepts")
+            self.concepts = phrases("concepts", concepts)
         self.model_id = str(model)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -89,7 +89,7 @@ class Sam3Segmenter(Segmenter):
     def use_vocabulary(self, names: Sequence[str]) -> None:
         """Segment ``names`` at ingest unless ``concepts`` were given."""
         if not self.explicit:
-            self.concepts = _phrases(names, "label vocabulary")
+            self.concepts = phrases("label vocabulary", names)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -107,9 +107,9 @@ class Sam3Segmenter(Segmenter):
         instance, labelled with its text (``label_id`` = the text's position), best first
         within each text."""
         check_image(image)
-        phrases = _phrases([texts] if isinstance(texts, str) else texts, "text")
+        wanted = phrases("text", [texts] if isinstance(texts, str) else texts)
         vision = self._vision(image)
-        parts = [self._concept(vision, image.shape[:2], k, p) for k, p in enumerate(phrases)]
+        parts = [self._concept(vision, image.shape[:2], k, p) for k, p in enumerate(wanted)]
         return Regions.concatenate(parts)
 
     def _segment_batch(self, images: list[np.ndarray]) -> list[Regions]:
@@ -214,15 +214,6 @@ class Sam3Segmenter(Segmenter):
                 emb = self.model.get_text_features(input_ids=ids, attention_mask=mask)
             self._text[phrase] = (emb, mask)
         return self._text[phrase][0]
-
-
-def _phrases(values: Sequence[str], what: str) -> tuple[str, ...]:
-    if isinstance(values, str) or not values:
-        raise ConfigError(f"{what} must be a non-empty list of phrases, got {values!r}")
-    out = tuple(str(v).strip() for v in values)
-    if not all(out):
-        raise ConfigError(f"{what} must not contain empty phrases, got {list(values)!r}")
-    return out
 
 
 def _from_pretrained(source: str, local_files_only: bool) -> tuple[Any, Any]:

@@ -25,7 +25,7 @@ from sqlalchemy import func, select, update
 
 from segindex.store.kinds import KindSpec
 from segindex.store.schema import images, regions
-from segindex.store.sql import Store, _bump_generation
+from segindex.store.sql import Store, bump_generation
 from segindex.store.vectors import VectorIndex
 
 #: how a stale cache is repaired, appended to each note
@@ -218,7 +218,7 @@ def repair(store: Store, vector_file: Path, dim: int, spec: KindSpec | None = No
     """
     before = check(store, vector_file, dim)
     with store.engine.begin() as conn:
-        _bump_generation(conn)  # readers resync, cached allowed-id sets are dropped
+        bump_generation(conn)  # readers resync, cached allowed-id sets are dropped
         if before.rows_without_image:
             conn.execute(regions.delete().where(regions.c.id.in_(before.rows_without_image)))
         if before.bad_vector_rows:

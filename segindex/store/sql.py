@@ -68,7 +68,7 @@ class ImageWrite:
         processes, written exactly as this one would be."""
         if self.regions is None or self.vectors is None:
             return self
-        made = _region_rows(0, self)
+        made = region_insert_rows(0, self)
         rows = [{k: v for k, v in r.items() if k not in ("image_id", "vector")} for r in made]
         return replace(self, regions=None, rows=rows)
 
@@ -113,7 +113,7 @@ def db_path(path: str) -> str:
         return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _bump_generation(conn: Any) -> None:
+def bump_generation(conn: Any) -> None:
     """Increment the write generation inside the caller's transaction."""
     current = conn.execute(
         select(index_meta.c.value).where(index_meta.c.key == GENERATION_KEY)
@@ -128,7 +128,7 @@ def _bump_generation(conn: Any) -> None:
         )
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
@@ -208,7 +208,7 @@ class Store(QueryReads):
         ``skip_done``: an image already indexed with the same sha256 is left as it is (a repeated
         write changes nothing, :mod:`segindex.store.claim`): how engines that may run an image
         twice (Ray) write."""
-        now = _now()
+        now = utc_now()
         removed: list[int] = []
         region_rows: list[dict[str, Any]] = []
         vectors: list[np.ndarray] = []
@@ -246,10 +246,10 @@ class Store(QueryReads):
                         f"{item.path}: {n} regions need {n} vectors and kinds, got "
                         f"{0 if item.vectors is None else len(item.vectors)} and {len(item.kinds)}"
                     )
-                region_rows.extend(_region_rows(image_id, item))
+                region_rows.extend(region_insert_rows(image_id, item))
                 vectors.append(np.ascontiguousarray(item.vectors, dtype=np.float32))
             ids = insert_regions(conn, region_rows)
-            _bump_generation(conn)
+            bump_generation(conn)
         return WriteResult.of(ids, vectors, removed)
 
     def delete_images(self, image_ids: Sequence[int]) -> np.ndarray:
@@ -257,7 +257,7 @@ class Store(QueryReads):
         with self.engine.begin() as conn:
             out = np.asarray(clear_images(conn, image_ids), dtype=np.int64)
             conn.execute(delete(images).where(images.c.id.in_(list(image_ids))))
-            _bump_generation(conn)
+            bump_generation(conn)
         return out
 
     def relink(self, image_id: int, new_path: str) -> None:
@@ -266,9 +266,9 @@ class Store(QueryReads):
             conn.execute(
                 update(images)
                 .where(images.c.id == image_id)
-                .values(path=db_path(new_path), updated_at=_now())
+                .values(path=db_path(new_path), updated_at=utc_now())
             )
-            _bump_generation(conn)
+            bump_generation(conn)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -401,7 +401,7 @@ class Store(QueryReads):
             return [(r.path, r.error or "") for r in rows]
 
 
-def _region_rows(image_id: int, item: ImageWrite) -> list[dict[str, Any]]:
+def region_insert_rows(image_id: int, item: ImageWrite) -> list[dict[str, Any]]:
     if item.rows is not None:  # packed: made by the same code below, in another process
         vecs = np.ascontiguousarray(item.vectors, dtype="<f4")
         return [

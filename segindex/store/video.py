@@ -23,12 +23,12 @@ from segindex.store.sql import (
     ImageWrite,
     Store,
     WriteResult,
-    _bump_generation,
-    _now,
-    _region_rows,
+    bump_generation,
     clear_images,
     db_path,
     insert_regions,
+    region_insert_rows,
+    utc_now,
 )
 from segindex.store.track_totals import TrackTotals
 
@@ -71,7 +71,7 @@ class FrameWrite:
         item = ImageWrite(
             path="", sha256=None, regions=regions, kinds=kinds, vectors=vectors, crop=crop
         )
-        rows = _region_rows(image_id, item) if n else []
+        rows = region_insert_rows(image_id, item) if n else []
         for row in rows:
             row["frame_index"] = int(frame_index)
             row["time_s"] = float(time_s)
@@ -99,7 +99,7 @@ def begin_video(store: Store, path: str, sha256: str, info: VideoRow) -> tuple[i
     """Create (or reset, for a changed file or a restart) the video's row as ``"partial"``,
     dropping any regions, tracks and progress it had. Returns its image id and the write
     result (the removed region ids) for the FAISS mirror."""
-    now = _now()
+    now = utc_now()
     values = {
         "sha256": sha256,
         "width": info.width,
@@ -124,7 +124,7 @@ def begin_video(store: Store, path: str, sha256: str, info: VideoRow) -> tuple[i
             image_id = row.id
             removed = clear_images(conn, [image_id])
             conn.execute(update(images).where(images.c.id == image_id).values(**values))
-        _bump_generation(conn)
+        bump_generation(conn)
     return int(image_id), WriteResult.of([], [], removed)
 
 
@@ -193,7 +193,7 @@ def write_chunk(
             )
         vectors.extend(v[None] for v in track_vectors)
         conn.execute(delete(video_progress).where(video_progress.c.image_id == image_id))
-        values: dict[str, Any] = {"updated_at": _now()}
+        values: dict[str, Any] = {"updated_at": utc_now()}
         if state is not None:
             conn.execute(
                 insert(video_progress).values(
@@ -206,7 +206,7 @@ def write_chunk(
                 select(func.count()).select_from(regions).where(regions.c.image_id == image_id)
             ).scalar_one()
         conn.execute(update(images).where(images.c.id == image_id).values(**values))
-        _bump_generation(conn)
+        bump_generation(conn)
     return WriteResult.of(ids, vectors, removed)
 
 

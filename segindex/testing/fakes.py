@@ -33,8 +33,8 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "black": (10, 10, 10),
     "gray": (128, 128, 128),
 }
-_NAMES = list(PALETTE)
-_COLOURS = np.array([PALETTE[n] for n in _NAMES], dtype=np.float32)  # (P, 3)
+PALETTE_NAMES = list(PALETTE)
+_COLOURS = np.array([PALETTE[n] for n in PALETTE_NAMES], dtype=np.float32)  # (P, 3)
 
 
 def quantise(image: np.ndarray) -> np.ndarray:
@@ -59,14 +59,16 @@ class FakeSegmenter(Segmenter):
 
     def _one(self, image: np.ndarray) -> Regions:
         q = quantise(image)
-        counts = np.bincount(q.ravel(), minlength=len(_NAMES))
+        counts = np.bincount(q.ravel(), minlength=len(PALETTE_NAMES))
         background = int(counts.argmax())
-        present = [i for i in range(len(_NAMES)) if counts[i] >= max(1, self.min_fraction * q.size)]
+        present = [
+            i for i in range(len(PALETTE_NAMES)) if counts[i] >= max(1, self.min_fraction * q.size)
+        ]
         masks = np.stack([q == i for i in present]) if present else np.zeros((0, *q.shape), bool)
         return Regions.from_masks(
             masks,
             label_ids=present,
-            labels=[_NAMES[i] for i in present],
+            labels=[PALETTE_NAMES[i] for i in present],
             scores=[0.9 if i != background else 0.6 for i in present],
             is_thing=[i != background for i in present],
         )
@@ -95,7 +97,7 @@ class FakeEmbedder(Embedder):
 
     @property
     def dim(self) -> int:
-        return len(_NAMES) + 3
+        return len(PALETTE_NAMES) + 3
 
     def _embed_images(self, images: list[np.ndarray]) -> np.ndarray:
         self.image_calls.append(len(images))
@@ -106,7 +108,7 @@ class FakeEmbedder(Embedder):
         return np.stack([self._text(t) for t in texts])
 
     def _text(self, text: str) -> np.ndarray:
-        for name in _NAMES:
+        for name in PALETTE_NAMES:
             if re.search(rf"\b{name}\b", text.lower()):
                 return colour_vector(np.array(PALETTE[name]))[0]
         seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")

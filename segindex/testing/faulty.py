@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from segindex.regions import Regions
-from segindex.testing.fakes import _NAMES, FakeSegmenter, quantise
+from segindex.testing.fakes import PALETTE_NAMES, FakeSegmenter, quantise
 
 #: the reason a poisoned image is recorded with (after the runner's "segmentation failed: ")
 POISON_REASON = "ValueError: poisoned picture"
@@ -32,16 +32,16 @@ class PickySegmenter(FakeSegmenter):
         min_fraction: float = 0.001,
         device: str = "cpu",
     ) -> None:
-        if poison not in _NAMES:
+        if poison not in PALETTE_NAMES:
             raise ValueError(
-                f"poison must be a palette colour ({', '.join(_NAMES)}), got {poison!r}"
+                f"poison must be a palette colour ({', '.join(PALETTE_NAMES)}), got {poison!r}"
             )
         super().__init__(min_fraction=min_fraction, device=device)
         self.poison, self.delay = poison, float(delay)
 
     def _segment_batch(self, images: list[np.ndarray]) -> list[Regions]:
         time.sleep(self.delay * len(images))
-        colour = _NAMES.index(self.poison)
+        colour = PALETTE_NAMES.index(self.poison)
         if any((quantise(im) == colour).any() for im in images):
             raise ValueError("poisoned picture")
         return super()._segment_batch(images)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from segindex.registry import Registry, _names_parameter
+from segindex.registry import Registry, takes_parameter
 from segindex.track.base import Tracker
 from segindex.track.summary import TrackSummary, summarise_track
 
@@ -39,7 +39,7 @@ def build_tracker(
     extra = {
         key: value
         for key, value in (("device", device), ("precision", precision))
-        if key not in options and _names_parameter(builder, key)
+        if key not in options and takes_parameter(builder, key)
     }
     return builder(**options, **extra)
 

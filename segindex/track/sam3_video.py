@@ -24,7 +24,7 @@ from segindex.device import autocast
 from segindex.errors import ConfigError
 from segindex.track.propagate import PropagatingTracker, Propagation, match_masks
 from segindex.track.sam2 import forget_before, load_video_model, memory_steps, open_session
-from segindex.validate import number
+from segindex.validate import number, phrases
 
 DEFAULT_SAM3_VIDEO_MODEL = "facebook/sam3"
 
@@ -50,9 +50,7 @@ class Sam3VideoPropagator:
         precision: str = "auto",
         bind_iou: float = 0.3,
     ) -> None:
-        from segindex.segment.sam3 import _phrases
-
-        self.concepts = _phrases(concepts, "concepts")
+        self.concepts = phrases("concepts", concepts)
         self.bind_iou = number("bind_iou", bind_iou, lo=0, hi=1, lo_open=True)
         self.model_id = str(model)
         self.device, self.precision, self.model, self.processor = load_video_model(
