@@ -8,10 +8,14 @@ instance, or of a class, takes more than matching the same pixels again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from segindex.eval.cutouts import Cutout, tight
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,9 @@ def jitter(rng: np.random.Generator, pixels: np.ndarray, aug: Augment) -> np.nda
     return np.asarray(img.convert("RGB")).copy()
 
 
-def _shift_hue(img: object, shift: float) -> object:
+def _shift_hue(img: Image.Image, shift: float) -> Image.Image:
     from PIL import Image
 
-    hsv = np.asarray(img.convert("HSV")).copy()  # type: ignore[attr-defined]
+    hsv = np.asarray(img.convert("HSV")).copy()
     hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(round(shift * 255))) % 256
     return Image.fromarray(hsv, "HSV").convert("RGB")

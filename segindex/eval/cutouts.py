@@ -136,7 +136,7 @@ def _coins(coins: np.ndarray) -> list[Cutout]:
     labels, n = ndimage.label(fg)
     rgb = np.stack([coins] * 3, -1)
     rgb = np.clip(rgb * np.array([1.05, 0.95, 0.75]), 0, 255).astype(np.uint8)
-    out = []
+    out: list[Cutout] = []
     for lab in range(1, n + 1):
         m = labels == lab
         if 800 <= m.sum() <= 3100:

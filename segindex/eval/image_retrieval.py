@@ -68,7 +68,7 @@ def query_vectors(index: Any, instances: list[GTInstance]) -> np.ndarray:
         crops += [crop_region(pixels, i.mask, i.box, index.settings.crop) for i in group]
     device = backend_device(emb)
     batch = index.runtime.batch_sizes(device, device)[1]
-    return emb.embed_images(crops, batch_size=batch)  # type: ignore[no-any-return]
+    return emb.embed_images(crops, batch_size=batch)
 
 
 def image_to_region(

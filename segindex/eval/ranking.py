@@ -8,7 +8,7 @@ about distinct ground-truth items found, out of ``n_relevant``.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -73,14 +73,14 @@ def ranking_metrics(rel: np.ndarray, n_relevant: int, ks: Sequence[int]) -> dict
     return out
 
 
-def mean_metrics(rows: Sequence[dict[str, float | None]]) -> dict[str, float | None]:
+def mean_metrics(rows: Sequence[Mapping[str, object]]) -> dict[str, float | None]:
     """Key-wise mean of metric dicts, skipping ``None`` values (None if a key has none)."""
     keys: list[str] = []
     for r in rows:
         keys.extend(k for k in r if k not in keys)
     out: dict[str, float | None] = {}
     for k in keys:
-        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
+        vals = [v for r in rows if isinstance(v := r.get(k), (int, float))]
         out[k] = float(np.mean(vals)) if vals else None
     return out
 

@@ -10,8 +10,9 @@ from them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
@@ -70,7 +71,8 @@ def clear(frames: Frames, threshold: float = 0.5) -> dict[str, float]:
         fn += len(g) - len(rows)
         fp += len(p) - len(rows)
         motp_sum += float(s[rows, cols].sum())
-    return _clear_ratios({"TP": tp, "FN": fn, "FP": fp, "IDSW": idsw, "MOTP_sum": motp_sum})
+    counts: dict[str, float] = {"TP": tp, "FN": fn, "FP": fp, "IDSW": idsw, "MOTP_sum": motp_sum}
+    return _clear_ratios(counts)
 
 
 def _clear_ratios(c: dict[str, float]) -> dict[str, float]:
@@ -102,7 +104,7 @@ def _identity_ratios(c: dict[str, float]) -> dict[str, float]:
     return c
 
 
-def hota(frames: Frames) -> dict[str, float]:
+def hota(frames: Frames) -> dict[str, float | list[float]]:
     """HOTA (higher order tracking accuracy) with DetA, AssA and LocA, averaged over
     :data:`HOTA_ALPHAS`; also the per-alpha counts ``TP``, ``FN``, ``FP`` and ``AssA_sum``
     (AssA times TP) lists that :func:`combine` adds up."""
@@ -154,12 +156,20 @@ def _hota_ratios(c: dict[str, list[float]]) -> dict[str, float | list[float]]:
     return out
 
 
-def combine(parts: Sequence[dict[str, dict[str, object]]]) -> dict[str, dict[str, object]]:
+class SequenceMetrics(TypedDict):
+    """The metrics of one sequence, or of several added up by :func:`combine`."""
+
+    clear: dict[str, float]
+    identity: dict[str, float]
+    hota: dict[str, float | list[float]]
+
+
+def combine(parts: Sequence[SequenceMetrics]) -> SequenceMetrics:
     """Add the counts of per-sequence results ``{"clear": .., "identity": .., "hota": ..}`` and
     recompute the ratios (as TrackEval combines sequences)."""
     clear_keys = ("TP", "FN", "FP", "IDSW", "MOTP_sum")
-    c = {k: sum(float(p["clear"][k]) for p in parts) for k in clear_keys}  # type: ignore[arg-type]
-    i = {k: sum(float(p["identity"][k]) for p in parts) for k in ("IDTP", "IDFN", "IDFP")}  # type: ignore[arg-type]
+    c = {k: sum(float(p["clear"][k]) for p in parts) for k in clear_keys}
+    i = {k: sum(float(p["identity"][k]) for p in parts) for k in ("IDTP", "IDFN", "IDFP")}
     h = {
         k: np.sum([np.asarray(p["hota"][k]) for p in parts], axis=0).tolist()
         if parts
@@ -169,7 +179,9 @@ def combine(parts: Sequence[dict[str, dict[str, object]]]) -> dict[str, dict[str
     return {"clear": _clear_ratios(c), "identity": _identity_ratios(i), "hota": _hota_ratios(h)}
 
 
-def _counts(frames: Frames, weight: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _counts(
+    frames: Frames, weight: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frames each gt id and each predicted id is present in, and the ``(n_gt, n_pred)`` sum
     over frames of ``weight(similarity)``."""
     gt_count = np.zeros(frames.n_gt)
@@ -179,5 +191,5 @@ def _counts(frames: Frames, weight: object) -> tuple[np.ndarray, np.ndarray, np.
         gt_count[g] += 1
         pred_count[p] += 1
         if len(g) and len(p):
-            acc[g[:, None], p[None, :]] += weight(s)  # type: ignore[operator]
+            acc[g[:, None], p[None, :]] += weight(s)
     return gt_count, pred_count, acc

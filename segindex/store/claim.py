@@ -12,9 +12,10 @@ wrote it: the write is skipped, never a second set of regions.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, overload
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 
 from segindex.store.schema import images
 
@@ -29,11 +30,20 @@ def find_image(conn: Any, path: str, *, lock: bool) -> Any | None:
     return conn.execute(stmt).first()
 
 
+@overload
+def insert_image(conn: Any, values: dict[str, Any], *, if_absent: Literal[False]) -> int: ...
+
+
+@overload
+def insert_image(conn: Any, values: dict[str, Any], *, if_absent: bool) -> int | None: ...
+
+
 def insert_image(conn: Any, values: dict[str, Any], *, if_absent: bool) -> int | None:
     """Insert an image row (``values`` hold every column but ``id``); its new id, or ``None``
     when ``if_absent`` and a row with that path exists (inserted meanwhile by another writer)."""
     dialect = conn.dialect.name
     if if_absent and dialect in ("postgresql", "sqlite"):
+        dialect_insert: Callable[[Table], Any]  # either dialect's INSERT with ON CONFLICT
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
@@ -44,8 +54,8 @@ def insert_image(conn: Any, values: dict[str, Any], *, if_absent: bool) -> int |
             .on_conflict_do_nothing(index_elements=[images.c.path])
             .returning(images.c.id)
         )
-        return conn.execute(stmt).scalar_one_or_none()  # type: ignore[no-any-return]
-    return conn.execute(insert(images).values(**values).returning(images.c.id)).scalar_one()  # type: ignore[no-any-return]
+        return conn.execute(stmt).scalar_one_or_none()
+    return conn.execute(insert(images).values(**values).returning(images.c.id)).scalar_one()
 
 
 def already_written(row: Any, values: dict[str, Any]) -> bool:

@@ -33,6 +33,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -46,7 +47,7 @@ CHOICES: tuple[str, ...] = ("auto", *KINDS)
 META_KEY = "vector_index"
 
 
-def _faiss():  # type: ignore[no-untyped-def]
+def _faiss() -> ModuleType:
     import faiss
 
     return faiss

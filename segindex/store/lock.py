@@ -132,7 +132,7 @@ class DatabaseLock:
         self._engine, self._conn = engine, conn
 
     def release(self) -> None:
-        if self._conn is None:
+        if self._conn is None or self._engine is None:  # both are set together, or neither
             return
         conn, engine, self._conn, self._engine = self._conn, self._engine, None, None
         try:

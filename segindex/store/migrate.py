@@ -11,6 +11,8 @@ process added meanwhile is taken as done).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import Column, Table
@@ -25,7 +27,7 @@ _ADDED: tuple[tuple[Table, tuple[str, ...]], ...] = (
 )
 
 
-def _column_ddl(engine: Engine, column: Column) -> str:  # type: ignore[type-arg]
+def _column_ddl(engine: Engine, column: Column[Any]) -> str:
     kind = column.type.compile(dialect=engine.dialect)
     return f"ALTER TABLE {column.table.name} ADD COLUMN {column.name} {kind}"
 
