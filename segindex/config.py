@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from segindex.device import check_precision
 from segindex.errors import ConfigError
+from segindex.validate import integer, number, optional_integer
 
 DEFAULT_SEGMENTER = "panoptic"
 DEFAULT_SEGMENTER_MODEL = "facebook/mask2former-swin-tiny-coco-panoptic"
@@ -184,26 +185,14 @@ class VideoOptions:
     tracker: BackendSpec = field(default_factory=default_tracker)
 
     def __post_init__(self) -> None:
-        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)):
-            raise ConfigError(f"video fps must be a number, got {self.fps!r}")
-        if not 0.0 < float(self.fps) <= 1000.0:
-            raise ConfigError(f"video fps must be in (0, 1000], got {self.fps}")
-        if not 0.0 <= float(self.dedup_threshold) <= 255.0:
-            raise ConfigError(
-                f"video dedup_threshold must be in [0, 255] grey levels, got {self.dedup_threshold}"
-            )
-        if self.max_frames is not None and (
-            isinstance(self.max_frames, bool)
-            or not isinstance(self.max_frames, int)
-            or self.max_frames < 1
-        ):
-            raise ConfigError(f"max_frames must be an int >= 1 or None, got {self.max_frames!r}")
-        if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1:
-            raise ConfigError(f"video chunk must be an int >= 1, got {self.chunk!r}")
+        fps = number("video fps", self.fps, lo=0, hi=1000, lo_open=True)
+        dedup = number("video dedup_threshold (grey levels)", self.dedup_threshold, lo=0, hi=255)
+        optional_integer("max_frames", self.max_frames, lo=1)
+        integer("video chunk", self.chunk, lo=1)
         if not isinstance(self.tracker, BackendSpec):
             raise ConfigError(f"tracker must be a BackendSpec, got {self.tracker!r}")
-        object.__setattr__(self, "fps", float(self.fps))
-        object.__setattr__(self, "dedup_threshold", float(self.dedup_threshold))
+        object.__setattr__(self, "fps", fps)
+        object.__setattr__(self, "dedup_threshold", dedup)
 
     def to_dict(self) -> dict[str, Any]:
         return {
