@@ -146,7 +146,7 @@ def choice(name: str, value: object, options: Iterable[T]) -> T:
     """``value`` if it is one of ``options``, else ``ConfigError`` listing them."""
     allowed = list(options)
     if not isinstance(value, bool) and value in allowed:
-        return value  # type: ignore[return-value]  # equal to one of the options
+        return allowed[allowed.index(value)]
     listed = ", ".join(str(o) for o in allowed)
     raise ConfigError(f"{name} must be one of {listed}, got {value!r}")
 

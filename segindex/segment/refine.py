@@ -221,7 +221,7 @@ class RefinedSegmenter(Segmenter):
         found = self.base.segment(images, batch_size=len(images))
         return [self.refine(im, r) for im, r in zip(images, found, strict=True)]
 
-    def prompt(self, image: np.ndarray, **prompts: Any) -> Regions:  # type: ignore[override]
+    def prompt(self, image: np.ndarray, **prompts: Any) -> Regions:
         return self.refine(image, self.base.prompt(image, **prompts))
 
 
