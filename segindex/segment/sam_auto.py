@@ -75,32 +75,20 @@ class SamLikeSegmenter(Segmenter):
         crop_n_points_downscale_factor: int = 1,
         mask_threshold: float = 0.0,
     ) -> None:
-        for opt, value, low in (
-            ("points_per_side", points_per_side, 1),
-            ("points_per_batch", points_per_batch, 1),
-            ("min_area", min_area, 0),
-            ("crop_n_layers", crop_n_layers, 0),
-            ("crop_n_points_downscale_factor", crop_n_points_downscale_factor, 1),
-        ):
-            integer(opt, value, lo=low)
-        for opt, value in (
-            ("pred_iou_thresh", pred_iou_thresh),
-            ("stability_score_thresh", stability_score_thresh),
-            ("nms_thresh", nms_thresh),
-            ("crop_overlap_ratio", crop_overlap_ratio),
-        ):
-            fraction(opt, value)
-        number("stability_score_offset", stability_score_offset, lo=0, lo_open=True)
-        self.points_per_side = int(points_per_side)
-        self.points_per_batch = int(points_per_batch)
-        self.pred_iou_thresh = float(pred_iou_thresh)
-        self.stability_score_thresh = float(stability_score_thresh)
-        self.stability_score_offset = float(stability_score_offset)
-        self.nms_thresh = float(nms_thresh)
-        self.min_area = int(min_area)
-        self.crop_n_layers = int(crop_n_layers)
-        self.crop_overlap_ratio = float(crop_overlap_ratio)
-        self.crop_n_points_downscale_factor = int(crop_n_points_downscale_factor)
+        self.points_per_side = integer("points_per_side", points_per_side, lo=1)
+        self.points_per_batch = integer("points_per_batch", points_per_batch, lo=1)
+        self.pred_iou_thresh = fraction("pred_iou_thresh", pred_iou_thresh)
+        self.stability_score_thresh = fraction("stability_score_thresh", stability_score_thresh)
+        self.stability_score_offset = number(
+            "stability_score_offset", stability_score_offset, lo=0, lo_open=True
+        )
+        self.nms_thresh = fraction("nms_thresh", nms_thresh)
+        self.min_area = integer("min_area", min_area, lo=0)
+        self.crop_n_layers = integer("crop_n_layers", crop_n_layers, lo=0)
+        self.crop_overlap_ratio = fraction("crop_overlap_ratio", crop_overlap_ratio)
+        self.crop_n_points_downscale_factor = integer(
+            "crop_n_points_downscale_factor", crop_n_points_downscale_factor, lo=1
+        )
         self.mask_threshold = float(mask_threshold)
 
     # -- what a backend supplies ----------------------------------------------------------------
