@@ -104,8 +104,8 @@ def load_youtube_vis(
     if isinstance(data, list):
         if like is None:
             raise ConfigError(f"{name} is a results list: give the dataset it refers to (like=)")
-        videos = {v.id: v for v in like.videos}
-        tracks = [_track(a, i + 1, videos, name) for i, a in enumerate(data)]
+        like_ids = {v.id: v for v in like.videos}
+        tracks = [_track(a, i + 1, like_ids, name) for i, a in enumerate(data)]
         return VisDataset(list(like.videos), list(like.categories), tracks, dict(like.info))
     if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
         raise ConfigError(f"{name} is not YouTube-VIS JSON: it has no 'videos' list")
@@ -193,7 +193,7 @@ def frame_regions(
     if not 0 <= frame < v.length:
         raise ConfigError(f"video {video_id} has {v.length} annotated frames, not frame {frame}")
     present = [t for t in dataset.tracks_of(video_id) if t.segmentations[frame] is not None]
-    masks = [t.mask(frame) for t in present]
+    masks = [m for t in present if (m := t.mask(frame)) is not None]  # all, as present
     stack = np.stack(masks) if masks else np.zeros((0, v.height, v.width), dtype=bool)
     return present, stack
 

@@ -392,7 +392,7 @@ def _near_crop_edge(
     image = np.array([0, 0, width, height], dtype=np.float32)
     near_crop = np.abs(b - crop) <= _CROP_EDGE_TOLERANCE
     near_image = np.abs(b - image) <= _CROP_EDGE_TOLERANCE
-    return (near_crop & ~near_image).any(axis=1)
+    return np.any(near_crop & ~near_image, axis=1)
 
 
 def _uncrop(

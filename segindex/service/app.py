@@ -78,7 +78,7 @@ def build_app(index: Index, settings: ServiceSettings) -> FastAPI:
             allow_headers=["Content-Type", "X-API-Key", "Authorization"],
         )
     _add_error_handlers(app)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented way
     return app
 
 
@@ -112,7 +112,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     @app.exception_handler(ValidationError)
     async def invalid(_: Request, exc: Exception) -> JSONResponse:
-        errors = exc.errors() if hasattr(exc, "errors") else []  # type: ignore[union-attr]
+        errors = exc.errors() if hasattr(exc, "errors") else []
         parts = [
             f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
             for e in errors

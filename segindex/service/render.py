@@ -74,7 +74,8 @@ def thumb_png(image: np.ndarray, mask: np.ndarray, box: Sequence[float], size: i
     out = Image.fromarray(crop.round().clip(0, 255).astype(np.uint8))
     if scale < 1.0:
         out = out.resize(
-            (max(1, round(out.width * scale)), max(1, round(out.height * scale))), Image.LANCZOS
+            (max(1, round(out.width * scale)), max(1, round(out.height * scale))),
+            Image.Resampling.LANCZOS,
         )
     return png(out)
 
@@ -111,5 +112,5 @@ def overlay_png(
     if max_side is not None and max(picture.size) > max_side:
         scale = max_side / max(picture.size)
         size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
-        picture = picture.resize(size, Image.LANCZOS)
+        picture = picture.resize(size, Image.Resampling.LANCZOS)
     return png(picture)

@@ -34,7 +34,7 @@ NO_CACHE = {"Cache-Control": "no-cache"}  # an image id keeps its id when its fi
 
 
 def get_index(request: Request) -> Index:
-    return request.app.state.index  # type: ignore[no-any-return]
+    return request.app.state.index
 
 
 def require_key(

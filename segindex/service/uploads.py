@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import warnings
 
-from fastapi import UploadFile
 from PIL import Image
+from starlette.datastructures import UploadFile  # fastapi's is a subclass; forms give this
 
 from segindex.errors import ImageDecodeError
 from segindex.service.errors import UploadTooLarge

@@ -52,13 +52,14 @@ class ColourPropagator:
         frame = session.image
         for oid, mask in seeds.items():
             colours, counts = np.unique(frame[mask].reshape(-1, 3), axis=0, return_counts=True)
-            session.colours[int(oid)] = tuple(int(c) for c in colours[counts.argmax()])
+            r, g, b = (int(c) for c in colours[counts.argmax()])
+            session.colours[int(oid)] = (r, g, b)
         ids = sorted(session.colours)
         h, w = frame.shape[:2]
         masks = np.zeros((len(ids), h, w), bool)
         for k, oid in enumerate(ids):
             masks[k] = (frame == np.array(session.colours[oid], np.uint8)).all(axis=2)
-        scores = masks.reshape(len(ids), -1).any(axis=1).astype(np.float32)
+        scores = np.any(masks.reshape(len(ids), -1), axis=1).astype(np.float32)
         return Propagation(np.asarray(ids, np.int64), masks, scores)
 
     def drop(self, session: FakeSession, ids: Sequence[int]) -> None:

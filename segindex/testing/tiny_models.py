@@ -135,7 +135,7 @@ def _tiny_swin() -> Any:
         depths=[1, 1, 1, 1],
         num_heads=[1, 1, 2, 2],
         window_size=4,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
+        out_features=["stage1", "stage2", "stage3", "stage4"],  # type: ignore[call-arg]  # read from **kwargs
     )
 
 

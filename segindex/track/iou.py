@@ -140,7 +140,7 @@ class IouTracker(Tracker[IouState]):
             rows, cols = linear_sum_assignment(cost)
             for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
                 if cost[i, j] < self.max_cost:
-                    self._observe(state.tracks[i], time_s, regions, vectors, j)
+                    self._continue_track(state.tracks[i], time_s, regions, vectors, j)
                     ids[j] = state.tracks[i].id
                     matched_tracks.add(i)
         survivors = []
@@ -203,7 +203,7 @@ class IouTracker(Tracker[IouState]):
         cost[cost >= self.max_cost] = _DISALLOWED
         return cost
 
-    def _observe(
+    def _continue_track(
         self, t: Track, time_s: float, regions: Regions, vectors: np.ndarray, j: int
     ) -> None:
         dt = time_s - t.last_time

@@ -89,9 +89,9 @@ class Sam3VideoPropagator:
             masks = np.zeros((len(ours), h, w), bool)
             scores = np.zeros(len(ours), np.float32)
             for n, oid in enumerate(ours):
-                k = where.get(session.bound[oid])
-                if k is not None:
-                    masks[n], scores[n] = found.masks[k], found.scores[k]
+                at = where.get(session.bound[oid])
+                if at is not None:
+                    masks[n], scores[n] = found.masks[at], found.scores[at]
             out = Propagation(np.asarray(ours, np.int64), masks, scores)
         return out
 
