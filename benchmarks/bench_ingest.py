@@ -142,7 +142,7 @@ def naive(files, seg, emb, crop, runtime, index) -> dict[str, float]:  # type: i
                     )
                 ]
             )
-            index._mirror(result)
+            index.mirror.apply(result)
             rows += 1
         t5 = time.perf_counter()
         for k, a, b in (
@@ -256,7 +256,7 @@ def main() -> None:
                     embedder_options=emb_opts,
                     runtime=runtime,
                 )
-                idx._segmenter, idx._embedder = seg, emb
+                idx.models.loaded_segmenter, idx.models.loaded_embedder = seg, emb
             run = idx.ingest(folder)
             assert run.indexed == args.n, run.failures
             idx.close()

@@ -61,7 +61,7 @@ def build(path: Path, n: int, dim: int) -> dict[str, float]:
 
     from segindex import Index
     from segindex.store.schema import images, regions
-    from segindex.store.sql import _bump_generation
+    from segindex.store.sql import bump_generation
 
     if path.exists():
         shutil.rmtree(path)
@@ -122,7 +122,7 @@ def build(path: Path, n: int, dim: int) -> dict[str, float]:
             )
         with idx.store.engine.begin() as conn:
             conn.execute(insert(regions), rows)
-            _bump_generation(conn)
+            bump_generation(conn)
     t_sql = time.perf_counter() - t0
     del vecs
     idx.close()
@@ -195,7 +195,7 @@ def query_phase(path: Path, n: int, queries_file: Path, gt_file: Path) -> dict[s
     out["rss_after_open_and_queries_MB"] = round(proc.memory_info().rss / 2**20)
     out["rss_bytes_per_region"] = round((proc.memory_info().rss - rss0) / n)
     # ANN recall@10 vs exact
-    with idx._lock:
+    with idx.mirror.lock:
         _, got = vi.search(queries, 10)
     out["recall_at_10"] = round(
         float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, gt, strict=True)])), 4
@@ -203,7 +203,7 @@ def query_phase(path: Path, n: int, queries_file: Path, gt_file: Path) -> dict[s
     times = []
     for q in queries[:60]:
         t = time.perf_counter()
-        with idx._lock:
+        with idx.mirror.lock:
             vi.search(q[None], 10)
         times.append(time.perf_counter() - t)
     out["ann_faiss_only_p50_ms"] = p50_ms(times[10:])
@@ -219,7 +219,7 @@ def query_phase(path: Path, n: int, queries_file: Path, gt_file: Path) -> dict[s
         emb.embed_texts([f"a photo number {i} of something"])
         enc.append(time.perf_counter() - t)
     inner: list[float] = []  # the encoder's share of each end-to-end call
-    embed_texts = idx._embed_texts
+    embed_texts = idx.searcher.embed_texts
 
     def timed(*a, **kw):  # type: ignore[no-untyped-def]
         t = time.perf_counter()
@@ -228,12 +228,12 @@ def query_phase(path: Path, n: int, queries_file: Path, gt_file: Path) -> dict[s
         finally:
             inner.append(time.perf_counter() - t)
 
-    idx._embed_texts = timed  # type: ignore[method-assign]
+    idx.searcher.embed_texts = timed  # type: ignore[method-assign]
     for i in range(25):
         t = time.perf_counter()
         idx.search(f"another query {i} about things", k=10)
         e2e.append(time.perf_counter() - t)
-    idx._embed_texts = embed_texts  # type: ignore[method-assign]
+    idx.searcher.embed_texts = embed_texts  # type: ignore[method-assign]
     out["text_encoder_p50_ms"] = p50_ms(enc[5:])
     out["text_query_p50_ms"] = p50_ms(e2e[5:])
     out["text_overhead_ms"] = round(out["text_query_p50_ms"] - out["text_encoder_p50_ms"], 2)
@@ -259,7 +259,7 @@ def query_phase(path: Path, n: int, queries_file: Path, gt_file: Path) -> dict[s
     from bench_filtered import filtered_table
 
     x = clustered(n, vi.dim, seed=1)
-    with idx._lock:
+    with idx.mirror.lock:
         rows = filtered_table(vi, np.arange(1, n + 1, dtype=np.int64), x, queries[:20])
     out["filtered"] = rows  # type: ignore[assignment]
     idx.close()

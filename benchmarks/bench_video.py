@@ -146,7 +146,7 @@ def run_clip(name: str, clip: Path, options: Any, args: Any, work: Path, loaded:
             runtime=runtime,
             video=options,
         )
-        idx._segmenter, idx._embedder = seg, emb  # the same warm models
+        idx.models.loaded_segmenter, idx.models.loaded_embedder = seg, emb  # the same warm ones
         report = idx.ingest(folder)
         assert report.videos == 1 and report.failed == 0, report.failures
         out.setdefault("tracks", idx.info()["videos"]["tracks"])

@@ -37,13 +37,14 @@ DRIVER = textwrap.dedent(
     from segindex import Index, RuntimeOptions
     from pathlib import Path
     index, photos = Path(sys.argv[1]), sys.argv[2]
+    from segindex.store.mirror import VectorMirror
     if sys.argv[3:] == ["pause"]:  # wait to be killed after a batch's SQL commit, before the
-        mirror = Index._mirror     # vector file is rewritten: the state a crash leaves there
+        mirror = VectorMirror.apply  # vector file is rewritten: the state a crash leaves there
         def paused(self, result):
             print("COMMITTED", flush=True)
             time.sleep(60)
             mirror(self, result)
-        Index._mirror = paused
+        VectorMirror.apply = paused
     runtime = RuntimeOptions(commit_every=2, checkpoint_seconds=0.0)
     if (index / "segindex.json").exists():
         idx = Index.open(index, runtime=runtime)

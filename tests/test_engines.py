@@ -74,11 +74,11 @@ def test_missing_ray_is_one_clear_error_before_models_load(
         importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a)
     )
     idx = make_index()
-    idx._segmenter = None
+    idx.models.loaded_segmenter = None
     with pytest.raises(ConfigError) as info:
         idx.ingest(photos, engine="ray")
     assert INSTALL_HINT in str(info.value)
-    assert idx._segmenter is None  # refused before the segmenter loaded
+    assert idx.models.loaded_segmenter is None  # refused before the segmenter loaded
     assert idx.store.counts()["images_indexed"] == 0
 
 
@@ -201,16 +201,16 @@ def test_database_lock_keeps_two_directories_apart(make_index, pg_url: str, tmp_
     )
     other = Index.open(tmp_path / "two.segindex")
     try:
-        with first._writer:
+        with first.mirror.writer:
             with pytest.raises(IndexLockedError) as info:
-                other._writer.acquire()
+                other.mirror.writer.acquire()
             message = str(info.value)
             assert "being written by another segindex writer" in message
             assert "one.segindex" in message and "PostgreSQL backend PID" in message
-            assert not other._writer.held
-        with other._writer:  # released: the other directory may write now
-            assert other._writer.held
-        with second._writer:
+            assert not other.mirror.writer.held
+        with other.mirror.writer:  # released: the other directory may write now
+            assert other.mirror.writer.held
+        with second.mirror.writer:
             pass
     finally:
         second.close()

@@ -221,7 +221,7 @@ def test_workers_prepare_the_segmenter_input(tiny_m2f: Path, tmp_path: Path) -> 
         with Index.create(
             tmp_path / f"w{workers}", segmenter="fake", embedder="fake", runtime=runtime
         ) as idx:
-            idx._segmenter = seg
+            idx.models.loaded_segmenter = seg
             report = idx.ingest(folder)
             assert (report.indexed, report.failed) == (5, 1) and report.regions > 0
             results[workers] = (snapshot(idx)[0], seen)

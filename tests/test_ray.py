@@ -171,7 +171,7 @@ def test_ray_index_equals_local_and_a_poisoned_image_fails_alone(
         )
         assert seen[-1].done == N_FILES and seen[-1].total == N_FILES
         assert report.stage_seconds["segment"] > 0 and report.stage_seconds["write"] > 0
-        assert idx._segmenter is None  # the driver never loaded a segmenter of its own
+        assert idx.models.loaded_segmenter is None  # the driver never loaded a segmenter
         _assert_same(_rows_by_image(idx), local_rows)
         assert idx.check().clean  # the FAISS file holds exactly the SQL ids
         assert idx.vectors.ntotal == idx.store.region_count()

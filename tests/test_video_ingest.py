@@ -119,14 +119,14 @@ def test_chunks_replace_track_rows_under_new_ids(make_index, clips: Path) -> Non
     idx = make_index(video=VideoOptions(fps=5, dedup_threshold=0, chunk=3))
     added: list[np.ndarray] = []
     removed: list[np.ndarray] = []
-    mirror = idx._mirror
+    mirror = idx.mirror.apply
 
     def spy(result: Any) -> None:
         added.append(result.added_ids)
         removed.append(result.removed_ids)
         mirror(result)
 
-    idx._mirror = spy  # type: ignore[method-assign]
+    idx.mirror.apply = spy  # type: ignore[method-assign]
     idx.ingest(clips)
     all_added = np.concatenate(added)
     assert len(np.unique(all_added)) == len(all_added)  # ids never reused

@@ -31,7 +31,8 @@ DRIVER = textwrap.dedent(
     from segindex.config import VideoOptions
     from pathlib import Path
     index, clips, pause_after = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    mirror, calls = Index._mirror, []
+    from segindex.store.mirror import VectorMirror
+    mirror, calls = VectorMirror.apply, []
     def mirrored(self, result):  # after each SQL commit, before its FAISS mirror
         calls.append(1)
         if len(calls) == pause_after:  # wait there to be killed
@@ -39,7 +40,7 @@ DRIVER = textwrap.dedent(
             time.sleep(60)
         mirror(self, result)
         print("COMMIT", flush=True)
-    Index._mirror = mirrored
+    VectorMirror.apply = mirrored
     runtime = RuntimeOptions(checkpoint_seconds=0.0, segment_batch=2, commit_every=2)
     video = VideoOptions(fps=10, dedup_threshold=1.0, chunk=3)
     if (index / "segindex.json").exists():

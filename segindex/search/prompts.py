@@ -49,15 +49,18 @@ def resolve_region(
         if prompt.mask.shape != (h, w):
             raise QueryError(f"mask must be {h}x{w} like the image, got shape {prompt.mask.shape}")
         return done(prompt.mask, "mask")
-    box = prompt.box
+    # arrays since RegionPrompt checked them: box (4,) float32, points (P, 2), labels (P,)
+    box = None if prompt.box is None else np.asarray(prompt.box, np.float32)
+    points = None if prompt.points is None else np.asarray(prompt.points, np.float32)
+    labels = None if prompt.point_labels is None else np.asarray(prompt.point_labels, np.int64)
     if box is not None:
         box_mask(box, h, w)  # fails early if the box misses the image
     if segmenter is not None and segmenter.promptable:
         found = segmenter.prompt(
             image,
-            boxes=None if box is None else np.asarray(box, np.float32)[None],
-            points=prompt.points,
-            point_labels=prompt.point_labels,
+            boxes=None if box is None else box[None],
+            points=points,
+            point_labels=labels,
         )
         areas = found.areas
         if len(found) and areas.max() > 0:
@@ -65,13 +68,13 @@ def resolve_region(
             return done(found.masks[best], "prompt")
     if box is not None:
         return done(box_mask(box, h, w), "box")
-    assert prompt.points is not None and prompt.point_labels is not None  # by RegionPrompt
+    assert points is not None and labels is not None  # by RegionPrompt
     if segmenter is None:
         raise QueryError("points need a segmenter; give a box or a mask instead")
     regions = segmenter.segment([image])[0]
-    xs = np.clip(prompt.points[:, 0].astype(int), 0, w - 1)
-    ys = np.clip(prompt.points[:, 1].astype(int), 0, h - 1)
-    sign = np.where(prompt.point_labels == 1, 1, -1)
+    xs = np.clip(points[:, 0].astype(int), 0, w - 1)
+    ys = np.clip(points[:, 1].astype(int), 0, h - 1)
+    sign = np.where(labels == 1, 1, -1)
     best_mask, best_score = None, 0
     for i in range(len(regions)):
         inside = regions.masks[i][ys, xs]

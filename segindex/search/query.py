@@ -20,6 +20,7 @@ from PIL import Image
 
 from segindex.embed.base import DEFAULT_TEMPLATES
 from segindex.errors import QueryError
+from segindex.signatures import keywords_of
 
 Scope = Literal["regions", "images", "tracks", "all"]
 #: scope -> region kind searched: segmenter masks (of images and of sampled video frames),
@@ -362,12 +363,23 @@ def make_query(
     exclude_query_regions: bool = True,
     templates: Sequence[str] | None = DEFAULT_TEMPLATES,
 ) -> Query:
-    """A :class:`Query` from the keyword form used by ``Index.search`` and the CLI.
+    """A :class:`Query` from the keyword form: the parameters of ``Index.search`` (which takes
+    exactly these, :func:`query_keywords`), the CLI and the HTTP service.
 
-    Exactly one of ``text``, ``image``, ``region``, ``similar_to`` (an indexed region id),
-    ``similar_to_track`` (an indexed track id) or ``terms`` (``Term`` objects or
-    ``(text, weight)`` pairs; a negative weight subtracts).
-    ``negative`` texts are subtracted with ``negative_weight`` each.
+    Search by exactly one of: ``text``; ``image`` (a whole new image); ``region`` (a
+    :class:`RegionPrompt`: a box, points or a mask on a new image); ``similar_to`` (an indexed
+    region id; the region itself is left out unless ``exclude_query_regions=False``);
+    ``similar_to_track`` (an indexed video track id, left out likewise); ``terms`` (``Term``
+    objects or ``(text, weight)`` pairs; a negative weight subtracts). ``negative`` texts are
+    subtracted (``negative_weight`` each) before normalising.
+
+    k, offset: the page, hits ``offset`` to ``offset + k``. filters: :class:`Filters` applied
+    inside the vector search, so ``k`` hits come back whenever at least ``k`` regions match.
+    min_similarity: drop weaker hits. group_by_image: the best region per image (the best track
+    per video), with ``Hit.image_matches``. scope: ``regions`` (segmenter masks, of images and of
+    sampled video frames), ``images`` (whole images and frames), ``tracks`` (video tracks, as
+    :class:`~segindex.search.tracks.TrackHit`) or ``all`` (tracks among them are ``TrackHit``s
+    too). templates: wrap texts ("a photo of a {}.") and average; ``None`` embeds them verbatim.
     """
     given = {
         "text": text,
@@ -422,3 +434,7 @@ def make_query(
         exclude_query_regions=exclude_query_regions,
         templates=None if templates is None else tuple(templates),
     )
+
+
+#: decorates ``run(self, query)`` into a method taking :func:`make_query`'s parameters
+query_keywords = keywords_of(make_query)

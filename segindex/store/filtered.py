@@ -79,7 +79,7 @@ class AllowedSet:
         if len(self.ids) == 0:
             return np.zeros(ids.shape, dtype=bool)
         at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
-        return self.ids[at] == ids  # type: ignore[no-any-return]
+        return self.ids[at] == ids
 
     def selector(self) -> Any:
         if self._selector is None:
@@ -110,7 +110,7 @@ def search_allowed(
         return exact_subset(vi, queries, k, allowed)
     if vi.kind == "flat":
         params = _faiss().SearchParameters(sel=allowed.selector())
-        return vi.faiss_index.search(queries, k, params=params)  # type: ignore[no-any-return]
+        return vi.faiss_index.search(queries, k, params=params)
     out_s, out_i = empty(len(queries), k)
     todo = np.arange(len(queries))
     cap = int(min(ANN_MAX_K, ANN_MAX_K_FRACTION * live))
@@ -175,7 +175,7 @@ def exhaustive(
         params = faiss.SearchParametersIVF(nprobe=vi.nlist)
         if allowed is not None:
             params.sel = allowed.selector()
-        return vi.faiss_index.search(queries, k, params=params)  # type: ignore[no-any-return]
+        return vi.faiss_index.search(queries, k, params=params)
     slot_ids = vi.slot_ids()
     sel = None
     if allowed is not None:

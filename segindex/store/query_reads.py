@@ -123,7 +123,7 @@ class QueryReads:
                 select(images.c.id).where(images.c.path == path)
             ).scalar_one_or_none()
 
-    def image_with_regions(self, image_id: int) -> tuple[Any | None, list[Any]]:
+    def image_with_regions(self, image_id: int) -> tuple[Any | None, Sequence[Any]]:
         """The image's row and its region rows (without vectors, ordered by id), read in ONE
         transaction so they always belong together."""
         cols = [c for c in regions.c if c.name != "vector"]
@@ -152,10 +152,10 @@ class QueryReads:
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
-            by_status = dict(
+            by_status: dict[str, int] = dict(
                 conn.execute(select(images.c.status, func.count()).group_by(images.c.status)).all()
             )
-            by_kind = dict(
+            by_kind: dict[str, int] = dict(
                 conn.execute(select(regions.c.kind, func.count()).group_by(regions.c.kind)).all()
             )
         return {

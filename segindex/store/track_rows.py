@@ -131,7 +131,7 @@ def video_counts(store: Store) -> dict[str, int]:
     """``videos`` (indexed), ``videos_partial`` (being ingested), ``tracks`` and
     ``frames`` (sampled frames with at least one region) of the index."""
     with store.engine.connect() as conn:
-        by_status = dict(
+        by_status: dict[str, int] = dict(
             conn.execute(
                 select(images.c.status, func.count())
                 .where(images.c.media == "video")

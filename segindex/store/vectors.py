@@ -70,7 +70,7 @@ class VectorIndex:
     def __init__(
         self,
         dim: int,
-        index: object | None = None,
+        index: Any | None = None,
         *,
         spec: KindSpec | None = None,
         fetch: Fetch | None = None,
@@ -360,7 +360,7 @@ class VectorIndex:
         if allowed_ids is not None:
             return search_allowed(self, queries, k, self._allowed(allowed_ids))
         if self.kind == "flat":
-            return self._index.search(queries, k)  # type: ignore[no-any-return]
+            return self._index.search(queries, k)
         if k > min(ANN_MAX_K, ANN_MAX_K_FRACTION * live):  # a large share: scan it all
             return exhaustive(self, queries, k, None)
         return self.ann(queries, k)
@@ -375,7 +375,7 @@ class VectorIndex:
             params = faiss.SearchParametersIVF(nprobe=max(1, min(self.nlist, self.spec.nprobe)))
         if self._dead:
             params.sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.array([-1], np.int64)))
-        return self._index.search(queries, k, params=params)  # type: ignore[no-any-return]
+        return self._index.search(queries, k, params=params)
 
     def _allowed(self, allowed: np.ndarray) -> AllowedSet:
         """``allowed`` prepared for search; the last one is kept while the same array comes

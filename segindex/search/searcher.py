@@ -1,135 +1,64 @@
-"""Answering queries: the search half of :class:`~segindex.index.Index`.
+"""Answering queries: :class:`Searcher`.
 
-Text, whole images, regions of new images, indexed regions and raw vectors become one query
-vector (:meth:`SearchMixin.embed_query`); :func:`segindex.search.rank.rank` turns it into a page of
-hits under the index's filters; regions and images are also fetched by id. The index supplies
-the store, the vectors, the models and the FAISS lock (see the attributes below).
+Text, whole images, regions of new images, indexed regions, tracks and raw vectors become one
+query vector (:meth:`Searcher.embed_query`); :func:`~segindex.search.rank.rank` turns it into a
+page of hits under the query's filters; regions, tracks and images are also read by id.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from segindex.config import CropPolicy
 from segindex.crop import crop_region, crop_whole
-from segindex.embed import DEFAULT_TEMPLATES
 from segindex.embed.base import l2_normalise
 from segindex.errors import ModelLoadError, NotFoundError, QueryError
 from segindex.images import load_image
+from segindex.models import Models
 from segindex.regions import Regions
 from segindex.search.hits import Hit, SearchPage, hit_from_row
 from segindex.search.prompts import resolve_region
-from segindex.search.query import (
-    Filters,
-    ImageInput,
-    Query,
-    QueryRegion,
-    RegionPrompt,
-    Scope,
-    Term,
-    make_query,
-)
+from segindex.search.query import ImageInput, Query, QueryRegion, RegionPrompt, Scope
 from segindex.search.rank import rank, search_vectors, search_vectors_batch
-from segindex.search.tracks import resolve_track_terms, to_track_hits, track_hit
+from segindex.search.tracks import TrackHit, resolve_track_terms, to_track_hits, track_hit
+from segindex.segment import Segmenter
+from segindex.store.mirror import VectorMirror
+from segindex.store.sql import Store
 
-if TYPE_CHECKING:
-    from segindex.config import IndexSettings
-    from segindex.embed import Embedder
-    from segindex.segment import Segmenter
-    from segindex.store.sql import Store
-    from segindex.store.vectors import VectorIndex
-    from segindex.search.tracks import TrackHit
+__all__ = ["Searcher"]
 
 TEXT_CACHE_SIZE = 512
 
 
-class SearchMixin:
-    """Queries over an index; mixed into :class:`~segindex.index.Index`, which provides:"""
+class Searcher:
+    """Answers queries over ``store`` and its vector ``mirror``; ``models`` gives the embedder
+    (and, for region prompts, the segmenter) on first use; ``crop`` is the index's crop policy
+    (query images and regions are cropped like indexed ones)."""
 
-    store: Store
-    settings: IndexSettings
-    _lock: threading.RLock
-    _text_cache: dict[tuple[str, tuple[str, ...] | None], np.ndarray]
-    # properties of Index (models and vectors load lazily)
-    vectors: VectorIndex
-    embedder: Embedder
-    segmenter: Segmenter
-    dim: int
-
-    # -- search -----------------------------------------------------------------------------
-
-    def search(
-        self,
-        text: str | None = None,
-        *,
-        image: ImageInput | None = None,
-        region: RegionPrompt | None = None,
-        similar_to: int | None = None,
-        similar_to_track: int | None = None,
-        terms: Sequence[Term | tuple[str, float]] | None = None,
-        negative: str | Sequence[str] | None = None,
-        negative_weight: float = 0.5,
-        k: int = 10,
-        offset: int = 0,
-        scope: Scope = "regions",
-        filters: Filters | None = None,
-        min_similarity: float | None = None,
-        group_by_image: bool = False,
-        exclude_query_regions: bool = True,
-        templates: Sequence[str] | None = DEFAULT_TEMPLATES,
-    ) -> list[Hit]:
-        """Hits ``offset`` to ``offset + k`` of the regions most similar to the query, best first
-        (ties broken by region id, so pages are stable).
-
-        Search by exactly one of: ``text``; ``image`` (a whole new image); ``region`` (a
-        :class:`~segindex.search.query.RegionPrompt`: a box, points or a mask on a new image);
-        ``similar_to`` (an indexed region id; the region itself is left out unless
-        ``exclude_query_regions=False``); ``similar_to_track`` (an indexed video track id, left
-        out likewise); ``terms`` (weighted ``Term``s or ``(text, weight)``).
-        ``negative`` texts are subtracted (``negative_weight`` each) before normalising.
-
-        filters: :class:`~segindex.search.query.Filters` applied inside the vector search, so ``k`` hits
-        come back whenever at least ``k`` regions match. min_similarity: drop weaker hits.
-        group_by_image: the best region per image (the best track per video), with
-        ``Hit.image_matches``. scope: ``regions`` (segmenter masks, of images and of sampled
-        video frames), ``images`` (whole images and frames), ``tracks`` (video tracks, as
-        :class:`~segindex.search.tracks.TrackHit`) or ``all`` (tracks among them are ``TrackHit``s
-        too). templates:
-        wrap texts ("a photo of a {}.") and average; ``None`` embeds them verbatim.
-        """
-        q = make_query(
-            text,
-            image=image,
-            region=region,
-            similar_to=similar_to,
-            similar_to_track=similar_to_track,
-            terms=terms,
-            negative=negative,
-            negative_weight=negative_weight,
-            k=k,
-            offset=offset,
-            scope=scope,
-            filters=filters,
-            min_similarity=min_similarity,
-            group_by_image=group_by_image,
-            exclude_query_regions=exclude_query_regions,
-            templates=templates,
-        )
-        return self.query(q).hits
+    def __init__(
+        self, store: Store, mirror: VectorMirror, models: Models, crop: CropPolicy
+    ) -> None:
+        self.store = store
+        self.mirror = mirror
+        self.models = models
+        self.crop = crop
+        self._text_cache: dict[tuple[str, tuple[str, ...] | None], np.ndarray] = {}
+        self._cache_lock = threading.Lock()
 
     def query(self, query: Query) -> SearchPage:
-        """Run a :class:`~segindex.search.query.Query`; the page says whether more hits follow and,
-        for region terms, which mask each region prompt resolved to (``query_regions``). Track
-        rows among the hits are :class:`~segindex.search.tracks.TrackHit`s."""
+        """Run a :class:`~segindex.search.query.Query`; the page says whether more hits follow
+        and, for region terms, which mask each region prompt resolved to (``query_regions``).
+        Track rows among the hits are :class:`~segindex.search.tracks.TrackHit`s."""
         query, exclude = resolve_track_terms(query, self.store)
         vector, regions = self.embed_query(query)
-        page = rank(vector, query, self.store, self.vectors, self._lock, exclude_ids=exclude)
+        mirror = self.mirror
+        page = rank(vector, query, self.store, mirror.vectors, mirror.lock, exclude_ids=exclude)
         page.hits = to_track_hits(page.hits, self.store, vector)
         page.query_regions = regions
         return page
@@ -140,7 +69,7 @@ class SearchMixin:
         if query.track_ids:
             query = resolve_track_terms(query, self.store)[0]
         text_vecs = iter(
-            self._embed_texts([t.text for t in query.terms if t.text is not None], query.templates)
+            self.embed_texts([t.text for t in query.terms if t.text is not None], query.templates)
         )
         ids = query.region_ids
         stored = self.store.region_vectors(ids)
@@ -161,7 +90,7 @@ class SearchMixin:
                 vecs.append(vec)
                 regions.append(found)
             else:
-                vecs.append(self._check_vector(t.vector))
+                vecs.append(self.check_vector(t.vector))
         if len(vecs) == 1 and query.terms[0].weight == 1.0:
             return vecs[0], regions
         weights = np.array([t.weight for t in query.terms], dtype=np.float64)
@@ -171,17 +100,17 @@ class SearchMixin:
             raise QueryError("the query terms cancel out: nothing is left to search for")
         return l2_normalise(combined[None])[0], regions
 
-    def _embed_texts(self, texts: list[str], templates: tuple[str, ...] | None) -> list[np.ndarray]:
-        """Text vectors, remembered for the last few hundred texts (pages of one query, repeated
-        queries and negatives embed once)."""
+    def embed_texts(self, texts: list[str], templates: tuple[str, ...] | None) -> list[np.ndarray]:
+        """``(D,)`` vectors of ``texts`` (wrapped in ``templates``), remembered for the last few
+        hundred texts (pages of one query, repeated queries and negatives embed once)."""
         keys = [(t.strip(), templates) for t in texts]
-        with self._lock:
+        with self._cache_lock:
             found = {k: self._text_cache[k] for k in keys if k in self._text_cache}
         missing = [k for k in dict.fromkeys(keys) if k not in found]
         if missing:
-            vecs = self.embedder.embed_texts([k[0] for k in missing], templates=templates)
+            vecs = self.models.embedder.embed_texts([k[0] for k in missing], templates=templates)
             found.update(zip(missing, vecs, strict=True))
-            with self._lock:
+            with self._cache_lock:
                 self._text_cache.update(zip(missing, vecs, strict=True))
                 while len(self._text_cache) > TEXT_CACHE_SIZE:
                     self._text_cache.pop(next(iter(self._text_cache)))
@@ -191,57 +120,64 @@ class SearchMixin:
         """``(D,)`` vector of a whole query image, cropped with the index's crop policy (an
         embedder that ``embeds_regions`` pools the whole image, as ingest does)."""
         pixels = _pixels(image)
-        if self.embedder.embeds_regions:
+        embedder = self.models.embedder
+        if embedder.embeds_regions:
             whole = Regions.from_masks(np.ones((1, *pixels.shape[:2]), dtype=bool))
-            return self.embedder.embed_regions(pixels, whole)[0]  # type: ignore[attr-defined,no-any-return]
-        return self.embedder.embed_images([crop_whole(pixels, self.settings.crop)])[0]
+            return embedder.embed_regions(pixels, whole)[0]
+        return embedder.embed_images([crop_whole(pixels, self.crop)])[0]
 
     def embed_region_query(self, prompt: RegionPrompt) -> tuple[np.ndarray, QueryRegion]:
         """``(D,)`` vector of a region of a new image, and the region it resolved to.
 
-        The prompt becomes a mask (:func:`~segindex.search.prompts.resolve_region`: a given mask; else
-        the segmenter's mask for the box/points when it is promptable; else the box itself),
-        and the mask is cropped exactly like an indexed region, with the index's crop policy.
+        The prompt becomes a mask (:func:`~segindex.search.prompts.resolve_region`: a given
+        mask; else the segmenter's mask for the box/points when it is promptable; else the box
+        itself), and the mask is cropped exactly like an indexed region, with the index's crop
+        policy.
         """
         pixels = _pixels(prompt.image)
         segmenter: Segmenter | None
         try:
-            segmenter = self.segmenter if prompt.mask is None else None
+            segmenter = self.models.segmenter if prompt.mask is None else None
         except ModelLoadError:
             if prompt.box is None:
                 raise
             segmenter = None  # a box still works without the segmenter's model
         found = resolve_region(pixels, prompt, segmenter)
-        if self.embedder.embeds_regions:  # pooled from the full image; reuses a SAM encoder pass
+        embedder = self.models.embedder
+        if embedder.embeds_regions:  # pooled from the full image; reuses a SAM encoder pass
             region = Regions.from_masks(found.mask[None])
-            vec = self.embedder.embed_regions(pixels, region, segmenter=segmenter)  # type: ignore[attr-defined]
-            return vec[0], found
-        crop = crop_region(pixels, found.mask, found.box, self.settings.crop)
-        return self.embedder.embed_images([crop])[0], found
+            return embedder.embed_regions(pixels, region, segmenter=segmenter)[0], found
+        crop = crop_region(pixels, found.mask, found.box, self.crop)
+        return embedder.embed_images([crop])[0], found
 
     def search_vector(
         self, query: np.ndarray, *, k: int = 10, scope: Scope = "regions"
     ) -> list[Hit]:
         """The ``k`` regions nearest to a ``(D,)`` L2-normalised float32 vector."""
-        query = self._check_vector(query)
-        return search_vectors(query, store=self.store, vectors=self.vectors, k=k, scope=scope)
+        query = self.check_vector(query)
+        vectors = self.mirror.vectors
+        return search_vectors(query, store=self.store, vectors=vectors, k=k, scope=scope)
 
     def search_vectors_batch(
         self, queries: np.ndarray, *, k: int = 10, scope: Scope = "regions"
     ) -> list[list[Hit]]:
         """The ``k`` regions nearest to each of ``(Q, D)`` L2-normalised float32 queries, in one
         FAISS call (BLAS for exact search) and one SQL read of the hit rows."""
-        q = np.asarray(queries, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != self.dim or not np.isfinite(q).all():
-            raise QueryError(f"queries must be (Q, {self.dim}) finite float32, got shape {q.shape}")
+        q, mirror = np.asarray(queries, dtype=np.float32), self.mirror
+        if q.ndim != 2 or q.shape[1] != mirror.dim or not np.isfinite(q).all():
+            raise QueryError(
+                f"queries must be (Q, {mirror.dim}) finite float32, got shape {q.shape}"
+            )
         return search_vectors_batch(
-            q, store=self.store, vectors=self.vectors, k=k, scope=scope, lock=self._lock
+            q, store=self.store, vectors=mirror.vectors, k=k, scope=scope, lock=mirror.lock
         )
 
-    def _check_vector(self, vector: np.ndarray | None) -> np.ndarray:
+    def check_vector(self, vector: np.ndarray | None) -> np.ndarray:
+        """``vector`` as a ``(D,)`` float32 query vector, or a QueryError."""
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if v.shape[0] != self.dim or not np.isfinite(v).all():
-            raise QueryError(f"query vector must have {self.dim} finite dims, got {v.shape[0]}")
+        dim = self.mirror.dim
+        if v.shape[0] != dim or not np.isfinite(v).all():
+            raise QueryError(f"query vector must have {dim} finite dims, got {v.shape[0]}")
         return v
 
     # -- regions and images by id -----------------------------------------------------------

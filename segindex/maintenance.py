@@ -1,56 +1,54 @@
-"""Maintenance of an index: rebuild the vector index, add or delete images by id, check and
-repair, report and export. Mixed into :class:`~segindex.index.Index`."""
+"""Maintenance of an index: :class:`Maintenance` rebuilds the vector index, keeps uploads and
+deletes images by id, checks and repairs, reports and exports.
+
+Top-level beside :mod:`segindex.index` (not in ``store/``): it reports and exports through
+:mod:`segindex.export` and :mod:`segindex.formats`, which read the store from above.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import threading
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image
 
 from segindex.config import IndexSettings
 from segindex.errors import ConfigError, ImageDecodeError
-from segindex.images import DEFAULT_MAX_PIXELS, load_image
+from segindex.images import load_image
 from segindex.store.check import CheckReport
 from segindex.store.check import check as check_index
 from segindex.store.check import repair as repair_index
 from segindex.store.kinds import META_KEY as KIND_META_KEY
 from segindex.store.kinds import KindSpec
-from segindex.store.sql import Store
+from segindex.store.mirror import VectorMirror
+from segindex.store.sql import Store, WriteResult
 from segindex.store.track_rows import video_counts
-from segindex.store.vectors import VectorIndex
 
-VECTORS_FILE = "vectors.faiss"
 UPLOADS_DIR = "uploads"
 
+__all__ = ["UPLOADS_DIR", "Maintenance"]
 
-class MaintenanceMixin:
-    """Maintenance over an index; :class:`~segindex.index.Index` provides:"""
 
-    path: Path
-    store: Store
-    settings: IndexSettings
-    _lock: threading.RLock
-    _write_lock: threading.RLock
-    _writer: AbstractContextManager[Any]
-    _vectors: VectorIndex | None
-    _dirty: bool
-    # properties and methods of Index
-    vectors: VectorIndex
-    dim: int
-    kind_spec: KindSpec
+class Maintenance:
+    """Maintenance of the index in directory ``path``: its ``store`` and vector ``mirror``;
+    ``settings`` reads the index's current settings (for :meth:`info`)."""
 
-    if TYPE_CHECKING:
-
-        def _build_vectors(self, spec: KindSpec) -> VectorIndex: ...
-        def _replace_vectors(self, vi: VectorIndex) -> None: ...
-        def flush(self) -> None: ...
-        def ingest(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __init__(
+        self,
+        path: Path,
+        store: Store,
+        mirror: VectorMirror,
+        settings: Callable[[], IndexSettings],
+    ) -> None:
+        self.path = Path(path)
+        self.store = store
+        self.mirror = mirror
+        self.settings = settings
 
     def reindex(
         self,
@@ -65,7 +63,7 @@ class MaintenanceMixin:
         ``factory`` string, with any other :class:`KindSpec` field given in ``params`` (e.g.
         ``ef_construction=200``); the choice is stored. Written atomically; takes the writer
         lock. Returns the new index's description."""
-        current = self.kind_spec
+        current = self.mirror.kind_spec
         known = sorted(set(KindSpec.__dataclass_fields__) - {"kind", "factory"})
         if spec is not None and (params or kind is not None or factory is not None):
             raise ConfigError("pass either spec= or kind/factory/parameters to reindex, not both")
@@ -81,23 +79,18 @@ class MaintenanceMixin:
             if factory is not None or kind is not None:
                 changes["factory"] = factory
             spec = KindSpec.from_dict({**current.to_dict(), **changes})
-        with self._write_lock, self._writer, self._lock:
+        with self.mirror.writing(), self.mirror.lock:
             self.store.optimize()
-            vi = self._build_vectors(spec)
-            self._replace_vectors(vi)
+            vi = self.mirror.rebuild(spec)
             self.store.set_meta(KIND_META_KEY, spec.to_dict())
             return {**vi.describe(), "spec": spec.to_dict()}
 
     # -- writes by id -----------------------------------------------------------------------
 
-    def add_image_bytes(self, data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> int:
-        """Ingest an encoded image given as bytes (an upload); returns its image id.
-
-        The file is kept as ``uploads/<sha256>.<ext>`` in the index directory, so the same
-        bytes uploaded twice are one image. Raises ImageDecodeError if it cannot be decoded.
-        """
-        import hashlib
-
+    def keep_upload(self, data: bytes, *, max_pixels: int | None) -> Path:
+        """Keep an encoded image given as bytes as ``uploads/<sha256>.<ext>`` in the index
+        directory (the same bytes twice are one file) and return its path; raises
+        ImageDecodeError, keeping nothing, if it cannot be decoded."""
         load_image(data, max_pixels=max_pixels)  # refuse undecodable data before keeping it
         with Image.open(io.BytesIO(data)) as im:
             fmt = (im.format or "img").lower()
@@ -109,8 +102,12 @@ class MaintenanceMixin:
             tmp = target.with_name(target.name + f".{threading.get_ident()}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, target)
-        self.ingest(target)
-        image_id = self.store.image_id_for_path(str(target))
+        return target
+
+    def indexed_id(self, path: Path) -> int:
+        """The image id of a kept upload once ingested; raises ImageDecodeError if it was not
+        indexed."""
+        image_id = self.store.image_id_for_path(str(path))
         row = None if image_id is None else self.store.image_row(image_id)
         if row is None or row.status != "indexed":
             reason = "not indexed" if row is None else row.error
@@ -124,14 +121,11 @@ class MaintenanceMixin:
         image files are never touched.
         """
         ids = [int(i) for i in image_ids]
-        with self._write_lock, self._writer:
+        with self.mirror.writing():
             rows = [r for r in (self.store.image_row(i) for i in ids) if r is not None]
             removed = self.store.delete_images(ids)  # rows go first: FAISS ids left are skipped
-            vi = self.vectors
-            with self._lock:
-                vi.remove(removed)
-                self._dirty = self._dirty or bool(len(removed))
-            self.flush()
+            self.mirror.apply(WriteResult.of([], [], removed.tolist()))
+            self.mirror.flush()
         uploads = (self.path / UPLOADS_DIR).resolve()
         for r in rows:
             path = Path(r.path).resolve()
@@ -143,33 +137,31 @@ class MaintenanceMixin:
 
     def check(self) -> CheckReport:
         """Verify on disk that every region row has its vector and every vector its row."""
-        return check_index(self.store, self.path / VECTORS_FILE, self.dim)
+        return check_index(self.store, self.mirror.file, self.mirror.dim)
 
     def repair(self) -> CheckReport:
         """Restore the invariants (rebuild the FAISS file from SQL; incomplete images are marked
         for re-ingestion); takes the writer lock. Returns a check of the result."""
-        with self._write_lock, self._writer, self._lock:
-            report = repair_index(
-                self.store, self.path / VECTORS_FILE, self.dim, spec=self.kind_spec
-            )
-            self._vectors = None  # reload the rebuilt file on next use
-            self._dirty = False
+        mirror = self.mirror
+        with mirror.writing(), mirror.lock:
+            report = repair_index(self.store, mirror.file, mirror.dim, spec=mirror.kind_spec)
+            mirror.discard()  # reload the rebuilt file on next use
         return report
 
     def info(self) -> dict[str, Any]:
         """Counts, models, sizes on disk, failed images and the integrity check (made before the
         vector file is loaded, so a stale file is reported; loading then rebuilds it)."""
         integrity = self.check()
-        vi = self.vectors  # rebuilt from SQL (in memory for a reader) if the file is stale
-        described = {**vi.describe(), "spec": self.kind_spec.to_dict()}
+        vi = self.mirror.vectors  # rebuilt from SQL (in memory for a reader) if it is stale
+        described = {**vi.describe(), "spec": self.mirror.kind_spec.to_dict()}
         files = [p for p in self.path.iterdir() if p.is_file()] if self.path.exists() else []
         return {
             "integrity": integrity.to_dict(),
             "path": str(self.path),
             "db_url": _redact(self.store.url),
-            "settings": self.settings.to_dict(),
+            "settings": self.settings().to_dict(),
             "embedder": self.store.get_meta("embedder_identity"),
-            "vector_dim": self.dim,
+            "vector_dim": self.mirror.dim,
             "counts": self.store.counts(),
             "videos": video_counts(self.store),
             "vectors": vi.ntotal,
