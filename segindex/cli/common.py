@@ -12,18 +12,19 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def friendly(fn: F) -> F:
+def friendly(fn: Callable[P, R]) -> Callable[P, R]:
     """Translate library errors into ``error: ...`` and exit code 1 (2 for bad usage)."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from segindex.errors import ConfigError, QueryError, SegindexError
 
         try:
@@ -45,7 +46,7 @@ def friendly(fn: F) -> F:
             )
             sys.exit(1)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:

@@ -327,7 +327,7 @@ def tracking(
         result = compare_trackers(gt, clips, names, opts, per_tracker, threshold=threshold)
         runs = result["trackers"]
     else:
-        pred = load_youtube_vis(pred_path, like=gt)  # type: ignore[arg-type]
+        pred = load_youtube_vis(pred_path, like=gt)  # type: ignore[arg-type]  # given: clips is not
         pred, gt = align_to_gt(pred, gt, videos_root or gt_path.parent)
         result = evaluate_tracking(pred, gt, threshold=threshold)
         runs = {"prediction": result}

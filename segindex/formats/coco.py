@@ -159,7 +159,7 @@ class MaskSet:
         if png is None:
             ids = np.zeros((im.height, im.width), dtype=np.int64)
         else:
-            path = self._panoptic_dir / png  # type: ignore[operator]
+            path = self._panoptic_dir / png  # type: ignore[operator]  # files come with their dir
             if not path.exists():
                 raise ConfigError(f"panoptic PNG {str(path)!r} (image {im.file_name!r}) not found")
             ids = rgb_to_id(np.asarray(Image.open(path).convert("RGB")))

@@ -86,7 +86,7 @@ class Segmenter(ABC):
             batch = list(images[start : start + batch_size])
             extra: dict[str, Any] = {}
             if self.needs_paths:
-                extra["paths"] = [str(p) for p in paths[start : start + batch_size]]  # type: ignore[index]
+                extra["paths"] = [str(p) for p in paths[start : start + batch_size]]  # type: ignore[index]  # checked above
             if prepared is not None:
                 extra["prepared"] = list(prepared[start : start + batch_size])
             results = self._segment_batch(batch, **extra)

@@ -52,7 +52,7 @@ class GivenMasksSegmenter(Segmenter):
         self.masks = load_masks(annotations, panoptic_dir=panoptic_dir)
         self._sha256 = hashlib.sha256(Path(annotations).read_bytes()).hexdigest()
 
-    def _segment_batch(  # type: ignore[override]
+    def _segment_batch(  # type: ignore[override]  # needs_paths: called with paths=
         self, images: list[np.ndarray], paths: list[str]
     ) -> list[Regions]:
         return [self._one(im, p) for im, p in zip(images, paths, strict=True)]

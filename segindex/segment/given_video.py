@@ -55,7 +55,7 @@ class GivenVideoMasksSegmenter(Segmenter):
         self._files = MaskSet(infos, [], {}, source=self.annotations)  # file matching only
         self._names = self.data.category_names()
 
-    def _segment_batch(  # type: ignore[override]
+    def _segment_batch(  # type: ignore[override]  # needs_paths: called with paths=
         self, images: list[np.ndarray], paths: list[str]
     ) -> list[Regions]:
         return [self._one(im, p) for im, p in zip(images, paths, strict=True)]

@@ -206,7 +206,7 @@ class RefinedSegmenter(Segmenter):
         if self.method == "smooth":
             d.update(radius=self.radius, eps=self.eps)
         elif self.method == "sam":
-            d.update(refiner=self.refiner.describe(), min_iou=self.min_iou)  # type: ignore[union-attr]
+            d.update(refiner=self.refiner.describe(), min_iou=self.min_iou)  # type: ignore[union-attr]  # set for sam
         return d
 
     def refine(self, image: np.ndarray, regions: Regions) -> Regions:

@@ -106,11 +106,11 @@ class SamSegmenter(SamLikeSegmenter):
         import torch
 
         scale = state["scale"]
-        n = len(boxes) if boxes is not None else len(points)  # type: ignore[arg-type]
+        n = len(boxes) if boxes is not None else len(points)  # type: ignore[arg-type]  # boxes or points
         kwargs: dict[str, Any] = {}
         if points is not None:
             pts = np.broadcast_to(points * scale, (n, *points.shape[1:]))
-            lab = np.broadcast_to(labels, (n, points.shape[1]))  # type: ignore[arg-type]
+            lab = np.broadcast_to(labels, (n, points.shape[1]))  # type: ignore[arg-type]  # labels come with points
             kwargs["input_points"] = torch.from_numpy(np.array(pts[None], dtype=np.float32))
             kwargs["input_labels"] = torch.from_numpy(np.array(lab[None], dtype=np.int64))
         if boxes is not None:

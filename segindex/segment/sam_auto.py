@@ -227,8 +227,8 @@ class SamLikeSegmenter(Segmenter):
             logits, iou = self._decode(state, pts, lbl, boxes_a, multimask=False)
         else:
             # one point alone is ambiguous (part / object / whole): ask for several, keep the best
-            multimask = len(points_a) == 1  # type: ignore[arg-type]
-            logits, iou = self._decode(state, points_a[None], labels_a[None], None, multimask)  # type: ignore[index]
+            multimask = len(points_a) == 1  # type: ignore[arg-type]  # no box: check_prompts gave points
+            logits, iou = self._decode(state, points_a[None], labels_a[None], None, multimask)  # type: ignore[index]  # and their labels
         best = iou.argmax(axis=1)
         rows = np.arange(len(best))
         masks = logits[rows, best] > self.mask_threshold

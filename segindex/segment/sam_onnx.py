@@ -266,11 +266,11 @@ def _prompt_arrays(
     labels 2/3, and without a box a padding point (label -1) is appended."""
     parts_xy: list[np.ndarray] = []
     parts_lab: list[np.ndarray] = []
-    n = len(boxes) if boxes is not None else len(points)  # type: ignore[arg-type]
+    n = len(boxes) if boxes is not None else len(points)  # type: ignore[arg-type]  # boxes or points
     if points is not None:
         pts = np.broadcast_to(points, (n, *points.shape[1:]))
         parts_xy.append(pts)
-        parts_lab.append(np.broadcast_to(labels, (n, points.shape[1])).astype(np.float32))  # type: ignore[arg-type]
+        parts_lab.append(np.broadcast_to(labels, (n, points.shape[1])).astype(np.float32))  # type: ignore[arg-type]  # labels come with points
     if boxes is not None:
         parts_xy.append(boxes.reshape(n, 2, 2))
         parts_lab.append(

@@ -9,6 +9,7 @@ at or above ``min_similarity``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,12 +62,12 @@ def segment_by_text(
     text: str,
     segmenter: Segmenter,
     embedder: Embedder,
-    **ranking: object,
+    **ranking: Any,
 ) -> tuple[Regions, np.ndarray]:
     """Segment ``image`` automatically, then :func:`rank_by_text` (same keyword options)."""
     check_image(image)
     (regions,) = segmenter.segment([image], batch_size=1)
-    return rank_by_text(image, regions, text, embedder, **ranking)  # type: ignore[arg-type]
+    return rank_by_text(image, regions, text, embedder, **ranking)
 
 
 __all__ = ["rank_by_text", "segment_by_text"]
