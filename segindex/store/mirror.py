@@ -114,9 +114,13 @@ class VectorMirror:
 
     def apply(self, result: WriteResult) -> None:
         """Mirror a committed batch: its removed ids leave FAISS and its new vectors enter, in
-        ONE step under :attr:`lock`; the file is written when a checkpoint is due."""
-        vi = self.vectors
+        ONE step under :attr:`lock`; the file is written when a checkpoint is due. Vectors not
+        loaded yet are loaded instead: from SQL, which holds the batch already."""
         with self.lock:
+            if self._vectors is None:
+                _ = self.vectors
+                return
+            vi = self._vectors
             vi.remove(result.removed_ids)
             vi.add(result.added_ids, result.added_vectors)
             self._dirty = self._dirty or bool(len(result.removed_ids) or len(result.added_ids))
