@@ -12,6 +12,8 @@ COCO-panoptic checkpoints (e.g. ``facebook/mask2former-swin-tiny-coco-panoptic``
 
 from __future__ import annotations
 
+from typing import Any
+
 # (COCO panoptic category id, name), model label ids 0..79
 _THINGS: tuple[tuple[int, str], ...] = (
     (1, "person"), (2, "bicycle"), (3, "car"), (4, "motorcycle"), (5, "airplane"), (6, "bus"),
@@ -49,7 +51,7 @@ _STUFF: tuple[tuple[int, str], ...] = (
     (199, "wall-other-merged"), (200, "rug-merged"),
 )  # fmt: skip
 
-COCO_PANOPTIC_CATEGORIES: list[dict] = [
+COCO_PANOPTIC_CATEGORIES: list[dict[str, Any]] = [
     {"id": cid, "name": name, "isthing": True} for cid, name in _THINGS
 ] + [{"id": cid, "name": name, "isthing": False} for cid, name in _STUFF]
 
