@@ -7,6 +7,8 @@ conditions  filters become the SQL condition the store selects region ids with
 rank        query vector -> FAISS with the allowed ids -> rows -> a page of :class:`Hit`s
 tracks      video tracks as :class:`TrackHit`s with their time span and sampled frames
 hits        :class:`Hit` and :class:`SearchPage`, what a search returns
+searcher    :class:`Searcher`: each kind of query embedded and answered over a store and its
+            vector mirror (what ``Index`` delegates its searches to)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from segindex.search.query import (
     make_query,
 )
 from segindex.search.rank import rank, search_vectors, search_vectors_batch
+from segindex.search.searcher import Searcher
 from segindex.search.tracks import TrackHit, format_time, read_frames
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "RegionPrompt",
     "Scope",
     "SearchPage",
+    "Searcher",
     "Term",
     "TrackHit",
     "format_time",

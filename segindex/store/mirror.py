@@ -105,12 +105,15 @@ class VectorMirror:
     def writing(self) -> Iterator[None]:
         """Hold the writer locks (threads of this process, then other processes) and, when the
         vectors are loaded, bring them up to date with what other writers committed meanwhile:
-        every write to the index happens inside this."""
+        every write to the index happens inside this, and applies what it commits."""
         with self._write_lock, self.writer:
             with self.lock:
                 if self._vectors is not None:
                     self._catch_up(self._vectors)
             yield
+            with self.lock:  # what was committed inside was applied: nothing to catch up with
+                if self._vectors is not None:  # (after an error, the next use catches up)
+                    self._generation = self.store.generation()
 
     def apply(self, result: WriteResult) -> None:
         """Mirror a committed batch: its removed ids leave FAISS and its new vectors enter, in

@@ -202,6 +202,28 @@ def test_another_mirror_follows_committed_writes_through_the_generation(root: Pa
     other_store.close()
 
 
+def test_a_writer_catches_up_only_with_what_it_did_not_apply(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(root)
+    mirror = VectorMirror(root, store)
+    assert mirror.vectors.ntotal == 0
+    with mirror.writing():
+        mirror.apply(store.write([image_write("a.png", 1, 2)]))
+    query = vectors("a.png", 1, 1)[0]
+    with monkeypatch.context() as m:  # its own applied batches: nothing to read back from SQL
+        m.setattr(store, "region_ids", lambda *a: pytest.fail("caught up with its own write"))
+        assert len(search(store, mirror, query)) == 2
+        with mirror.writing():
+            mirror.apply(store.write([image_write("b.png", 1, 3)]))
+        assert len(search(store, mirror, query)) == 5
+    with pytest.raises(RuntimeError), mirror.writing():
+        store.write([image_write("c.png", 1, 4)])
+        raise RuntimeError("died between the commit and its FAISS step")
+    seen = by_image(search(store, mirror, query))  # the next use catches up: c.png whole
+    assert {p: len(ids) for p, ids in seen.items()} == {"a.png": 2, "b.png": 3, "c.png": 4}
+
+
 def test_checkpoints_write_the_file_and_a_stale_or_damaged_file_is_rebuilt(root: Path) -> None:
     store = make_store(root)
     mirror = VectorMirror(root, store, checkpoint_seconds=3600)
