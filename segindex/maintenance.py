@@ -52,6 +52,7 @@ class Maintenance:
 
     def reindex(
         self,
+        /,  # so that Index.reindex, forwarded with this signature, takes **params
         kind: str | None = None,
         *,
         factory: str | None = None,

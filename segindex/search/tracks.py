@@ -125,8 +125,8 @@ def to_track_hits(hits: Sequence[Hit], store: Store, query: np.ndarray | None = 
     ``best_frame`` the frame closest to ``query`` (``(D,)`` L2-normalised float32; ``None``:
     the track's most typical frame). Three queries for the whole page: tracks, frame vectors,
     best frame rows. A track deleted meanwhile is dropped."""
-    tracked = [h for h in hits if h.kind == "track" and h.track_id is not None]
-    wanted = [int(h.track_id) for h in tracked]  # type: ignore[arg-type]
+    tracked = [(int(h.track_id), h) for h in hits if h.kind == "track" and h.track_id is not None]
+    wanted = [t for t, _ in tracked]
     if not wanted:
         return list(hits)
     rows = track_rows(store, wanted)
@@ -135,8 +135,8 @@ def to_track_hits(hits: Sequence[Hit], store: Store, query: np.ndarray | None = 
     if query is not None:
         target = {t: np.asarray(query, np.float32).reshape(-1) for t in wanted}
     else:
-        own = store.region_vectors([h.region_id for h in tracked])
-        target = {int(h.track_id): own[h.region_id] for h in tracked if h.region_id in own}  # type: ignore[arg-type]
+        own = store.region_vectors([h.region_id for _, h in tracked])
+        target = {t: own[h.region_id] for t, h in tracked if h.region_id in own}
     best: dict[int, tuple[int, float]] = {}  # track id -> (frame region id, score)
     ids, owners, vecs = frame_vectors(store, wanted)
     for rid, tid, vec in zip(ids.tolist(), owners.tolist(), vecs, strict=True):

@@ -51,7 +51,7 @@ ANN_MAX_K = 2048
 NO_SIM = np.float32(-3.4028235e38)  # what FAISS returns for a missing inner-product hit
 
 
-def _faiss():  # type: ignore[no-untyped-def]
+def _faiss() -> Any:  # faiss, imported on first use
     import faiss
 
     return faiss

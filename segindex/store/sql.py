@@ -246,6 +246,7 @@ class Store(QueryReads):
                         f"{item.path}: {n} regions need {n} vectors and kinds, got "
                         f"{0 if item.vectors is None else len(item.vectors)} and {len(item.kinds)}"
                     )
+                assert image_id is not None  # inserted here, or by another writer and found above
                 region_rows.extend(region_insert_rows(image_id, item))
                 vectors.append(np.ascontiguousarray(item.vectors, dtype=np.float32))
             ids = insert_regions(conn, region_rows)
@@ -302,9 +303,11 @@ class Store(QueryReads):
         stmt = select(regions.c.id)
         if kind is not None:
             stmt = stmt.where(regions.c.kind == kind)
+        found: Sequence[int]
         with self.engine.connect() as conn:
             if kind is None:  # the open path: the DBAPI cursor directly, no Row objects
-                cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                dbapi = conn.connection.dbapi_connection
+                cur = dbapi.cursor()  # type: ignore[union-attr]  # None only once detached
                 try:
                     cur.execute(f"SELECT id FROM {regions.name}")
                     found = [r[0] for r in cur.fetchall()]

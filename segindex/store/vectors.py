@@ -53,7 +53,7 @@ COMPACT_FRACTION = 0.25
 Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def _faiss():  # type: ignore[no-untyped-def]
+def _faiss() -> Any:  # faiss, imported on first use
     import faiss
 
     return faiss
