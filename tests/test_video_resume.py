@@ -144,9 +144,17 @@ def test_sigkill_at_random_moments_ends_with_the_same_tracks(tmp_path: Path) -> 
         proc = run(index, clips)
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "START", proc.stderr.read() if proc.stderr else ""
+        finished = False
         for _ in range(rng.randint(1, 3)):
-            assert proc.stdout.readline().strip() == "COMMIT"
-        time.sleep(rng.uniform(0.0, 0.05))
+            line = proc.stdout.readline().strip()
+            # under load an earlier run may have got through every chunk before its kill: this
+            # one then finds nothing left to commit and finishes (the final run checks it all)
+            finished = line.startswith("DONE")
+            if finished:
+                break
+            assert line == "COMMIT", (line, proc.stderr.read() if proc.stderr else "")
+        if not finished:
+            time.sleep(rng.uniform(0.0, 0.05))
         proc.kill()
         proc.wait()
     finish(run(index, clips))
