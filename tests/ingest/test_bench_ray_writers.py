@@ -14,7 +14,7 @@ import pytest
 from tests.pg import fresh_schema
 
 pytest.importorskip("ray")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 
 def _blocks(n_rows: int) -> tuple[list[object], list[bytes]]:

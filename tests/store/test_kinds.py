@@ -1,5 +1,5 @@
 """Index kinds (flat, HNSW, IVF-PQ): the auto rule, exactness/recall, filtered search that
-returns k hits (the best k: tests/test_filtered_search.py), HNSW tombstones, memory-mapped
+returns k hits (the best k: tests/store/test_filtered_search.py), HNSW tombstones, memory-mapped
 loading, batch search."""
 
 from __future__ import annotations

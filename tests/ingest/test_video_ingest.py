@@ -19,7 +19,7 @@ from segindex.config import BackendSpec, RuntimeOptions, VideoOptions
 from segindex.testing.clips import moving_squares, write_clip
 from segindex.testing.fakes import FakeSegmenter, draw_scene
 
-SHARED_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "videos" / "bedroom.mp4"
+SHARED_VIDEO = Path(__file__).resolve().parents[2].parent / "shared" / "videos" / "bedroom.mp4"
 
 # 20 frames at 10 fps sampled at 5 fps: frames 0, 2, ..., 18; red moves right, blue stays
 VIDEO = VideoOptions(fps=5, dedup_threshold=0)

@@ -14,8 +14,8 @@ import pytest
 
 from segindex import Index
 from segindex.errors import IndexLockedError
+from tests.ingest.test_crash import make_photos
 from tests.pg import fresh_schema
-from tests.test_crash import make_photos
 
 
 @pytest.fixture
