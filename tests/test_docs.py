@@ -257,6 +257,24 @@ def test_relative_links_resolve() -> None:
                 assert anchor in anchors(path), f"{page.relative_to(ROOT)}: no heading #{anchor}"
 
 
+def test_named_source_files_exist() -> None:
+    """`segindex/...` paths named in the prose (e.g. docs/architecture.md) are in the tree;
+    a bare file name after one (`store/mirror.py`, `sql.py`) is looked up in that folder."""
+    for page in PAGES:
+        folder = ROOT / "segindex"
+        for name in re.findall(r"`([\w/.]+(?:\.py|/))`", page.read_text()):
+            if name.startswith("segindex/"):
+                path = ROOT / name
+                folder = path if name.endswith("/") else path.parent
+            elif re.match(r"\w+/\w", name) and (ROOT / "segindex" / name.split("/")[0]).is_dir():
+                path = ROOT / "segindex" / name
+            elif "/" not in name:
+                path = folder / name
+            else:
+                continue
+            assert path.exists(), f"{page.relative_to(ROOT)} names {name}: no {path}"
+
+
 def test_no_benchmark_narrative_about_a_machine() -> None:
     for page in PAGES:
         text = page.read_text().lower()
