@@ -40,7 +40,17 @@ class IndexMismatchError(SegindexError):
 
 
 class QueryError(SegindexError, ValueError):
-    """A search request is malformed (no query, bad k, unknown region id...)."""
+    """A search request is malformed (no query, bad k, unknown region id...).
+
+    position: for a query text that does not parse, the 0-based character offset where it went
+    wrong (shown in the message); ``None`` otherwise.
+    """
+
+    def __init__(self, message: str = "", position: int | None = None) -> None:
+        self.position = position
+        if position is not None:
+            message = f"{message} (at character {position})"
+        super().__init__(message)
 
 
 class NotFoundError(QueryError, LookupError):
