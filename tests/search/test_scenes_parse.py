@@ -127,7 +127,7 @@ def test_algebra_operators_and_checks():
     with pytest.raises(QueryError, match="names part 'cat'"):
         check_scene(Ob("dog") & LeftOf("dog", "cat"))
     with pytest.raises(QueryError, match="names part"):  # parts of another conjunction
-        check_scene((Ob("dog") & Ob("cat")) | LeftOf("dog", "cat"))
+        check_scene((Ob("dog") & Ob("cat")) | (Ob("x") & LeftOf("dog", "cat")))
     with pytest.raises(QueryError, match="two different parts"):
         check_scene(Ob("x", min_similarity=0.1) & Ob("x") & Ob("y"))
     assert check_scene(Ob("dog") & Ob("cat") & (LeftOf("dog", "cat") | RightOf("dog", "cat")))
