@@ -31,6 +31,7 @@ from segindex.search.scenes.algebra import (
     Then,
     check_scene,
 )
+from segindex.search.scenes.hits import SceneHit
 from segindex.search.scenes.parse import looks_like_scene, parse_scene
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "Overlaps",
     "Relation",
     "RightOf",
+    "SceneHit",
     "Then",
     "check_scene",
     "looks_like_scene",
