@@ -11,6 +11,7 @@ import click
 
 from segindex.cli.common import device_option, friendly, index_option, json_option
 from segindex.cli.core import open_index
+from segindex.cli.scenes import is_scene, run_scene_search
 from segindex.cli.video_search import time_cell, track_search_options, track_table, video_filters
 
 
@@ -85,10 +86,11 @@ def _term(_ctx: Any, _param: Any, values: tuple[str, ...]) -> list[tuple[str, fl
 @click.option("--offset", type=int, default=0, show_default=True, help="Skip this many hits.")
 @click.option(
     "--scope",
-    type=click.Choice(["regions", "images", "tracks", "all"]),
+    type=click.Choice(["regions", "images", "tracks", "all", "videos"]),
     default="regions",
     show_default=True,
-    help="Segment regions (of images and video frames), whole images, video tracks, or all.",
+    help="Segment regions (of images and video frames), whole images, video tracks, or all; "
+    "a scene query searches images (the default) or videos.",
 )
 @click.option("--label", "labels", multiple=True, help="Only regions with this label (repeatable).")
 @click.option("--exclude-label", "exclude_labels", multiple=True, help="Drop this label.")
@@ -108,10 +110,24 @@ def _term(_ctx: Any, _param: Any, values: tuple[str, ...]) -> list[tuple[str, fl
 def search(text: str | None, index_path: Path, image_path: Path | None, **kw: Any) -> None:
     """Find the regions that best match TEXT, --image FILE (or a --box/--point/--mask region
     of it), --similar-to REGION_ID, --similar-to-track TRACK_ID, or weighted --term's; with
-    filters inside the search. --scope tracks lists video tracks with their times (m:ss.s)."""
+    filters inside the search. --scope tracks lists video tracks with their times (m:ss.s).
+
+    A TEXT with an upper-case keyword is a scene query: images (or, with --scope videos, video
+    spans) whose objects satisfy it, e.g. 'dog LEFT OF bicycle', 'COUNT(person) >= 3 AND NOT
+    car', 'person WITH dog DURING 2s THEN car WITHIN 10s' (syntax: docs/scenes.md)."""
     from segindex.embed import DEFAULT_TEMPLATES
     from segindex.errors import QueryError
     from segindex.search import Filters, RegionPrompt, make_query
+
+    if is_scene(text):
+        assert text is not None
+        run_scene_search(click.get_current_context(), text, index_path, kw)
+        return
+    if kw["scope"] == "videos":
+        raise QueryError(
+            "--scope videos is for scene queries (e.g. 'person WITH dog'); "
+            "use --scope tracks to search video tracks"
+        )
 
     region = None
     if kw["box"] is not None or kw["points"] or kw["mask_path"] is not None:
