@@ -1,4 +1,5 @@
-"""Evaluation commands: ``segindex eval segmentation | retrieval | make-set``."""
+"""Evaluation commands: ``segindex eval segmentation | retrieval | scenes | tracking |
+make-set``."""
 
 from __future__ import annotations
 
@@ -142,6 +143,78 @@ def retrieval(
     _finish(result, out, as_json, "retrieval")
 
 
+@eval_group.command()
+@click.argument("scene_set", metavar="SET", type=click.Path(path_type=Path))
+@index_option
+@click.option(
+    "-k", "ks", type=int, multiple=True, help="Cut-offs of precision@k / recall@k (default 1 5 10)."
+)
+@click.option(
+    "--min-similarity",
+    type=float,
+    default=None,
+    help="Similarity every object term of the compositional queries needs (written as "
+    "word~VALUE) [default: the executor's].",
+)
+@click.option(
+    "--method",
+    "methods",
+    multiple=True,
+    type=click.Choice(["scenes", "whole_image", "first_region"]),
+    help="Rank images this way (repeatable) [default: all three].",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write result.json and report.md into this folder.",
+)
+@device_option
+@json_option
+@friendly
+def scenes(
+    scene_set: Path,
+    index_path: Path,
+    ks: tuple[int, ...],
+    min_similarity: float | None,
+    methods: tuple[str, ...],
+    out: Path | None,
+    device: str,
+    precision: str,
+    as_json: bool,
+) -> None:
+    """Compositional queries of SET (from `make-set --compositional`): mAP, precision@k and
+    recall@k per query type of segindex's scene search, of the same text against whole-image
+    vectors, and of single-region search for the first object term, beside chance."""
+    from segindex.config import RuntimeOptions
+    from segindex.errors import ConfigError
+    from segindex.eval.makeset_scenes import load_scene_set
+    from segindex.eval.scenes import METHODS, SceneEvalOptions, evaluate_scenes, markdown
+    from segindex.index import Index
+
+    if any(k < 1 for k in ks):
+        raise ConfigError(f"-k values must be >= 1, got {list(ks)}")
+    if min_similarity is not None and not -1.0 <= min_similarity <= 1.0:
+        raise ConfigError(f"--min-similarity must be in [-1, 1], got {min_similarity}")
+    data = load_scene_set(scene_set)
+    opts = SceneEvalOptions(
+        ks=ks or SceneEvalOptions().ks,
+        min_similarity=min_similarity,
+        methods=tuple(dict.fromkeys(methods)) or METHODS,
+    )
+    with Index.open(index_path, runtime=RuntimeOptions(device=device, precision=precision)) as idx:
+        result = evaluate_scenes(idx, data, opts)
+    if out is not None:
+        from segindex.eval.scenes import write_scene_report
+
+        write_scene_report(result, out)
+    if as_json:
+        click.echo(json.dumps({k: result[k] for k in ("summary", "images", "per_type")}, indent=2))
+        return
+    click.echo(markdown(result))
+
+
 @eval_group.command("make-set")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--n", "n", type=int, default=50, show_default=True, help="Number of images.")
@@ -149,7 +222,8 @@ def retrieval(
 @click.option(
     "--size",
     default=None,
-    help="Image size as HEIGHTxWIDTH pixels [default: 256x320; with --video 120x160].",
+    help="Image size as HEIGHTxWIDTH pixels [default: 256x320; with --video 120x160; with "
+    "--compositional 128x160].",
 )
 @click.option("--max-objects", type=int, default=4, show_default=True, help="Objects per image.")
 @click.option(
@@ -163,6 +237,19 @@ def retrieval(
     "--video", is_flag=True, help="Write clips of moving cut-outs + YouTube-VIS GT instead."
 )
 @click.option("--fps", type=int, default=10, show_default=True, help="Frame rate of --video clips.")
+@click.option(
+    "--compositional",
+    is_flag=True,
+    help="Write colour-shape composites, per-paste GT and scene queries with their exact "
+    "relevant images instead (for `eval scenes`).",
+)
+@click.option(
+    "--queries-per-type",
+    type=int,
+    default=6,
+    show_default=True,
+    help="With --compositional: queries of each type (relations, counts, AND/OR/AND NOT).",
+)
 @json_option
 @friendly
 def make_set(
@@ -174,13 +261,18 @@ def make_set(
     max_distractors: int,
     video: bool,
     fps: int,
+    compositional: bool,
+    queries_per_type: int,
     as_json: bool,
 ) -> None:
     """Write a seeded copy-paste evaluation set (images + COCO panoptic and instance GT) to OUT;
-    with --video, seeded clips (FFV1 .mkv) and their YouTube-VIS ground truth."""
+    with --video, seeded clips (FFV1 .mkv) and their YouTube-VIS ground truth; with
+    --compositional, colour-shape composites and scene queries (scenes.json) for `eval scenes`."""
     from segindex.errors import ConfigError
 
-    size = size or ("120x160" if video else "256x320")
+    if video and compositional:
+        raise ConfigError("give at most one of --video and --compositional")
+    size = size or ("120x160" if video else "128x160" if compositional else "256x320")
     try:
         h, w = (int(v) for v in size.lower().split("x"))
     except ValueError:
@@ -189,6 +281,19 @@ def make_set(
         raise ConfigError(f"--size must be at least 32x32 and --max-objects >= 1, got {size!r}")
     if max_distractors < 0:
         raise ConfigError(f"--max-distractors must be >= 0, got {max_distractors}")
+    if compositional:
+        from segindex.eval.makeset_scenes import make_scene_set
+
+        info = make_scene_set(out, n=n, seed=seed, size=(h, w), per_type=queries_per_type)
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+            return
+        types = ", ".join(f"{k} {v}" for k, v in info["query_types"].items())
+        click.echo(f"wrote {info['images']} images, {info['pastes']} pastes, {info['queries']} "
+                   f"queries ({types}) to {out}")  # fmt: skip
+        click.echo(f"  instance GT:  {info['instances']}")
+        click.echo(f"  queries:      {info['scenes']}")
+        return
     if video:
         from segindex.eval.makeset_video import make_video_set
 
