@@ -8,6 +8,10 @@
     makeset       seeded copy-paste composites written as COCO panoptic + instance ground truth
                   (cutouts: source instances, distractors, backgrounds; augment: per paste)
     makeset_video seeded clips of moving cut-outs (FFV1) with YouTube-VIS ground truth
+    makeset_scenes seeded colour-shape composites with per-paste masks and scene queries whose
+                  relevant images come from brute-force relations
+    scenes        compositional search (Index.search_scenes) vs whole-image and single-region
+                  baselines: mAP, precision@k, recall@k per query type
     tracking      video tracking: DAVIS J/F/J&F per object, HOTA, IDF1, ID switches; trackers
                   compared on ground-truth masks (tracking_metrics: the MOT metrics;
                   tracking_report: JSON + Markdown)

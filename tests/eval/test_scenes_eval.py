@@ -1,0 +1,262 @@
+"""The compositional evaluation set and `eval scenes`: the set's truth is consistent (relevant sets
+recomputed here from the stored masks with independent brute-force relations; the pixels are the
+pastes; seeded output is byte-identical), the metrics are right on hand-made rankings, the colour
+fakes can tell every paste's colour, and with exact masks and the colour embedder the
+compositional search is exact while the whole-image and single-region baselines are not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from segindex.config import CropPolicy
+from segindex.eval.makeset_scenes import (
+    BACKGROUND,
+    CLASSES,
+    MIN_VISIBLE,
+    QUERY_TYPES,
+    ambiguous,
+    load_pastes,
+    load_scene_set,
+    make_scene_set,
+)
+from segindex.eval.scenes import SceneEvalOptions, evaluate_scenes, markdown, query_metrics
+from segindex.testing.fakes import PALETTE
+
+CROP = CropPolicy(min_area_px=1, min_area_frac=0.0)
+
+
+@pytest.fixture(scope="module")
+def scene_set(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return make_scene_set(tmp_path_factory.mktemp("scenes") / "set", n=60, seed=0)
+
+
+def _relation(t: str, a: np.ndarray, b: np.ndarray) -> bool:
+    """Independent brute force: centroids from coordinate grids, boxes from projections."""
+    h, w = a.shape
+    yy, xx = np.mgrid[:h, :w]
+    ca = np.array([xx[a].sum(), yy[a].sum()]) / a.sum()
+    cb = np.array([xx[b].sum(), yy[b].sum()]) / b.sum()
+    if t in ("left_of", "right_of", "above", "below"):
+        axis, sign = {"left_of": (0, 1), "right_of": (0, -1), "above": (1, 1), "below": (1, -1)}[t]
+        return bool(sign * (cb[axis] - ca[axis]) > 0)
+    if t == "inside":
+        return np.logical_and(a, b).sum() >= 0.9 * a.sum()
+    if t == "overlaps":
+        return np.logical_and(a, b).sum() >= 0.1 * np.logical_or(a, b).sum()
+    if t == "larger_than":
+        return bool(a.sum() > b.sum())
+    assert t == "near", t
+
+    def box(m: np.ndarray) -> tuple[int, int, int, int]:
+        xs, ys = np.flatnonzero(m.any(0)), np.flatnonzero(m.any(1))
+        return xs[0], ys[0], xs[-1] + 1, ys[-1] + 1
+
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = box(a), box(b)
+    gap = np.hypot(max(0, bx0 - ax1, ax0 - bx1), max(0, by0 - ay1, ay0 - by1))
+    diag = (np.hypot(ax1 - ax0, ay1 - ay0) + np.hypot(bx1 - bx0, by1 - by0)) / 2
+    return bool(gap <= 0.5 * diag)
+
+
+def _relevant(spec: dict[str, Any], pastes: list[tuple[str, np.ndarray]]) -> bool:
+    t, a, b = spec["type"], spec["a"], spec.get("b")
+    of_a = [m for c, m in pastes if c == a]
+    of_b = [m for c, m in pastes if c == b]
+    if t in ("count_ge", "count_eq", "count_le"):
+        ok = {"count_ge": len(of_a) >= spec["n"], "count_eq": len(of_a) == spec["n"],
+              "count_le": len(of_a) <= spec["n"]}[t]  # fmt: skip
+        return ok and (b is None or len(of_b) > 0)
+    if t == "and":
+        return bool(of_a and of_b)
+    if t == "or":
+        return bool(of_a or of_b)
+    if t == "and_not":
+        return bool(of_a) and not of_b
+    return any(_relation(t, x, y) for x in of_a for y in of_b)
+
+
+def _raw_pastes(root: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
+    from segindex.rle import decode
+
+    data = json.loads((root / "instances.json").read_text())
+    cats = {c["id"]: c["name"] for c in data["categories"]}
+    names = {im["id"]: im["file_name"] for im in data["images"]}
+    out: dict[str, list[tuple[str, np.ndarray]]] = {n: [] for n in names.values()}
+    for a in sorted(data["annotations"], key=lambda a: (a["image_id"], a["z"])):
+        out[names[a["image_id"]]].append((cats[a["category_id"]], decode(a["segmentation"])))
+    return out
+
+
+def test_relevant_sets_agree_with_brute_force_on_the_stored_masks(
+    scene_set: dict[str, Any],
+) -> None:
+    root = Path(scene_set["out"])
+    pastes = _raw_pastes(root)
+    data = load_scene_set(root)
+    assert len(pastes) == 60 and scene_set["pastes"] >= 120
+    assert [q["type"] for q in data["queries"]] == [t for t in QUERY_TYPES for _ in range(6)]
+    for q in data["queries"]:
+        truth = sorted(n for n, p in pastes.items() if _relevant(q["spec"], p))
+        assert q["relevant"] == truth, q["text"]
+        assert 0 < len(truth) < 60
+    counts = {q["spec"]["n"] for q in data["queries"] if q["type"].startswith("count")}
+    assert counts == {0, 1, 2, 3, 4, 5}
+    texts = {q["text"] for q in data["queries"]}
+    assert len(texts) == len(data["queries"])
+    assert any(" AND COUNT(" in t for t in texts)  # counts that allow zero carry an anchor
+
+
+def test_pixels_are_the_pastes_and_no_pair_is_borderline(scene_set: dict[str, Any]) -> None:
+    from PIL import Image
+
+    root = Path(scene_set["out"])
+    for name, pastes in load_pastes(root).items():
+        pixels = np.asarray(Image.open(root / "images" / name).convert("RGB"))
+        expected = np.empty_like(pixels)
+        expected[:] = PALETTE[BACKGROUND]
+        for p in pastes:
+            expected[p.mask] = PALETTE[p.cls]
+        np.testing.assert_array_equal(pixels, expected, err_msg=name)
+        for i, p in enumerate(pastes):
+            later = np.zeros_like(p.mask)
+            for q in pastes[i + 1 :]:
+                later |= q.mask
+            assert (p.mask & ~later).sum() >= MIN_VISIBLE * p.area
+            assert not any(q.cls != p.cls and ambiguous(p, q) for q in pastes[:i])
+
+
+def test_seeded_output_is_byte_identical(tmp_path: Path) -> None:
+    a = make_scene_set(tmp_path / "a", n=8, seed=3, per_type=2)
+    b = make_scene_set(tmp_path / "b", n=8, seed=3, per_type=2)
+    c = make_scene_set(tmp_path / "c", n=8, seed=4, per_type=2)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.*"))
+    assert len(files) == 8 + 2
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    assert (tmp_path / "a/instances.json").read_bytes() != (
+        tmp_path / "c/instances.json"
+    ).read_bytes()
+    assert a["query_types"] == b["query_types"] and c["images"] == 8
+
+
+def test_query_texts_parse_to_their_objects(scene_set: dict[str, Any]) -> None:
+    from segindex.eval.makeset_scenes import render
+    from segindex.search.scenes import parse_scene
+    from segindex.search.scenes.algebra import objects_of
+
+    for q in load_scene_set(scene_set["out"])["queries"]:
+        words = {q["spec"]["a"], q["spec"].get("b")} - {None}
+        assert {o.text for o in objects_of(parse_scene(q["text"]))} == words, q["text"]
+        sims = {o.min_similarity for o in objects_of(parse_scene(render(q["spec"], 0.3)))}
+        assert sims == {0.3}
+
+
+def test_query_metrics_hand_computed() -> None:
+    m = query_metrics(["a", "x", "a", "b"], {"a", "b", "c"}, (1, 2, 4))
+    assert m["ap"] == pytest.approx((1 + 2 / 4) / 3)
+    assert m["precision@1"] == 1.0 and m["precision@2"] == 0.5 and m["precision@4"] == 0.5
+    assert m["recall@1"] == pytest.approx(1 / 3) and m["recall@4"] == pytest.approx(2 / 3)
+    empty = query_metrics([], {"a"}, (5,))
+    assert empty == {"ap": 0.0, "precision@5": 0.0, "recall@5": 0.0}
+
+
+def test_colour_fake_tells_every_paste_apart(scene_set: dict[str, Any]) -> None:
+    """Each paste's crop (occluders included, as the index crops it) is nearest its own colour
+    by a wide margin, so one similarity threshold separates every part exactly."""
+    from segindex.crop import crop_region
+    from segindex.images import load_image
+    from segindex.masks import boxes_from_masks
+    from segindex.testing.fakes import FakeEmbedder
+
+    emb = FakeEmbedder()
+    texts = emb.embed_texts(list(CLASSES), templates=None)
+    own, other = [], []
+    for name, pastes in load_pastes(scene_set["out"]).items():
+        image = load_image(Path(scene_set["images_root"]) / name)
+        crops = [
+            crop_region(image, p.mask, boxes_from_masks(p.mask[None])[0], CROP) for p in pastes
+        ]
+        for p, sims in zip(pastes, emb.embed_images(crops) @ texts.T, strict=True):
+            i = CLASSES.index(p.cls)
+            own.append(sims[i])
+            other.extend(np.delete(sims, i))
+    assert min(own) > 0.6 and max(other) < 0.1
+
+
+def _oracle_index(scene_set: dict[str, Any], make_index: Any) -> Any:
+    idx = make_index(
+        segmenter="coco",
+        segmenter_options={
+            "annotations": scene_set["instances"],
+            "images_root": scene_set["images_root"],
+        },
+        crop=CROP,
+    )
+    report = idx.ingest(scene_set["images_root"])
+    assert report.failed == 0 and report.regions == scene_set["pastes"]
+    return idx
+
+
+def test_baselines_are_not_exact(scene_set: dict[str, Any], make_index: Any) -> None:
+    idx = _oracle_index(scene_set, make_index)
+    opts = SceneEvalOptions(methods=("whole_image", "first_region"))
+    r = evaluate_scenes(idx, load_scene_set(scene_set["out"]), opts)
+    s = r["summary"]
+    assert r["images"] == {"indexed": 60, "in_set": 60, "matched": 60}
+    assert s["chance_map"] < s["whole_image_map"] < 0.6 and s["first_region_map"] < 0.7
+    rows = {row["type"]: row for row in r["per_type"]}
+    assert rows["left_of"]["first_region_ap"] < 0.6 and rows["all"]["queries"] == 84
+    md = markdown(r)
+    assert "| left_of | 6 |" in md and "whole_image_ap" in md and "scenes_ap" not in md
+
+
+def test_compositional_search_is_exact_with_the_oracle(
+    scene_set: dict[str, Any], make_index: Any
+) -> None:
+    from segindex import Index
+
+    if not hasattr(Index, "search_scenes"):
+        pytest.skip("Index.search_scenes (segindex.search.scenes executor) is not in this build")
+    idx = _oracle_index(scene_set, make_index)
+    r = evaluate_scenes(idx, load_scene_set(scene_set["out"]), SceneEvalOptions(min_similarity=0.5))
+    s = r["summary"]
+    bad = [(q["text"], q["scenes_ap"], q.get("scenes_error")) for q in r["queries"]
+           if q["scenes_ap"] != pytest.approx(1.0)]  # fmt: skip
+    assert not bad
+    assert s["scenes_map"] == pytest.approx(1.0) and s["scenes_errors"] == 0
+    assert s["whole_image_map"] < 0.6 and s["first_region_map"] < 0.7
+
+
+def test_cli_make_set_compositional_and_eval_scenes(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from segindex.cli import main
+
+    def run(*args: str) -> str:
+        res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    out = tmp_path / "set"
+    info = json.loads(run("eval", "make-set", str(out), "--compositional", "--n", "12",
+                          "--queries-per-type", "2", "--json"))  # fmt: skip
+    assert info["images"] == 12 and set(info["query_types"]) <= set(QUERY_TYPES)
+    assert (out / "scenes.json").exists() and len(list((out / "images").glob("*.png"))) == 12
+    index = tmp_path / "idx"
+    run("ingest", str(out / "images"), "--index", str(index), "--segmenter", "coco",
+        "--segmenter-option", f"annotations={out / 'instances.json'}", "--embedder", "fake",
+        "--min-area", "1")  # fmt: skip
+    base = ["eval", "scenes", str(out), "--index", str(index), "--method", "whole_image"]
+    text = run(*base, "-k", "3", "-o", str(tmp_path / "rep"))
+    assert "| type | queries | chance_ap | whole_image_ap |" in text
+    assert "whole_image_precision@3" in text
+    data = json.loads(run(*base, "--json"))
+    assert data["images"]["matched"] == 12 and data["summary"]["whole_image_map"] is not None
+    assert json.loads((tmp_path / "rep" / "result.json").read_text())["kind"] == "scenes"
+    res = CliRunner().invoke(main, ["eval", "make-set", str(tmp_path / "x"), "--compositional",
+                                    "--video"])  # fmt: skip
+    assert res.exit_code != 0 and "at most one of --video and --compositional" in res.output
