@@ -312,7 +312,9 @@ def make_scene_set(
         raise ConfigError(f"size must be at least 48x48, got {size[0]}x{size[1]}")
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    images, anns, scenes = [], [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
+    scenes: list[tuple[str, list[Paste]]] = []
     for i in range(n):
         canvas, pastes = compose(np.random.default_rng([seed, i]), size)
         name = f"{i:06d}.png"
@@ -332,7 +334,7 @@ def make_scene_set(
         relevant = [name for name, pastes in scenes if truth(spec, pastes)]
         if 0 < len(relevant) < n:
             by_type.setdefault(spec["type"], []).append({"spec": spec, "relevant": relevant})
-    queries = []
+    queries: list[dict[str, Any]] = []
     for t in QUERY_TYPES:
         pool = by_type.get(t, [])
         order = rng.permutation(len(pool)).tolist()

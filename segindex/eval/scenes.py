@@ -47,15 +47,17 @@ def precision_at_k(rel: np.ndarray, k: int) -> float:
 
 
 def query_metrics(ranked: Sequence[str], relevant: set[str], ks: Sequence[int]) -> dict[str, Any]:
-    """``ap``, ``precision@k`` and ``recall@k`` of one ranked list of image names (each image
-    counted once, at its first rank)."""
+    """``ap``, ``r_precision`` (precision at rank R = the number of relevant images: 1.0 when
+    the relevant images come first, whatever their number), ``precision@k`` and ``recall@k`` of
+    one ranked list of image names (each image counted once, at its first rank)."""
     seen: set[str] = set()
     rel = []
     for name in ranked:
         rel.append(name in relevant and name not in seen)
         seen.add(name)
     r = np.asarray(rel, dtype=bool)
-    out: dict[str, Any] = {"ap": average_precision(r, len(relevant))}
+    out: dict[str, Any] = {"ap": average_precision(r, len(relevant)),
+                           "r_precision": precision_at_k(r, len(relevant))}  # fmt: skip
     for k in ks:
         out[f"precision@{k}"] = precision_at_k(r, k)
     for k in ks:
@@ -131,6 +133,7 @@ def evaluate_scenes(
     summary: dict[str, Any] = {"queries": len(rows), "chance_map": overall.get("chance_ap")}
     for m in opts.methods:
         summary[f"{m}_map"] = overall.get(f"{m}_ap")
+        summary[f"{m}_r_precision"] = overall.get(f"{m}_r_precision")
         for k in ks:
             summary[f"{m}_precision@{k}"] = overall.get(f"{m}_precision@{k}")
             summary[f"{m}_recall@{k}"] = overall.get(f"{m}_recall@{k}")
@@ -186,18 +189,21 @@ def _ranked(
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """The per-type table (mAP of each method beside chance, then precision@k and recall@k at
-    the largest k) and the images line, as Markdown."""
+    """Two per-type tables (mAP of each method beside chance, and R-precision; precision@k and
+    recall@k at the largest k) and the images line, as Markdown."""
     from segindex.eval.report import markdown_table
 
     methods = result["options"]["methods"]
     k = result["options"]["ks"][-1]
-    cols = ["type", "queries", "chance_ap", *(f"{m}_ap" for m in methods)]
-    cols += [f"{m}_{x}@{k}" for m in methods for x in ("precision", "recall")]
-    lines = markdown_table("Compositional search, per query type", result["per_type"], cols)
+    cols = ["type", "queries", "n_relevant", "chance_ap", *(f"{m}_ap" for m in methods)]
+    cols += [f"{m}_r_precision" for m in methods]
+    lines = markdown_table("Compositional search: mAP and R-precision", result["per_type"], cols)
+    cols = ["type", *(f"{m}_{x}@{k}" for m in methods for x in ("precision", "recall"))]
+    lines += markdown_table(f"Precision and recall at {k}", result["per_type"], cols)
     im = result["images"]
     lines.append(f"Images: {im['indexed']} indexed, {im['matched']} of the set's {im['in_set']} "
-                 f"matched; `_ap` columns are mAP over the type's queries.")  # fmt: skip
+                 "matched. Per type: means over its queries (`_ap`: mAP; `n_relevant`: relevant "
+                 "images per query).")  # fmt: skip
     errs = {m: result["summary"][f"{m}_errors"] for m in methods}
     if any(errs.values()):
         lines.append("Queries refused (scored 0): "

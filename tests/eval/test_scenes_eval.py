@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from segindex.config import CropPolicy
 from segindex.eval.makeset_scenes import (
@@ -160,8 +162,9 @@ def test_query_metrics_hand_computed() -> None:
     assert m["ap"] == pytest.approx((1 + 2 / 4) / 3)
     assert m["precision@1"] == 1.0 and m["precision@2"] == 0.5 and m["precision@4"] == 0.5
     assert m["recall@1"] == pytest.approx(1 / 3) and m["recall@4"] == pytest.approx(2 / 3)
+    assert m["r_precision"] == pytest.approx(1 / 3)  # one of the first three is new and relevant
     empty = query_metrics([], {"a"}, (5,))
-    assert empty == {"ap": 0.0, "precision@5": 0.0, "recall@5": 0.0}
+    assert empty == {"ap": 0.0, "r_precision": 0.0, "precision@5": 0.0, "recall@5": 0.0}
 
 
 def test_colour_fake_tells_every_paste_apart(scene_set: dict[str, Any]) -> None:
@@ -174,7 +177,8 @@ def test_colour_fake_tells_every_paste_apart(scene_set: dict[str, Any]) -> None:
 
     emb = FakeEmbedder()
     texts = emb.embed_texts(list(CLASSES), templates=None)
-    own, other = [], []
+    own: list[float] = []
+    other: list[float] = []
     for name, pastes in load_pastes(scene_set["out"]).items():
         image = load_image(Path(scene_set["images_root"]) / name)
         crops = [
@@ -228,6 +232,7 @@ def test_compositional_search_is_exact_with_the_oracle(
            if q["scenes_ap"] != pytest.approx(1.0)]  # fmt: skip
     assert not bad
     assert s["scenes_map"] == pytest.approx(1.0) and s["scenes_errors"] == 0
+    assert all(q["scenes_r_precision"] == 1.0 for q in r["queries"])
     assert s["whole_image_map"] < 0.6 and s["first_region_map"] < 0.7
 
 
@@ -252,7 +257,7 @@ def test_cli_make_set_compositional_and_eval_scenes(tmp_path: Path) -> None:
         "--min-area", "1")  # fmt: skip
     base = ["eval", "scenes", str(out), "--index", str(index), "--method", "whole_image"]
     text = run(*base, "-k", "3", "-o", str(tmp_path / "rep"))
-    assert "| type | queries | chance_ap | whole_image_ap |" in text
+    assert "| type | queries | n_relevant | chance_ap | whole_image_ap |" in text
     assert "whole_image_precision@3" in text
     data = json.loads(run(*base, "--json"))
     assert data["images"]["matched"] == 12 and data["summary"]["whole_image_map"] is not None
@@ -260,3 +265,104 @@ def test_cli_make_set_compositional_and_eval_scenes(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["eval", "make-set", str(tmp_path / "x"), "--compositional",
                                     "--video"])  # fmt: skip
     assert res.exit_code != 0 and "at most one of --video and --compositional" in res.output
+
+
+# -- the executor's relations against brute-force definitions (hypothesis) --------------------
+
+_SIZE = (24, 32)
+
+
+@st.composite
+def _masks(draw: st.DrawFn) -> np.ndarray:
+    """A rectangle, an ellipse or a random blob (a rectangle with random pixels cleared)."""
+    h, w = _SIZE
+    y0, x0 = draw(st.integers(0, h - 2)), draw(st.integers(0, w - 2))
+    y1, x1 = draw(st.integers(y0 + 1, h)), draw(st.integers(x0 + 1, w))
+    m = np.zeros(_SIZE, bool)
+    kind = draw(st.sampled_from(["rect", "ellipse", "blob"]))
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    if kind == "rect":
+        m[y0:y1, x0:x1] = True
+    elif kind == "ellipse":
+        cy, cx, ry, rx = (y0 + y1) / 2, (x0 + x1) / 2, (y1 - y0) / 2, (x1 - x0) / 2
+        m[y0:y1, x0:x1] = ((yy + 0.5 - cy) / ry) ** 2 + ((xx + 0.5 - cx) / rx) ** 2 <= 1
+    else:
+        seed = draw(st.integers(0, 2**16))
+        m[y0:y1, x0:x1] = np.random.default_rng(seed).random((y1 - y0, x1 - x0)) < 0.6
+    assume(m.any())
+    return m
+
+
+def _hit(rid: int, m: np.ndarray) -> Any:
+    from segindex.masks import boxes_from_masks
+    from segindex.rle import encode
+    from segindex.search.hits import Hit
+
+    x0, y0, x1, y1 = (float(v) for v in boxes_from_masks(m[None])[0])
+    return Hit(region_id=rid, image_id=1, image_path="x.png", kind="segment", label="",
+               label_id=0, score=1.0, is_thing=True, bbox=(x0, y0, x1, y1), area=int(m.sum()),
+               rle=encode(m), similarity=1.0)  # fmt: skip
+
+
+def _brute(kind: str, a: np.ndarray, b: np.ndarray, p: float, mode: str) -> tuple[float, float]:
+    """``(value, bound)``: the relation holds when ``value < bound`` (directions) or
+    ``value >= bound`` (the others), straight from the definitions."""
+    h, w = a.shape
+    yy, xx = np.mgrid[:h, :w]
+    ca = (xx[a].mean(), yy[a].mean())
+    cb = (xx[b].mean(), yy[b].mean())
+    inter = float(np.logical_and(a, b).sum())
+    if kind == "left_of":
+        return ca[0] + p * w, cb[0]
+    if kind == "right_of":
+        return cb[0] + p * w, ca[0]
+    if kind == "above":
+        return ca[1] + p * h, cb[1]
+    if kind == "below":
+        return cb[1] + p * h, ca[1]
+    if kind == "inside":
+        return inter / a.sum(), p
+    if kind == "overlaps":
+        den = min(a.sum(), b.sum()) if mode == "smaller" else np.logical_or(a, b).sum()
+        return inter / den, p
+    if kind == "larger_than":
+        return float(a.sum()), p * float(b.sum())
+
+    def box(m: np.ndarray) -> tuple[int, int, int, int]:
+        xs, ys = np.flatnonzero(m.any(0)), np.flatnonzero(m.any(1))
+        return xs[0], ys[0], xs[-1] + 1, ys[-1] + 1
+
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = box(a), box(b)
+    gap = np.hypot(max(0, bx0 - ax1, ax0 - bx1), max(0, by0 - ay1, ay0 - by1))
+    diag = (np.hypot(ax1 - ax0, ay1 - ay0) + np.hypot(bx1 - bx0, by1 - by0)) / 2
+    return p * diag, float(gap)  # near: gap <= p * diag
+
+
+_KINDS = ("left_of", "right_of", "above", "below", "inside", "overlaps", "near", "larger_than")
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=_masks(), b=_masks(), kind=st.sampled_from(_KINDS),
+       p=st.floats(0.0, 1.0), mode=st.sampled_from(["iou", "smaller"]))  # fmt: skip
+def test_relations_match_brute_force(
+    a: np.ndarray, b: np.ndarray, kind: str, p: float, mode: str
+) -> None:
+    relations = pytest.importorskip("segindex.search.scenes.relations")
+    from segindex.search.scenes import algebra
+
+    value, bound = _brute(kind, a, b, p, mode)
+    assume(abs(value - bound) > 1e-6)  # an exact tie depends on float rounding, not the rule
+    directional = kind in ("left_of", "right_of", "above", "below")
+    if kind in ("inside", "overlaps", "larger_than"):
+        assume(p > 0)  # thresholds of 0 are refused by the algebra
+    cls = {"left_of": algebra.LeftOf, "right_of": algebra.RightOf, "above": algebra.Above,
+           "below": algebra.Below, "inside": algebra.Inside, "overlaps": algebra.Overlaps,
+           "near": algebra.Near, "larger_than": algebra.LargerThan}[kind]  # fmt: skip
+    params = {"left_of": "margin", "right_of": "margin", "above": "margin", "below": "margin",
+              "inside": "min_fraction", "overlaps": "min_iou", "near": "max_gap",
+              "larger_than": "ratio"}  # fmt: skip
+    extra = {"mode": mode} if kind == "overlaps" else {}
+    rel = cls("a", "b", **{params[kind]: p}, **extra)
+    expected = value < bound if directional else value >= bound
+    got = relations.holds(rel, _hit(1, a), _hit(2, b), relations.Geometry())
+    assert got == expected, (kind, p, mode, value, bound)
