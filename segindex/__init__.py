@@ -29,24 +29,59 @@ _LAZY = {
     "EMBEDDERS": "segindex.embed",
     "Segmenter": "segindex.segment",
     "Embedder": "segindex.embed",
+    # compositional scene queries (segindex.search.scenes)
+    "Object": "segindex.search.scenes",
+    "And": "segindex.search.scenes",
+    "Or": "segindex.search.scenes",
+    "Not": "segindex.search.scenes",
+    "Count": "segindex.search.scenes",
+    "LeftOf": "segindex.search.scenes",
+    "RightOf": "segindex.search.scenes",
+    "Above": "segindex.search.scenes",
+    "Below": "segindex.search.scenes",
+    "Inside": "segindex.search.scenes",
+    "Overlaps": "segindex.search.scenes",
+    "Near": "segindex.search.scenes",
+    "LargerThan": "segindex.search.scenes",
+    "During": "segindex.search.scenes",
+    "Then": "segindex.search.scenes",
+    "SceneHit": "segindex.search.scenes",
+    "parse_scene": "segindex.search.scenes",
 }
 
 __all__ = [
-    "EMBEDDERS",
-    "SEGMENTERS",
+    "Above",
+    "And",
     "BackendSpec",
+    "Below",
+    "Count",
     "CropPolicy",
+    "During",
+    "EMBEDDERS",
     "Embedder",
     "Hit",
     "Index",
     "IndexSettings",
     "IngestReport",
+    "Inside",
+    "LargerThan",
+    "LeftOf",
+    "Near",
+    "Not",
+    "Object",
+    "Or",
+    "Overlaps",
     "RayEngine",
     "Regions",
+    "RightOf",
     "RuntimeOptions",
+    "SEGMENTERS",
+    "SceneHit",
     "Segmenter",
+    "Then",
     "VideoOptions",
     "__version__",
+    "parse_scene",
 ]
 
 if TYPE_CHECKING:
@@ -63,6 +98,25 @@ if TYPE_CHECKING:
     from segindex.ingest.ray_engine import RayEngine
     from segindex.regions import Regions
     from segindex.search import Hit
+    from segindex.search.scenes import (
+        Above,
+        And,
+        Below,
+        Count,
+        During,
+        Inside,
+        LargerThan,
+        LeftOf,
+        Near,
+        Not,
+        Object,
+        Or,
+        Overlaps,
+        RightOf,
+        SceneHit,
+        Then,
+        parse_scene,
+    )
     from segindex.segment import SEGMENTERS, Segmenter
 
 

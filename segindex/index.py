@@ -225,6 +225,7 @@ class Index:
     embed_region_query = forward("searcher", Searcher.embed_region_query)
     search_vector = forward("searcher", Searcher.search_vector)
     search_vectors_batch = forward("searcher", Searcher.search_vectors_batch)
+    search_scenes = forward("searcher", Searcher.search_scenes)
     region = forward("searcher", Searcher.region)
     track = forward("searcher", Searcher.track)
     image = forward("searcher", Searcher.image)

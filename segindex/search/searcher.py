@@ -26,6 +26,8 @@ from segindex.search.hits import Hit, SearchPage, hit_from_row
 from segindex.search.prompts import resolve_region
 from segindex.search.query import ImageInput, Query, QueryRegion, RegionPrompt, Scope
 from segindex.search.rank import rank, search_vectors, search_vectors_batch
+from segindex.search.scenes import Expr, SceneHit, parse_scene
+from segindex.search.scenes.executor import search_scenes
 from segindex.search.tracks import TrackHit, resolve_track_terms, to_track_hits, track_hit
 from segindex.segment import Segmenter
 from segindex.store.mirror import VectorMirror
@@ -149,6 +151,15 @@ class Searcher:
             return embedder.embed_regions(pixels, region, segmenter=segmenter)[0], found
         crop = crop_region(pixels, found.mask, found.box, self.crop)
         return embedder.embed_images([crop])[0], found
+
+    def search_scenes(
+        self, scene: Expr | str, *, k: int = 20, scope: str = "images"
+    ) -> list[SceneHit]:
+        """The ``k`` best images (``scope="videos"``: videos) where a compositional ``scene``
+        holds (an :class:`~segindex.search.scenes.Expr` or its text syntax, parsed with
+        :func:`~segindex.search.scenes.parse_scene`); see :mod:`segindex.search.scenes`."""
+        expr = parse_scene(scene) if isinstance(scene, str) else scene
+        return search_scenes(expr, searcher=self, k=k, scope=scope)
 
     def search_vector(
         self, query: np.ndarray, *, k: int = 10, scope: Scope = "regions"

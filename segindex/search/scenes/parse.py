@@ -24,6 +24,9 @@ import functools
 import re
 from typing import Any
 
+from lark import Lark, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, VisitError
+
 from segindex.errors import QueryError
 from segindex.search.scenes.algebra import (
     Above,
@@ -121,8 +124,6 @@ _SHOWN = {
 
 @functools.cache
 def _parser() -> Any:
-    from lark import Lark
-
     return Lark(GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 
@@ -140,8 +141,6 @@ def looks_like_scene(text: str) -> bool:
 def parse_scene(text: str) -> Expr:
     """The :class:`~segindex.search.scenes.algebra.Expr` a scene query text stands for (syntax
     in the module doc), checked with :func:`~segindex.search.scenes.algebra.check_scene`."""
-    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, VisitError
-
     if not isinstance(text, str) or not text.strip():
         raise QueryError("a scene query must be a non-empty text", position=0)
     try:
@@ -184,13 +183,7 @@ def _seconds(token: Any) -> float:
     return float(re.match(r"\d+(\.\d*)?|\.\d+", str(token)).group())  # type: ignore[union-attr]
 
 
-def _transformer_base() -> Any:
-    from lark import Transformer
-
-    return Transformer
-
-
-class _Build(_transformer_base()):  # type: ignore[misc]
+class _Build(Transformer):  # type: ignore[type-arg]
     """Parse tree -> Expr; a semantic error (e.g. a relation of a part to itself) carries the
     position of the chain it is in."""
 

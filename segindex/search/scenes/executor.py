@@ -1,0 +1,428 @@
+"""Answering a scene query: :func:`search_scenes`.
+
+Candidates. Each Object term becomes one query vector (``Searcher.embed_query``: a text, a new
+image, a region of a new image or an indexed region's stored vector). A region (a video track
+with ``scope="videos"``) can stand for the part when its cosine similarity is at least the term's
+``min_similarity``, else :data:`DEFAULT_MIN_SIMILARITY`, and it passes the term's filters. For
+the parts that say which images can match (positive parts, see
+:mod:`~segindex.search.scenes.algebra`), the vector index gives each part's regions in
+descending similarity (:func:`~segindex.search.rank.rank`, exact under filters), a first batch
+of :data:`FIRST_BATCH`, then doubling.
+
+Exactness (a threshold-algorithm stop rule). An image not yet seen in part ``p``'s list has no
+region more similar to ``p`` than the list's last similarity (its floor); once a list reached
+the threshold (exhausted), an unseen image has no region for ``p`` at all. Replacing each
+positive part by that bound (min over an AND, max over an OR) bounds the score of every image
+not seen yet; an image seen in some list gets a bound from its own best similarities the same
+way. Images whose bound could still reach the top ``k`` are evaluated EXACTLY (every region of
+the image is compared with every part, from the stored vectors, in one SQL read per part); the
+lists deepen until ``k`` evaluated images score above the bound of everything unseen (or every
+list is exhausted). So a part with many matches never drops an image.
+
+Scoring. Each part's similarity is that of the region chosen for it; within a conjunction the
+regions are chosen (distinct regions for distinct parts) to satisfy every relation and to
+maximise the weakest part; the scene's score is the MINIMUM over its positive parts. A soft-AND
+by the minimum means a single strong part cannot carry a scene whose other part is barely
+there (a mean would rank "a perfect dog and something bicycle-ish" above two good matches), and
+it keeps the score on the similarity scale, so it is comparable across queries with more or
+fewer parts. Relations are hard constraints (no soft score). OR takes its best branch; NOT and
+counts that allow zero only remove images; ``COUNT(x) >= n`` scores as its ``n``-th best region
+(all ``n`` must be there); counts count distinct regions above the part's threshold. Ties are
+broken by image id, ascending.
+
+Videos (``scope="videos"``): parts match tracks; a video's score and parts as above, over its
+tracks; spatial relations hold when they hold on one sampled frame both tracks have; ``During``
+and ``Then`` compare the tracks' time spans; the hit's span covers the matched tracks. On images
+``During`` with no minimum overlap (``WITH``) just means both are present; ``Then`` and longer
+``During`` need videos.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from segindex.errors import QueryError
+from segindex.search.conditions import region_where
+from segindex.search.hits import Hit, hit_from_row
+from segindex.search.query import Filters, Query, Term
+from segindex.search.rank import check_k, rank
+from segindex.search.scenes.algebra import (
+    And,
+    Count,
+    During,
+    Expr,
+    Not,
+    Object,
+    Or,
+    Relation,
+    Then,
+    check_scene,
+    conjunct_parts,
+    objects_of,
+    relational,
+)
+from segindex.search.scenes.hits import SceneHit
+from segindex.search.scenes.relations import Geometry, holds, holds_tracks
+from segindex.search.tracks import to_track_hits
+from segindex.store.track_rows import frame_region_ids
+from segindex.validate import choice
+
+__all__ = ["DEFAULT_MIN_SIMILARITY", "FIRST_BATCH", "SCENE_SCOPES", "search_scenes"]
+
+#: similarity a region needs to stand for a part whose Object gives no ``min_similarity``;
+#: text-to-region cosines of CLIP-family embedders are ~0.2-0.35 for a match
+DEFAULT_MIN_SIMILARITY = 0.2
+#: regions asked of the vector index per part at first (then doubling)
+FIRST_BATCH = 64
+SCENE_SCOPES = ("images", "videos")
+NO = -math.inf
+
+
+@dataclass
+class _Part:
+    """One Object's query vector, threshold and (for a positive part) its ranked list so far."""
+
+    obj: Object
+    vector: np.ndarray
+    threshold: float
+    fetched: int = 0
+    exhausted: bool = False
+    floor: float = math.inf
+    best: dict[int, float] = field(default_factory=dict)  # image id -> best similarity seen
+
+    def bound(self, image_id: int | None = None) -> float:
+        """Upper bound of the part's similarity in an image (``None``: one not seen)."""
+        if image_id is not None and image_id in self.best:
+            return self.best[image_id]
+        return NO if self.exhausted else self.floor
+
+
+@dataclass
+class _Match:
+    score: float  # NaN: matched, but adds no score (NOT, counts allowing zero)
+    parts: dict[str, list[Hit]]
+
+
+def search_scenes(
+    expr: Expr,
+    *,
+    searcher: Any,
+    k: int = 20,
+    scope: str = "images",
+    store: Any = None,
+    mirror: Any = None,
+) -> list[SceneHit]:
+    """The ``k`` best images (``scope="videos"``: videos) where ``expr`` holds, best first (the
+    module doc says how candidates are found and scenes scored). ``searcher`` is a
+    :class:`~segindex.search.Searcher`; ``store``/``mirror`` default to its own."""
+    expr = check_scene(expr)
+    k = check_k(k)
+    try:
+        scope = choice("scope", scope, SCENE_SCOPES)
+    except ValueError as e:
+        raise QueryError(str(e)) from None
+    videos = scope == "videos"
+    if not videos:
+        _check_image_relations(expr)
+    run = _Run(searcher, store or searcher.store, mirror or searcher.mirror, videos)
+    return run.search(expr, k)
+
+
+def _check_image_relations(e: Expr) -> None:
+    for rel in _relations(e):
+        if isinstance(rel, Then) or (isinstance(rel, During) and rel.min_overlap_s > 0):
+            raise QueryError(
+                f"{type(rel).__name__} compares times: it needs scope='videos' "
+                "(on images, WITH only means both are present)"
+            )
+
+
+def _relations(e: Expr) -> list[Relation]:
+    if isinstance(e, Relation):
+        return [e]
+    if isinstance(e, (And, Or)):
+        return [r for p in e.parts for r in _relations(p)]
+    if isinstance(e, Not):
+        return _relations(e.part)
+    return []
+
+
+def _positive_objects(e: Expr) -> list[Object]:
+    """The Objects whose lists bound which images can match (see :func:`_bound`)."""
+    if isinstance(e, Object):
+        return [e]
+    if isinstance(e, Count):
+        return [e.term] if e.bounds[0] >= 1 else []
+    if isinstance(e, Or):
+        return [o for p in e.parts for o in _positive_objects(p)]
+    if isinstance(e, And):
+        own = list(conjunct_parts(e).values())
+        return own + [o for p in e.parts if not isinstance(p, Object) for o in _positive_objects(p)]
+    return []
+
+
+def _bound(e: Expr, value: Callable[[Object], float]) -> float:
+    """Upper bound of ``e``'s score given an upper bound of each positive Object's similarity
+    (``-inf``: cannot match; ``+inf``: does not restrict)."""
+    if isinstance(e, Object):
+        return value(e)
+    if isinstance(e, Count):
+        return value(e.term) if e.bounds[0] >= 1 else math.inf
+    if isinstance(e, Or):
+        return max(_bound(p, value) for p in e.parts)
+    if isinstance(e, And):
+        own = [value(o) for o in conjunct_parts(e).values()]
+        rest = [_bound(p, value) for p in e.parts if not isinstance(p, Object)]
+        return min([*own, *rest])
+    return math.inf
+
+
+class _Run:
+    """One scene search: the parts' state, evaluated images, and the caches of one query."""
+
+    def __init__(self, searcher: Any, store: Any, mirror: Any, videos: bool) -> None:
+        self.searcher, self.store, self.mirror, self.videos = searcher, store, mirror, videos
+        self.scope = "tracks" if videos else "regions"
+        self.kind = "track" if videos else "segment"
+        self.parts: dict[int, _Part] = {}  # id(Object) -> part
+        self.geo = Geometry()
+        self.frames: dict[int, dict[int, Hit]] = {}  # track id -> frame index -> region
+
+    def part(self, obj: Object) -> _Part:
+        p = self.parts.get(id(obj))
+        if p is None:
+            term = Term(text=obj.text, image=obj.image, region=obj.region, region_id=obj.region_id)
+            vector, _ = self.searcher.embed_query(Query(terms=(term,)))
+            thr = DEFAULT_MIN_SIMILARITY if obj.min_similarity is None else obj.min_similarity
+            p = self.parts[id(obj)] = _Part(obj, np.asarray(vector, np.float32), thr)
+        return p
+
+    def search(self, expr: Expr, k: int) -> list[SceneHit]:
+        positive = list({id(o): self.part(o) for o in _positive_objects(expr)}.values())
+        for o in objects_of(expr):
+            self.part(o)
+        done: dict[int, SceneHit | None] = {}
+        batch = FIRST_BATCH
+        while True:
+            for p in positive:
+                if not p.exhausted:
+                    self._deepen(p, batch)
+            found = sorted(
+                (h for h in done.values() if h is not None), key=lambda h: (-h.score, h.image_id)
+            )
+            kth = found[k - 1].score if len(found) >= k else NO
+            seen = {i for p in positive for i in p.best} - done.keys()
+
+            def own(image_id: int) -> Callable[[Object], float]:
+                return lambda o: self.parts[id(o)].bound(image_id)
+
+            todo = sorted(i for i in seen if _bound(expr, own(i)) >= max(kth, -1e300))
+            for i, hit in self._evaluate(expr, todo).items():
+                done[i] = hit
+            found = sorted(
+                (h for h in done.values() if h is not None), key=lambda h: (-h.score, h.image_id)
+            )
+            unseen = _bound(expr, lambda o: self.parts[id(o)].bound())
+            if unseen == NO or (len(found) >= k and found[k - 1].score > unseen):
+                return found[:k]
+            batch *= 2
+
+    def _deepen(self, p: _Part, batch: int) -> None:
+        """The next ``batch`` regions of the part's ranked list."""
+        query = Query(
+            terms=(Term(vector=p.vector),),
+            k=batch,
+            offset=p.fetched,
+            scope=self.scope,  # type: ignore[arg-type]
+            filters=p.obj.filters or Filters(),
+            min_similarity=p.threshold,
+            exclude_query_regions=False,
+        )
+        m = self.mirror
+        page = rank(p.vector, query, self.store, m.vectors, m.lock)
+        for h in page.hits:
+            if self.videos or h.frame_index is None:
+                p.best.setdefault(h.image_id, h.similarity)
+        p.fetched += len(page.hits)
+        p.floor = page.hits[-1].similarity if page.hits else p.floor
+        p.exhausted = not page.has_more
+
+    def _evaluate(self, expr: Expr, image_ids: Sequence[int]) -> dict[int, SceneHit | None]:
+        """Exact evaluation of these images: every region of each image against every part."""
+        if not image_ids:
+            return {}
+        sims: dict[int, dict[int, float]] = {}  # id(Object) -> region id -> similarity
+        for key, p in self.parts.items():
+            where = region_where(self.kind, p.obj.filters)
+            ids, _, vecs = self.store.image_region_vectors(list(image_ids), where)
+            s = vecs @ p.vector if len(ids) else np.zeros(0, np.float32)
+            keep = s >= p.threshold - 1e-6
+            sims[key] = dict(zip(ids[keep].tolist(), s[keep].tolist(), strict=True))
+        wanted = sorted({i for d in sims.values() for i in d})
+        rows = self.store.region_rows(wanted)
+        hits = {i: hit_from_row(r, math.nan) for i, r in rows.items()}
+        if self.videos:
+            hits = {h.region_id: h for h in to_track_hits(list(hits.values()), self.store)}
+        per_image: dict[int, dict[int, list[Hit]]] = defaultdict(lambda: defaultdict(list))
+        for key, d in sims.items():
+            for rid, s in d.items():
+                h = hits.get(rid)
+                if h is None or (not self.videos and h.frame_index is not None):
+                    continue
+                copy = _with_similarity(h, s)
+                per_image[h.image_id][key].append(copy)
+        out: dict[int, SceneHit | None] = {}
+        for image_id in image_ids:
+            cands = per_image.get(image_id, {})
+            for lst in cands.values():
+                lst.sort(key=lambda h: (-h.similarity, h.region_id))
+            m = self._eval(expr, cands)
+            out[image_id] = None if m is None else self._hit(image_id, m)
+        return out
+
+    def _hit(self, image_id: int, m: _Match) -> SceneHit:
+        regions = [h for hs in m.parts.values() for h in hs]
+        path = regions[0].image_path if regions else ""
+        if not self.videos:
+            return SceneHit(image_id, path, m.score, "image", m.parts)
+        starts = [getattr(h, "start_s", math.nan) for h in regions]
+        ends = [getattr(h, "end_s", math.nan) for h in regions]
+        return SceneHit(
+            image_id, path, m.score, "video", m.parts, min(starts, default=None),
+            max(ends, default=None),
+        )  # fmt: skip
+
+    # -- evaluation of one image -----------------------------------------------------------
+
+    def _eval(self, e: Expr, cands: dict[int, list[Hit]]) -> _Match | None:
+        if isinstance(e, Object):
+            lst = cands.get(id(e), [])
+            return _Match(lst[0].similarity, {e.part: lst[:1]}) if lst else None
+        if isinstance(e, Count):
+            lst = cands.get(id(e.term), [])
+            lo, hi = e.bounds
+            if not lo <= len(lst) <= hi:
+                return None
+            score = lst[lo - 1].similarity if lo >= 1 else math.nan
+            return _Match(score, {e.term.part: lst[: max(lo, 1)] if lo else lst})
+        if isinstance(e, Not):
+            return None if self._eval(e.part, cands) is not None else _Match(math.nan, {})
+        if isinstance(e, Or):
+            best: _Match | None = None
+            for p in e.parts:
+                m = self._eval(p, cands)
+                if m is not None and (best is None or _better(m.score, best.score)):
+                    best = m
+            return best
+        if isinstance(e, And):
+            return self._eval_and(e, cands)
+        raise QueryError(f"a relation outside a conjunction of its parts: {e!r}")
+
+    def _eval_and(self, e: And, cands: dict[int, list[Hit]]) -> _Match | None:
+        subs: list[_Match] = []
+        for p in e.parts:
+            if isinstance(p, Object) or relational(p):
+                continue
+            m = self._eval(p, cands)
+            if m is None:
+                return None
+            subs.append(m)
+        parts = conjunct_parts(e)
+        constraints = [p for p in e.parts if relational(p)]
+        best = self._assign(list(parts.values()), constraints, cands) if parts else ({}, math.inf)
+        if best is None:
+            return None
+        chosen, score = best
+        merged: dict[str, list[Hit]] = {}
+        for m in subs:
+            merged.update(m.parts)
+            if not math.isnan(m.score):
+                score = min(score, m.score)
+        merged.update({name: [h] for name, h in chosen.items()})
+        return _Match(math.nan if score == math.inf else score, merged)
+
+    def _assign(
+        self, objs: list[Object], constraints: list[Expr], cands: dict[int, list[Hit]]
+    ) -> tuple[dict[str, Hit], float] | None:
+        """Distinct regions for the parts satisfying every constraint, maximising the weakest
+        similarity (branch and bound over the candidates in descending similarity)."""
+        lists = [cands.get(id(o), []) for o in objs]
+        if any(not lst for lst in lists):
+            return None
+        order = sorted(range(len(objs)), key=lambda j: len(lists[j]))
+        names = [objs[j].part for j in order]
+        # a constraint is checked as soon as every part it names is chosen
+        due: list[list[Expr]] = [[] for _ in order]
+        for c in constraints:
+            needed = {n for r in _relations(c) for n in (r.a_name, r.b_name)}
+            due[max(names.index(n) for n in needed)].append(c)
+        best: list[Any] = [None, NO]
+        chosen: dict[str, Hit] = {}
+        used: set[int] = set()
+
+        def walk(depth: int, weakest: float) -> None:
+            if depth == len(order):
+                if weakest > best[1]:
+                    best[0], best[1] = dict(chosen), weakest
+                return
+            for h in lists[order[depth]]:
+                if min(weakest, h.similarity) <= best[1]:
+                    return  # the rest are weaker still
+                if h.region_id in used:
+                    continue
+                chosen[names[depth]] = h
+                if all(self._check(c, chosen) for c in due[depth]):
+                    used.add(h.region_id)
+                    walk(depth + 1, min(weakest, h.similarity))
+                    used.discard(h.region_id)
+                del chosen[names[depth]]
+
+        walk(0, math.inf)
+        if best[0] is None:
+            return None
+        return {o.part: best[0][o.part] for o in objs}, best[1]
+
+    def _check(self, c: Expr, chosen: dict[str, Hit]) -> bool:
+        if isinstance(c, Relation):
+            a, b = chosen[c.a_name], chosen[c.b_name]
+            if self.videos:
+                self._load_frames([a, b])
+                return holds_tracks(c, a, b, self.frames, self.geo)
+            return holds(c, a, b, self.geo)
+        if isinstance(c, And):
+            return all(self._check(p, chosen) for p in c.parts)
+        if isinstance(c, Or):
+            return any(self._check(p, chosen) for p in c.parts)
+        if isinstance(c, Not):
+            return not self._check(c.part, chosen)
+        raise TypeError(f"not a constraint: {c!r}")
+
+    def _load_frames(self, tracks: list[Hit]) -> None:
+        """Per-frame regions of these tracks (one read for those not loaded yet)."""
+        missing = [int(t.track_id) for t in tracks if int(t.track_id or 0) not in self.frames]
+        if not missing:
+            return
+        rows = self.store.region_rows(frame_region_ids(self.store, missing))
+        for t in missing:
+            self.frames[t] = {}
+        for r in rows.values():
+            if r.track_id is not None and r.frame_index is not None:
+                self.frames.setdefault(int(r.track_id), {})[int(r.frame_index)] = hit_from_row(
+                    r, math.nan
+                )
+
+
+def _better(score: float, than: float) -> bool:
+    if math.isnan(than):
+        return not math.isnan(score)
+    return not math.isnan(score) and score > than
+
+
+def _with_similarity(h: Hit, similarity: float) -> Hit:
+    return replace(h, similarity=float(similarity))
