@@ -133,9 +133,9 @@ def holds(rel: Relation, a: Hit, b: Hit, geo: Geometry) -> bool:
     if isinstance(rel, Below):
         return _before(geo, b, a, 1, rel.margin)
     if isinstance(rel, Inside):
-        if a.area <= 0 or _overlap_bound(a, b) < rel.min_fraction * a.area:
+        if a.area <= 0 or _overlap_bound(a, b) / a.area < rel.min_fraction:
             return False
-        return geo.intersection(a, b) >= rel.min_fraction * a.area
+        return geo.intersection(a, b) / a.area >= rel.min_fraction
     if isinstance(rel, Overlaps):
         return _overlaps(rel, a, b, geo)
     if isinstance(rel, Near):
