@@ -31,10 +31,12 @@ from segindex.search.scenes.algebra import (
     Then,
     check_scene,
 )
+from segindex.search.scenes.executor import DEFAULT_MIN_SIMILARITY, search_scenes
 from segindex.search.scenes.hits import SceneHit
 from segindex.search.scenes.parse import looks_like_scene, parse_scene
 
 __all__ = [
+    "DEFAULT_MIN_SIMILARITY",
     "Above",
     "And",
     "Below",
@@ -56,4 +58,5 @@ __all__ = [
     "check_scene",
     "looks_like_scene",
     "parse_scene",
+    "search_scenes",
 ]

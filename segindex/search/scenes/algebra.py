@@ -15,12 +15,15 @@ region. Not, and a Count that allows zero regions, only remove images.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from segindex.errors import ConfigError, QueryError
 from segindex.search.query import Filters, ImageInput, RegionPrompt
 from segindex.validate import choice, fraction, number, optional_integer, optional_number
+
+T = TypeVar("T")
 
 __all__ = [
     "Above",
@@ -46,7 +49,7 @@ __all__ = [
 ]
 
 
-def _q(check, *args, **kw):  # type: ignore[no-untyped-def]
+def _q(check: Callable[..., T], *args: Any, **kw: Any) -> T:
     """A segindex.validate check whose ConfigError becomes a QueryError (a bad query)."""
     try:
         return check(*args, **kw)
@@ -138,7 +141,9 @@ class Object(Expr):
 def _parts(name: str, parts: object) -> tuple[Expr, ...]:
     if isinstance(parts, Expr) or isinstance(parts, str):
         raise QueryError(f"{name} takes a list of terms, got {parts!r}")
-    out = tuple(_expr(p) for p in parts)  # type: ignore[attr-defined]
+    if not isinstance(parts, Iterable):
+        raise QueryError(f"{name} takes a list of terms, got {parts!r}")
+    out = tuple(_expr(p) for p in parts)
     if not out:
         raise QueryError(f"{name} needs at least one term")
     return out

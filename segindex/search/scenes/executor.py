@@ -50,7 +50,7 @@ import numpy as np
 from segindex.errors import QueryError
 from segindex.search.conditions import region_where
 from segindex.search.hits import Hit, hit_from_row
-from segindex.search.query import Filters, Query, Term
+from segindex.search.query import Filters, Query, Scope, Term
 from segindex.search.rank import check_k, rank
 from segindex.search.scenes.algebra import (
     And,
@@ -188,7 +188,7 @@ class _Run:
 
     def __init__(self, searcher: Any, store: Any, mirror: Any, videos: bool) -> None:
         self.searcher, self.store, self.mirror, self.videos = searcher, store, mirror, videos
-        self.scope = "tracks" if videos else "regions"
+        self.scope: Scope = "tracks" if videos else "regions"
         self.kind = "track" if videos else "segment"
         self.parts: dict[int, _Part] = {}  # id(Object) -> part
         self.geo = Geometry()
@@ -239,7 +239,7 @@ class _Run:
             terms=(Term(vector=p.vector),),
             k=batch,
             offset=p.fetched,
-            scope=self.scope,  # type: ignore[arg-type]
+            scope=self.scope,
             filters=p.obj.filters or Filters(),
             min_similarity=p.threshold,
             exclude_query_regions=False,
@@ -405,7 +405,7 @@ class _Run:
 
     def _load_frames(self, tracks: list[Hit]) -> None:
         """Per-frame regions of these tracks (one read for those not loaded yet)."""
-        missing = [int(t.track_id) for t in tracks if int(t.track_id or 0) not in self.frames]
+        missing = [int(t.track_id or 0) for t in tracks if int(t.track_id or 0) not in self.frames]
         if not missing:
             return
         rows = self.store.region_rows(frame_region_ids(self.store, missing))

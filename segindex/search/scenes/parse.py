@@ -156,9 +156,9 @@ def parse_scene(text: str) -> Expr:
             f"unexpected {got}; expected {_expected(e.accepts or e.expected)}", pos
         ) from None
     except UnexpectedCharacters as e:
+        pos = e.pos_in_stream or 0
         raise QueryError(
-            f"unexpected character {text[e.pos_in_stream]!r}; expected {_expected(e.allowed)}",
-            e.pos_in_stream,
+            f"unexpected character {text[pos]!r}; expected {_expected(e.allowed)}", pos
         ) from None
     try:
         expr = _Build().transform(tree)
@@ -180,10 +180,12 @@ def _expected(names: Any) -> str:
 
 
 def _seconds(token: Any) -> float:
-    return float(re.match(r"\d+(\.\d*)?|\.\d+", str(token)).group())  # type: ignore[union-attr]
+    found = re.match(r"\d+(\.\d*)?|\.\d+", str(token))
+    assert found is not None  # the DURATION token starts with a number
+    return float(found.group())
 
 
-class _Build(Transformer):  # type: ignore[type-arg]
+class _Build(Transformer[Any, Any]):
     """Parse tree -> Expr; a semantic error (e.g. a relation of a part to itself) carries the
     position of the chain it is in."""
 
