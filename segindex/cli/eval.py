@@ -164,6 +164,14 @@ def retrieval(
     help="Rank images this way (repeatable) [default: all three].",
 )
 @click.option(
+    "--terms",
+    type=click.Choice(["text", "exemplar"]),
+    default="text",
+    show_default=True,
+    help="Object terms as the query texts, or as image exemplars of each colour (for embedders "
+    "without text, e.g. sam_features).",
+)
+@click.option(
     "-o",
     "--out",
     type=click.Path(path_type=Path),
@@ -179,6 +187,7 @@ def scenes(
     ks: tuple[int, ...],
     min_similarity: float | None,
     methods: tuple[str, ...],
+    terms: str,
     out: Path | None,
     device: str,
     precision: str,
@@ -202,6 +211,7 @@ def scenes(
         ks=ks or SceneEvalOptions().ks,
         min_similarity=min_similarity,
         methods=tuple(dict.fromkeys(methods)) or METHODS,
+        terms=terms,
     )
     with Index.open(index_path, runtime=RuntimeOptions(device=device, precision=precision)) as idx:
         result = evaluate_scenes(idx, data, opts)

@@ -230,6 +230,18 @@ def compose(
     return canvas, placed
 
 
+def exemplar(cls: str, side: int = 48) -> np.ndarray:
+    """An image exemplar of a class: a ``side x side x 3`` uint8 RGB square of its colour (what
+    the index crops of a paste look like, its background filled with the paste's colour)."""
+    from segindex.testing.fakes import PALETTE
+
+    if cls not in CLASSES:
+        raise ValueError(f"class must be one of {list(CLASSES)}, got {cls!r}")
+    out = np.empty((side, side, 3), np.uint8)
+    out[:] = PALETTE[cls]
+    return out
+
+
 def render(spec: dict[str, Any], min_similarity: float | None = None) -> str:
     """The scene-syntax text of a query ``spec``; with ``min_similarity``, every object word
     carries it (``red~0.3``)."""

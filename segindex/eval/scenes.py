@@ -9,6 +9,11 @@ Each query is asked three ways, each giving a ranked list of images:
     first_region  single-region search for the query's first object term
                   (``Index.search(term, scope="regions")``), each image ranked by its best region
 
+With ``terms="exemplar"`` (for embedders without a text side, e.g. ``sam_features``) every object
+term is an image exemplar instead (:func:`~segindex.eval.makeset_scenes.exemplar`, a square of
+the class's colour): the scene query is built with the algebra (``Object(image=..., name=...)``)
+and both baselines search by the first term's exemplar image.
+
 and scored against the set's exact relevant images: average precision (mean over queries: mAP),
 precision@k and recall@k, per query type, with the chance mAP of a random ranking of the set's
 images. Images are matched to the set by file name (relative to the set's ``images`` folder, else
@@ -33,11 +38,13 @@ METHODS: tuple[str, ...] = ("scenes", "whole_image", "first_region")
 class SceneEvalOptions:
     """ks: cut-offs of precision@k / recall@k. min_similarity: given to every object term of the
     compositional queries (``red~0.3``); ``None`` keeps the executor's default. methods: which of
-    :data:`METHODS` to run."""
+    :data:`METHODS` to run. terms: ``text`` (the query texts) or ``exemplar`` (image exemplars
+    of the classes)."""
 
     ks: tuple[int, ...] = (1, 5, 10)
     min_similarity: float | None = None
     methods: tuple[str, ...] = METHODS
+    terms: str = "text"
 
 
 def precision_at_k(rel: np.ndarray, k: int) -> float:
@@ -76,6 +83,31 @@ def first_object(text: str) -> str:
     raise ValueError(f"expected a scene query with a text object term, got {text!r}")
 
 
+def scene_expr(spec: dict[str, Any], min_similarity: float | None = None) -> Any:
+    """The scene query of a set's query ``spec`` built with the algebra, each object term an
+    image exemplar (``Object(image=exemplar(c), name=c)``)."""
+    from segindex.eval.makeset_scenes import RELATIONS, exemplar
+    from segindex.search.scenes import algebra as al
+
+    def term(c: str) -> Any:
+        return al.Object(image=exemplar(c), name=c, min_similarity=min_similarity)
+
+    relation = {"left_of": al.LeftOf, "right_of": al.RightOf, "above": al.Above,
+                "below": al.Below, "inside": al.Inside, "overlaps": al.Overlaps,
+                "near": al.Near, "larger_than": al.LargerThan}  # fmt: skip
+    t, a = spec["type"], term(spec["a"])
+    b = term(spec["b"]) if spec.get("b") is not None else None
+    if t in RELATIONS and b is not None:
+        return a & b & relation[t](a.part, b.part)
+    if t.startswith("count_"):
+        bound = {"count_ge": "at_least", "count_eq": "exactly", "count_le": "at_most"}[t]
+        count = al.Count(a, **{bound: spec["n"]})
+        return count if b is None else b & count
+    if b is not None and t in ("and", "or", "and_not"):
+        return {"and": a & b, "or": a | b, "and_not": a & ~b}[t]
+    raise ValueError(f"expected a query spec of the compositional set, got {spec!r}")
+
+
 def evaluate_scenes(
     index: Any,
     scene_set: dict[str, Any],
@@ -92,6 +124,8 @@ def evaluate_scenes(
     unknown = [m for m in opts.methods if m not in METHODS]
     if unknown or not opts.methods:
         raise ConfigError(f"methods must be some of {list(METHODS)}, got {list(opts.methods)}")
+    if opts.terms not in ("text", "exemplar"):
+        raise ConfigError(f"terms must be 'text' or 'exemplar', got {opts.terms!r}")
     if "scenes" in opts.methods and not hasattr(index, "search_scenes"):
         raise ConfigError("this segindex has no compositional search (Index.search_scenes)")
     root = Path(scene_set["images_root"]).resolve()
@@ -144,7 +178,8 @@ def evaluate_scenes(
             "ks": list(ks),
             "min_similarity": opts.min_similarity,
             "methods": list(opts.methods),
-        },  # fmt: skip
+            "terms": opts.terms,
+        },
         "images": {"indexed": len(indexed), "in_set": n_set, "matched": matched},
         "summary": summary,
         "per_type": [*per_type, overall],
@@ -170,16 +205,22 @@ def _ranked(
     name_of: dict[int, str],
 ) -> list[str]:
     """The images ``method`` ranks for query ``q``, best first, as set file names."""
-    from segindex.eval.makeset_scenes import render
+    from segindex.eval.makeset_scenes import exemplar, render
 
     if method == "scenes":
-        text = render(q["spec"], opts.min_similarity)
-        hits = index.search_scenes(text, k=n_images)
+        if opts.terms == "exemplar":
+            query: Any = scene_expr(q["spec"], opts.min_similarity)
+        else:
+            query = render(q["spec"], opts.min_similarity)
+        hits = index.search_scenes(query, k=n_images)
         return [name_of.get(int(h.image_id), h.image_path) for h in hits]
-    if method == "whole_image":
-        hits = index.search(q["text"], scope="images", k=n_images)
+    scope, k = ("images", n_images) if method == "whole_image" else ("regions", n_regions)
+    if opts.terms == "exemplar":
+        hits = index.search(image=exemplar(first_object(q["text"])), scope=scope, k=k)
+    elif method == "whole_image":
+        hits = index.search(q["text"], scope=scope, k=k)
     else:
-        hits = index.search(first_object(q["text"]), scope="regions", k=n_regions)
+        hits = index.search(first_object(q["text"]), scope=scope, k=k)
     out: list[str] = []
     for h in hits:
         name = name_of.get(int(h.image_id), h.image_path)

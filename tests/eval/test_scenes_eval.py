@@ -233,6 +233,11 @@ def test_compositional_search_is_exact_with_the_oracle(
     assert not bad
     assert s["scenes_map"] == pytest.approx(1.0) and s["scenes_errors"] == 0
     assert all(q["scenes_r_precision"] == 1.0 for q in r["queries"])
+    # image exemplars instead of texts (what an embedder without text gets): exact too
+    opts = SceneEvalOptions(terms="exemplar", ks=(5,))
+    ex = evaluate_scenes(idx, load_scene_set(scene_set["out"]), opts)["summary"]
+    assert ex["scenes_map"] == pytest.approx(1.0) and ex["scenes_errors"] == 0
+    assert ex["whole_image_map"] < 0.6 and ex["first_region_map"] < 0.7
     assert s["whole_image_map"] < 0.6 and s["first_region_map"] < 0.7
 
 
@@ -259,7 +264,7 @@ def test_cli_make_set_compositional_and_eval_scenes(tmp_path: Path) -> None:
     text = run(*base, "-k", "3", "-o", str(tmp_path / "rep"))
     assert "| type | queries | n_relevant | chance_ap | whole_image_ap |" in text
     assert "whole_image_precision@3" in text
-    data = json.loads(run(*base, "--json"))
+    data = json.loads(run(*base, "--json", "--terms", "exemplar"))
     assert data["images"]["matched"] == 12 and data["summary"]["whole_image_map"] is not None
     assert json.loads((tmp_path / "rep" / "result.json").read_text())["kind"] == "scenes"
     res = CliRunner().invoke(main, ["eval", "make-set", str(tmp_path / "x"), "--compositional",
