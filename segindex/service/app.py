@@ -33,6 +33,7 @@ BODY_SLACK = 64 * 1024  # multipart headers and the JSON query field around an u
 
 def build_app(index: Index, settings: ServiceSettings) -> FastAPI:
     from segindex.service.routes_data import router as data_router
+    from segindex.service.routes_scenes import router as scenes_router
     from segindex.service.routes_search import router as search_router
     from segindex.service.routes_video import router as video_router
 
@@ -47,6 +48,7 @@ def build_app(index: Index, settings: ServiceSettings) -> FastAPI:
     )
     app.state.index = index
     app.state.settings = settings
+    app.include_router(scenes_router)
     app.include_router(search_router)
     app.include_router(data_router)
     app.include_router(video_router)

@@ -179,3 +179,76 @@ def _rle_counts(s: str) -> list[int]:
             x += counts[-2]
         counts.append(x)
     return counts
+
+
+# -- scene queries (POST /search/scenes) ------------------------------------------------------
+
+
+class ScenesIn(_Strict):
+    """A scene query in the text syntax of docs/scenes.md, e.g. ``"dog LEFT OF bicycle"`` or
+    ``"COUNT(person) >= 3 AND NOT car"``."""
+
+    query: str = Field(
+        ...,
+        min_length=1,
+        max_length=4000,
+        description="the scene query text",
+        examples=["red LEFT OF blue"],
+    )
+    k: int = Field(20, ge=1, description="number of hits (images or video spans)")
+    scope: Literal["images", "videos"] = Field(
+        "images", description="images, or video spans (parts are then tracks)"
+    )
+
+
+class _Open(BaseModel):
+    """A documented response object that passes on any further field it is given."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ScenePartOut(_Open):
+    """A region (or, for videos, a track) that satisfied a named part, as in ``POST /search``'s
+    hits: with its COCO RLE mask and the URLs of its pictures."""
+
+    region_id: int
+    image_id: int
+    image_path: str
+    kind: str
+    label: str
+    score: float
+    bbox: list[float] = Field(description="x0, y0, x1, y1 pixels (x1/y1 exclusive)")
+    rle: dict[str, object] = Field(description="COCO compressed RLE of the mask")
+    similarity: float | None = None
+    track_id: int | None = None
+    urls: dict[str, str] = Field(default_factory=dict)
+
+
+class SceneHitOut(_Open):
+    """An image (or a video time span) and the regions or tracks that satisfied each named part
+    of the query."""
+
+    image_id: int
+    image_path: str
+    score: float | None = Field(description="the scene's score, higher is better")
+    kind: Literal["image", "video"]
+    parts: dict[str, list[ScenePartOut]] = Field(description="part name -> its regions/tracks")
+    start_s: float | None = Field(None, description="videos: start of the span (seconds)")
+    end_s: float | None = Field(None, description="videos: end of the span (seconds)")
+    urls: dict[str, str] = Field(default_factory=dict)
+
+
+class ScenesOut(BaseModel):
+    hits: list[SceneHitOut]
+    took_ms: float | None = None
+
+
+class SceneQueryErrorOut(BaseModel):
+    """A scene query that does not parse (or names a part it does not define)."""
+
+    error: str
+    status: int = 422
+    detail: str = Field(description="what was expected and what came")
+    position: int | None = Field(
+        None, description="0-based character offset of the query text where it went wrong"
+    )
