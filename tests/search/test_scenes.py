@@ -266,13 +266,13 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def test_deepening_finds_every_image(many, monkeypatch):
     calls = []
-    real = executor.rank
+    real = executor._Run._deepen
 
-    def counting(*args: Any, **kw: Any) -> Any:
-        calls.append(args[1].k)
-        return real(*args, **kw)
+    def counting(self: Any, part: Any, batch: int) -> None:
+        calls.append(batch)
+        real(self, part, batch)
 
-    monkeypatch.setattr(executor, "rank", counting)
+    monkeypatch.setattr(executor._Run, "_deepen", counting)
     wide = many.search_scenes("blue LEFT OF red", k=20)
     assert names(wide) == [f"m{i:02d}" for i in range(0, 30, 3)]  # most red first
     monkeypatch.setattr(executor, "FIRST_BATCH", 1)

@@ -6,8 +6,8 @@ with ``scope="videos"``) can stand for the part when its cosine similarity is at
 ``min_similarity``, else :data:`DEFAULT_MIN_SIMILARITY`, and it passes the term's filters. For
 the parts that say which images can match (positive parts, see
 :mod:`~segindex.search.scenes.algebra`), the vector index gives each part's regions in
-descending similarity (:func:`~segindex.search.rank.rank`, exact under filters), a first batch
-of :data:`FIRST_BATCH`, then doubling.
+descending similarity (under the part's filters, as every filtered search), a first batch
+of ``max(FIRST_BATCH, 2 k)``, then doubling.
 
 Exactness (a threshold-algorithm stop rule). An image not yet seen in part ``p``'s list has no
 region more similar to ``p`` than the list's last similarity (its floor); once a list reached
@@ -46,12 +46,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 
 from segindex.errors import QueryError
 from segindex.search.conditions import region_where
 from segindex.search.hits import Hit, hit_from_row
-from segindex.search.query import Filters, Query, Scope, Term
-from segindex.search.rank import check_k, rank
+from segindex.search.query import Query, Term
+from segindex.search.rank import check_k
 from segindex.search.scenes.algebra import (
     And,
     Count,
@@ -70,6 +71,7 @@ from segindex.search.scenes.algebra import (
 from segindex.search.scenes.hits import SceneHit
 from segindex.search.scenes.relations import Geometry, holds, holds_tracks
 from segindex.search.tracks import to_track_hits
+from segindex.store.schema import regions
 from segindex.store.track_rows import frame_region_ids
 from segindex.validate import choice
 
@@ -95,6 +97,7 @@ class _Part:
     exhausted: bool = False
     floor: float = math.inf
     best: dict[int, float] = field(default_factory=dict)  # image id -> best similarity seen
+    owners: dict[int, int] = field(default_factory=dict)  # region id -> image id, as read
 
     def bound(self, image_id: int | None = None) -> float:
         """Upper bound of the part's similarity in an image (``None``: one not seen)."""
@@ -188,7 +191,6 @@ class _Run:
 
     def __init__(self, searcher: Any, store: Any, mirror: Any, videos: bool) -> None:
         self.searcher, self.store, self.mirror, self.videos = searcher, store, mirror, videos
-        self.scope: Scope = "tracks" if videos else "regions"
         self.kind = "track" if videos else "segment"
         self.parts: dict[int, _Part] = {}  # id(Object) -> part
         self.geo = Geometry()
@@ -204,65 +206,86 @@ class _Run:
         return p
 
     def search(self, expr: Expr, k: int) -> list[SceneHit]:
+        """Deepen the positive parts' lists and evaluate seen images, best bound first, until
+        the top ``k`` is certain (see the module doc)."""
         positive = list({id(o): self.part(o) for o in _positive_objects(expr)}.values())
         for o in objects_of(expr):
             self.part(o)
         done: dict[int, SceneHit | None] = {}
-        batch = FIRST_BATCH
+        found: list[SceneHit] = []
+        batch = max(FIRST_BATCH, 2 * k)
+        chunk = max(32, 2 * k)
         while True:
             for p in positive:
                 if not p.exhausted:
                     self._deepen(p, batch)
-            found = sorted(
-                (h for h in done.values() if h is not None), key=lambda h: (-h.score, h.image_id)
-            )
-            kth = found[k - 1].score if len(found) >= k else NO
-            seen = {i for p in positive for i in p.best} - done.keys()
-
-            def own(image_id: int) -> Callable[[Object], float]:
-                return lambda o: self.parts[id(o)].bound(image_id)
-
-            todo = sorted(i for i in seen if _bound(expr, own(i)) >= max(kth, -1e300))
-            for i, hit in self._evaluate(expr, todo).items():
-                done[i] = hit
-            found = sorted(
-                (h for h in done.values() if h is not None), key=lambda h: (-h.score, h.image_id)
-            )
             unseen = _bound(expr, lambda o: self.parts[id(o)].bound())
-            if unseen == NO or (len(found) >= k and found[k - 1].score > unseen):
+            bounds = {
+                i: _bound(expr, self._image_bound(i))
+                for i in {i for p in positive for i in p.best}
+                if i not in done
+            }
+            # evaluate the seen images that could beat both the k-th found and every unseen
+            # image, best bound first; those at or below the unseen bound wait for deeper lists
+            # (their bound only falls)
+            order = sorted((b, i) for i, b in bounds.items() if b > NO)
+            order.sort(key=lambda bi: (-bi[0], bi[1]))
+            while order:
+                kth = found[k - 1].score if len(found) >= k else NO
+                if order[0][0] < kth or (order[0][0] <= unseen and unseen > NO):
+                    break
+                take, order = order[:chunk], order[chunk:]
+                done.update(self._evaluate(expr, sorted(i for _, i in take)))
+                found = sorted(
+                    (h for h in done.values() if h is not None),
+                    key=lambda h: (-h.score, h.image_id),
+                )
+            certain = len(found) >= k and found[k - 1].score > unseen
+            if unseen == NO or certain:
                 return found[:k]
             batch *= 2
 
+    def _image_bound(self, image_id: int) -> Callable[[Object], float]:
+        return lambda o: self.parts[id(o)].bound(image_id)
+
     def _deepen(self, p: _Part, batch: int) -> None:
-        """The next ``batch`` regions of the part's ranked list."""
-        query = Query(
-            terms=(Term(vector=p.vector),),
-            k=batch,
-            offset=p.fetched,
-            scope=self.scope,
-            filters=p.obj.filters or Filters(),
-            min_similarity=p.threshold,
-            exclude_query_regions=False,
-        )
-        m = self.mirror
-        page = rank(p.vector, query, self.store, m.vectors, m.lock)
-        for h in page.hits:
-            if self.videos or h.frame_index is None:
-                p.best.setdefault(h.image_id, h.similarity)
-        p.fetched += len(page.hits)
-        p.floor = page.hits[-1].similarity if page.hits else p.floor
-        p.exhausted = not page.has_more
+        """``batch`` more of the part's ranked list: the vector index under the part's filters
+        (the store's cached allowed ids, as every filtered search), then each new region's
+        image in one read of (id, image id) pairs."""
+        allowed = self.store.filtered_region_ids(region_where(self.kind, p.obj.filters))
+        vectors = self.mirror.vectors
+        with self.mirror.lock:  # the count and the search see the same state of the index
+            total = vectors.ntotal if allowed is None else min(len(allowed), vectors.ntotal)
+            fetch = min(p.fetched + batch, total)
+            if fetch == 0:
+                p.exhausted = True
+                return
+            sims, ids = vectors.search(p.vector[None], fetch, allowed_ids=allowed)
+        got = [(int(i), float(x)) for i, x in zip(ids[0], sims[0], strict=True) if i >= 0]
+        new = [i for i, x in got if x >= p.threshold and i not in p.owners]
+        p.owners.update(region_images(self.store, new))
+        for i, x in got:
+            if x >= p.threshold and i in p.owners:
+                p.best.setdefault(p.owners[i], x)
+        p.fetched = max(p.fetched, len(got))
+        p.floor = got[-1][1] if got else NO
+        p.exhausted = len(got) < fetch or fetch >= total or p.floor < p.threshold
 
     def _evaluate(self, expr: Expr, image_ids: Sequence[int]) -> dict[int, SceneHit | None]:
         """Exact evaluation of these images: every region of each image against every part."""
         if not image_ids:
             return {}
+        # every region of the images in ONE read (by image id: a read filtered by kind or
+        # label in SQL walks that column's index instead); each part keeps the regions of its
+        # kind and filters: the store's cached set of allowed ids, as the vector search uses
+        ids, _, vecs = self.store.image_region_vectors(list(image_ids))
         sims: dict[int, dict[int, float]] = {}  # id(Object) -> region id -> similarity
         for key, p in self.parts.items():
-            where = region_where(self.kind, p.obj.filters)
-            ids, _, vecs = self.store.image_region_vectors(list(image_ids), where)
+            allowed = self.store.filtered_region_ids(region_where(self.kind, p.obj.filters))
             s = vecs @ p.vector if len(ids) else np.zeros(0, np.float32)
             keep = s >= p.threshold - 1e-6
+            if allowed is not None:
+                keep &= _members(ids, allowed)
             sims[key] = dict(zip(ids[keep].tolist(), s[keep].tolist(), strict=True))
         wanted = sorted({i for d in sims.values() for i in d})
         rows = self.store.region_rows(wanted)
@@ -416,6 +439,23 @@ class _Run:
                 self.frames.setdefault(int(r.track_id), {})[int(r.frame_index)] = hit_from_row(
                     r, math.nan
                 )
+
+
+def region_images(store: Any, ids: Sequence[int]) -> dict[int, int]:
+    """``region id -> image id`` of the regions that exist, in ONE query (no mask, no vector)."""
+    if not ids:
+        return {}
+    stmt = select(regions.c.id, regions.c.image_id).where(regions.c.id.in_([int(i) for i in ids]))
+    with store.engine.connect() as conn:
+        return {int(r.id): int(r.image_id) for r in conn.execute(stmt)}
+
+
+def _members(ids: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Which of ``ids`` are in the sorted array ``allowed``."""
+    if len(allowed) == 0:
+        return np.zeros(len(ids), bool)
+    at = np.minimum(np.searchsorted(allowed, ids), len(allowed) - 1)
+    return allowed[at] == ids
 
 
 def _better(score: float, than: float) -> bool:
