@@ -7,7 +7,7 @@ with ``scope="videos"``) can stand for the part when its cosine similarity is at
 the parts that say which images can match (positive parts, see
 :mod:`~segindex.search.scenes.algebra`), the vector index gives each part's regions in
 descending similarity (under the part's filters, as every filtered search), a first batch
-of ``max(FIRST_BATCH, 2 k)``, then doubling.
+of ``max(FIRST_BATCH, 2 k)``, then four times deeper each round.
 
 Exactness (a threshold-algorithm stop rule). An image not yet seen in part ``p``'s list has no
 region more similar to ``p`` than the list's last similarity (its floor); once a list reached
@@ -98,6 +98,7 @@ class _Part:
     floor: float = math.inf
     best: dict[int, float] = field(default_factory=dict)  # image id -> best similarity seen
     owners: dict[int, int] = field(default_factory=dict)  # region id -> image id, as read
+    allowed: np.ndarray | None = None  # the ids of its kind passing its filters
 
     def bound(self, image_id: int | None = None) -> float:
         """Upper bound of the part's similarity in an image (``None``: one not seen)."""
@@ -170,20 +171,25 @@ def _positive_objects(e: Expr) -> list[Object]:
     return []
 
 
-def _bound(e: Expr, value: Callable[[Object], float]) -> float:
-    """Upper bound of ``e``'s score given an upper bound of each positive Object's similarity
-    (``-inf``: cannot match; ``+inf``: does not restrict)."""
+Value = Callable[[Object], float]
+
+
+def _bound_of(e: Expr) -> Callable[[Value], float]:
+    """``e``'s score bound as a function of a bound of each positive Object's similarity
+    (``-inf``: cannot match; ``+inf``: does not restrict), compiled once per query."""
     if isinstance(e, Object):
-        return value(e)
+        return lambda value: value(e)
     if isinstance(e, Count):
-        return value(e.term) if e.bounds[0] >= 1 else math.inf
+        term = e.term
+        return (lambda value: value(term)) if e.bounds[0] >= 1 else (lambda value: math.inf)
     if isinstance(e, Or):
-        return max(_bound(p, value) for p in e.parts)
+        subs = [_bound_of(p) for p in e.parts]
+        return lambda value: max(f(value) for f in subs)
     if isinstance(e, And):
-        own = [value(o) for o in conjunct_parts(e).values()]
-        rest = [_bound(p, value) for p in e.parts if not isinstance(p, Object)]
-        return min([*own, *rest])
-    return math.inf
+        own = list(conjunct_parts(e).values())
+        rest = [_bound_of(p) for p in e.parts if not isinstance(p, Object)]
+        return lambda value: min([*(value(o) for o in own), *(f(value) for f in rest)])
+    return lambda value: math.inf
 
 
 class _Run:
@@ -195,6 +201,7 @@ class _Run:
         self.parts: dict[int, _Part] = {}  # id(Object) -> part
         self.geo = Geometry()
         self.frames: dict[int, dict[int, Hit]] = {}  # track id -> frame index -> region
+        self._splits: dict[int, tuple[dict[str, Object], list[Expr], list[Expr]]] = {}
 
     def part(self, obj: Object) -> _Part:
         p = self.parts.get(id(obj))
@@ -203,6 +210,7 @@ class _Run:
             vector, _ = self.searcher.embed_query(Query(terms=(term,)))
             thr = DEFAULT_MIN_SIMILARITY if obj.min_similarity is None else obj.min_similarity
             p = self.parts[id(obj)] = _Part(obj, np.asarray(vector, np.float32), thr)
+            p.allowed = self.store.filtered_region_ids(region_where(self.kind, obj.filters))
         return p
 
     def search(self, expr: Expr, k: int) -> list[SceneHit]:
@@ -211,6 +219,7 @@ class _Run:
         positive = list({id(o): self.part(o) for o in _positive_objects(expr)}.values())
         for o in objects_of(expr):
             self.part(o)
+        bound = _bound_of(expr)
         done: dict[int, SceneHit | None] = {}
         found: list[SceneHit] = []
         batch = max(FIRST_BATCH, 2 * k)
@@ -219,9 +228,9 @@ class _Run:
             for p in positive:
                 if not p.exhausted:
                     self._deepen(p, batch)
-            unseen = _bound(expr, lambda o: self.parts[id(o)].bound())
+            unseen = bound(lambda o: self.parts[id(o)].bound())
             bounds = {
-                i: _bound(expr, self._image_bound(i))
+                i: bound(self._image_bound(i))
                 for i in {i for p in positive for i in p.best}
                 if i not in done
             }
@@ -243,7 +252,7 @@ class _Run:
             certain = len(found) >= k and found[k - 1].score > unseen
             if unseen == NO or certain:
                 return found[:k]
-            batch *= 2
+            batch *= 4
 
     def _image_bound(self, image_id: int) -> Callable[[Object], float]:
         return lambda o: self.parts[id(o)].bound(image_id)
@@ -252,7 +261,7 @@ class _Run:
         """``batch`` more of the part's ranked list: the vector index under the part's filters
         (the store's cached allowed ids, as every filtered search), then each new region's
         image in one read of (id, image id) pairs."""
-        allowed = self.store.filtered_region_ids(region_where(self.kind, p.obj.filters))
+        allowed = p.allowed
         vectors = self.mirror.vectors
         with self.mirror.lock:  # the count and the search see the same state of the index
             total = vectors.ntotal if allowed is None else min(len(allowed), vectors.ntotal)
@@ -281,11 +290,10 @@ class _Run:
         ids, _, vecs = self.store.image_region_vectors(list(image_ids))
         sims: dict[int, dict[int, float]] = {}  # id(Object) -> region id -> similarity
         for key, p in self.parts.items():
-            allowed = self.store.filtered_region_ids(region_where(self.kind, p.obj.filters))
             s = vecs @ p.vector if len(ids) else np.zeros(0, np.float32)
             keep = s >= p.threshold - 1e-6
-            if allowed is not None:
-                keep &= _members(ids, allowed)
+            if p.allowed is not None:
+                keep &= _members(ids, p.allowed)
             sims[key] = dict(zip(ids[keep].tolist(), s[keep].tolist(), strict=True))
         wanted = sorted({i for d in sims.values() for i in d})
         rows = self.store.region_rows(wanted)
@@ -348,16 +356,13 @@ class _Run:
         raise QueryError(f"a relation outside a conjunction of its parts: {e!r}")
 
     def _eval_and(self, e: And, cands: dict[int, list[Hit]]) -> _Match | None:
+        parts, constraints, others = self._split(e)
         subs: list[_Match] = []
-        for p in e.parts:
-            if isinstance(p, Object) or relational(p):
-                continue
+        for p in others:
             m = self._eval(p, cands)
             if m is None:
                 return None
             subs.append(m)
-        parts = conjunct_parts(e)
-        constraints = [p for p in e.parts if relational(p)]
         best = self._assign(list(parts.values()), constraints, cands) if parts else ({}, math.inf)
         if best is None:
             return None
@@ -369,6 +374,15 @@ class _Run:
                 score = min(score, m.score)
         merged.update({name: [h] for name, h in chosen.items()})
         return _Match(math.nan if score == math.inf else score, merged)
+
+    def _split(self, e: And) -> tuple[dict[str, Object], list[Expr], list[Expr]]:
+        """A conjunction's parts, its constraints (relations only) and its other terms."""
+        found = self._splits.get(id(e))
+        if found is None:
+            constraints = [p for p in e.parts if relational(p)]
+            others = [p for p in e.parts if not isinstance(p, Object) and not relational(p)]
+            found = self._splits[id(e)] = (conjunct_parts(e), constraints, others)
+        return found
 
     def _assign(
         self, objs: list[Object], constraints: list[Expr], cands: dict[int, list[Hit]]
