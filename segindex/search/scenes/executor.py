@@ -15,7 +15,7 @@ the threshold (exhausted), an unseen image has no region for ``p`` at all. Repla
 positive part by that bound (min over an AND, max over an OR) bounds the score of every image
 not seen yet; an image seen in some list gets a bound from its own best similarities the same
 way. Images whose bound could still reach the top ``k`` are evaluated EXACTLY (every region of
-the image is compared with every part, from the stored vectors, in one SQL read per part); the
+the image is compared with every part, from the stored vectors, read once per batch); the
 lists deepen until ``k`` evaluated images score above the bound of everything unseen (or every
 list is exhausted). So a part with many matches never drops an image.
 
