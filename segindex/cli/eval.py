@@ -251,7 +251,8 @@ def scenes(
     "--compositional",
     is_flag=True,
     help="Write colour-shape composites, per-paste GT and scene queries with their exact "
-    "relevant images instead (for `eval scenes`).",
+    "relevant images instead (for `eval scenes`); with --video, clips of coloured squares "
+    "(64x96, 4 fps, 8 s) and queries over time (WITH, DURING, THEN).",
 )
 @click.option(
     "--queries-per-type",
@@ -277,11 +278,10 @@ def make_set(
 ) -> None:
     """Write a seeded copy-paste evaluation set (images + COCO panoptic and instance GT) to OUT;
     with --video, seeded clips (FFV1 .mkv) and their YouTube-VIS ground truth; with
-    --compositional, colour-shape composites and scene queries (scenes.json) for `eval scenes`."""
+    --compositional, colour-shape composites (and --video: clips) and scene queries
+    (scenes.json) for `eval scenes`."""
     from segindex.errors import ConfigError
 
-    if video and compositional:
-        raise ConfigError("give at most one of --video and --compositional")
     size = size or ("120x160" if video else "128x160" if compositional else "256x320")
     try:
         h, w = (int(v) for v in size.lower().split("x"))
@@ -291,6 +291,19 @@ def make_set(
         raise ConfigError(f"--size must be at least 32x32 and --max-objects >= 1, got {size!r}")
     if max_distractors < 0:
         raise ConfigError(f"--max-distractors must be >= 0, got {max_distractors}")
+    if compositional and video:
+        from segindex.eval.makeset_scenes_video import make_video_scene_set
+
+        info = make_video_scene_set(out, n=n, seed=seed, per_type=queries_per_type)
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+            return
+        types = ", ".join(f"{k} {v}" for k, v in info["query_types"].items())
+        click.echo(f"wrote {info['videos']} clips, {info['tracks']} tracks, {info['queries']} "
+                   f"queries ({types}) to {out}")  # fmt: skip
+        click.echo(f"  YouTube-VIS GT:  {info['gt']}")
+        click.echo(f"  queries:         {info['scenes']}")
+        return
     if compositional:
         from segindex.eval.makeset_scenes import make_scene_set
 

@@ -9,7 +9,8 @@
                   (cutouts: source instances, distractors, backgrounds; augment: per paste)
     makeset_video seeded clips of moving cut-outs (FFV1) with YouTube-VIS ground truth
     makeset_scenes seeded colour-shape composites with per-paste masks and scene queries whose
-                  relevant images come from brute-force relations
+                  relevant images come from brute-force relations (makeset_scenes_video: clips
+                  of coloured tracks with known spans, queries over time)
     scenes        compositional search (Index.search_scenes) vs whole-image and single-region
                   baselines: mAP, precision@k, recall@k per query type
     tracking      video tracking: DAVIS J/F/J&F per object, HOTA, IDF1, ID switches; trackers

@@ -378,7 +378,8 @@ def make_scene_set(
 
 def load_scene_set(root: str | Path) -> dict[str, Any]:
     """``scenes.json`` of a set written by :func:`make_scene_set` (``root``: its folder or the
-    file), with ``root`` and ``images_root`` added."""
+    file; a video set's too), with ``root`` and ``images_root`` (the folder of its images or
+    videos) added."""
     path = Path(root)
     if path.is_dir():
         path = path / "scenes.json"
@@ -386,7 +387,7 @@ def load_scene_set(root: str | Path) -> dict[str, Any]:
         raise ConfigError(f"expected a compositional set (scenes.json) at {root}, found none")
     data: dict[str, Any] = json.loads(path.read_text())
     data["root"] = str(path.parent)
-    data["images_root"] = str(path.parent / "images")
+    data["images_root"] = str(path.parent / data["info"].get("media", "images"))
     return data
 
 

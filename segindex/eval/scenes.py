@@ -9,6 +9,10 @@ Each query is asked three ways, each giving a ranked list of images:
     first_region  single-region search for the query's first object term
                   (``Index.search(term, scope="regions")``), each image ranked by its best region
 
+A video set (:mod:`.makeset_scenes_video`, ``scope`` ``videos``) is searched with
+``scope="videos"``; its baselines rank each clip by its best whole sampled frame
+(``scope="images"``) and by its best track (``scope="tracks"``).
+
 With ``terms="exemplar"`` (for embedders without a text side, e.g. ``sam_features``) every object
 term is an image exemplar instead (:func:`~segindex.eval.makeset_scenes.exemplar`, a square of
 the class's colour): the scene query is built with the algebra (``Object(image=..., name=...)``)
@@ -87,6 +91,7 @@ def scene_expr(spec: dict[str, Any], min_similarity: float | None = None) -> Any
     """The scene query of a set's query ``spec`` built with the algebra, each object term an
     image exemplar (``Object(image=exemplar(c), name=c)``)."""
     from segindex.eval.makeset_scenes import RELATIONS, exemplar
+    from segindex.eval.makeset_scenes_video import DURING_S, VIDEO_TYPES, WITHIN_S
     from segindex.search.scenes import algebra as al
 
     def term(c: str) -> Any:
@@ -99,6 +104,14 @@ def scene_expr(spec: dict[str, Any], min_similarity: float | None = None) -> Any
     b = term(spec["b"]) if spec.get("b") is not None else None
     if t in RELATIONS and b is not None:
         return a & b & relation[t](a.part, b.part)
+    if t in VIDEO_TYPES and b is not None:
+        during = al.During(a.part, b.part, min_overlap_s=0.0 if t == "with" else DURING_S)
+        if t == "then":
+            return a & b & al.Then(a.part, b.part, within_s=WITHIN_S)
+        if t == "during_then":
+            c = term(spec["c"])
+            return a & b & during & c & al.Then(b.part, c.part, within_s=WITHIN_S)
+        return a & b & during
     if t.startswith("count_"):
         bound = {"count_ge": "at_least", "count_eq": "exactly", "count_le": "at_most"}[t]
         count = al.Count(a, **{bound: spec["n"]})
@@ -129,6 +142,7 @@ def evaluate_scenes(
     if "scenes" in opts.methods and not hasattr(index, "search_scenes"):
         raise ConfigError("this segindex has no compositional search (Index.search_scenes)")
     root = Path(scene_set["images_root"]).resolve()
+    videos = scene_set["info"].get("scope") == "videos"
     n_set = int(scene_set["info"]["n"])
     indexed = index.store.indexed_images()
     name_of = {int(r.id): _set_name(r.path, root) for r in indexed}
@@ -145,7 +159,7 @@ def evaluate_scenes(
                                "n_relevant": len(relevant), "chance_ap": chance}  # fmt: skip
         for method in opts.methods:
             try:
-                ranked = _ranked(index, method, q, opts, n_images, n_regions, name_of)
+                ranked = _ranked(index, method, q, opts, (n_images, n_regions), name_of, videos)
             except Exception as e:  # a query the executor refuses scores 0 and says why
                 from segindex.errors import SegindexError
 
@@ -200,21 +214,28 @@ def _ranked(
     method: str,
     q: dict[str, Any],
     opts: SceneEvalOptions,
-    n_images: int,
-    n_regions: int,
+    sizes: tuple[int, int],
     name_of: dict[int, str],
+    videos: bool = False,
 ) -> list[str]:
-    """The images ``method`` ranks for query ``q``, best first, as set file names."""
+    """The images (videos) ``method`` ranks for query ``q``, best first, as set file names.
+    ``sizes``: how many images (videos) and regions are indexed."""
     from segindex.eval.makeset_scenes import exemplar, render
+    from segindex.eval.makeset_scenes_video import render_video
 
+    n_images, n_regions = sizes
     if method == "scenes":
         if opts.terms == "exemplar":
             query: Any = scene_expr(q["spec"], opts.min_similarity)
+        elif videos:
+            query = render_video(q["spec"], opts.min_similarity)
         else:
             query = render(q["spec"], opts.min_similarity)
-        hits = index.search_scenes(query, k=n_images)
+        hits = index.search_scenes(query, k=n_images, scope="videos" if videos else "images")
         return [name_of.get(int(h.image_id), h.image_path) for h in hits]
-    scope, k = ("images", n_images) if method == "whole_image" else ("regions", n_regions)
+    # videos: whole sampled frames, and tracks, each video ranked by its best one
+    scope = "images" if method == "whole_image" else "tracks" if videos else "regions"
+    k = n_images if scope == "images" and not videos else n_regions
     if opts.terms == "exemplar":
         hits = index.search(image=exemplar(first_object(q["text"])), scope=scope, k=k)
     elif method == "whole_image":

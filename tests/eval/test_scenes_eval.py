@@ -267,9 +267,89 @@ def test_cli_make_set_compositional_and_eval_scenes(tmp_path: Path) -> None:
     data = json.loads(run(*base, "--json", "--terms", "exemplar"))
     assert data["images"]["matched"] == 12 and data["summary"]["whole_image_map"] is not None
     assert json.loads((tmp_path / "rep" / "result.json").read_text())["kind"] == "scenes"
-    res = CliRunner().invoke(main, ["eval", "make-set", str(tmp_path / "x"), "--compositional",
-                                    "--video"])  # fmt: skip
-    assert res.exit_code != 0 and "at most one of --video and --compositional" in res.output
+    video = json.loads(run("eval", "make-set", str(tmp_path / "v"), "--compositional", "--video",
+                           "--n", "6", "--queries-per-type", "1", "--json"))  # fmt: skip
+    assert video["videos"] == 6 and (tmp_path / "v" / "youtube_vis.json").exists()
+
+
+# -- videos: tracks over time ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def video_set(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from segindex.eval.makeset_scenes_video import make_video_scene_set
+
+    return make_video_scene_set(tmp_path_factory.mktemp("vscenes") / "set", n=24, per_type=3)
+
+
+def _video_relevant(spec: dict[str, Any], spans: dict[str, tuple[float, float]]) -> bool:
+    """Independent truth from track spans in seconds: WITH/DURING overlap, THEN start lag."""
+
+    def overlap(a: str, b: str) -> float:
+        return min(spans[a][1], spans[b][1]) - max(spans[a][0], spans[b][0])
+
+    def then(a: str, b: str) -> bool:
+        return 0 < spans[b][0] - spans[a][0] <= 3.0
+
+    t, a, b, c = spec["type"], spec["a"], spec["b"], spec.get("c")
+    if a not in spans or b not in spans:
+        return False
+    if t == "with":
+        return overlap(a, b) >= 0
+    if t == "during":
+        return overlap(a, b) >= 2.0
+    if t == "then":
+        return then(a, b)
+    return overlap(a, b) >= 2.0 and c in spans and then(b, c)
+
+
+def test_video_relevant_sets_agree_with_the_stored_tracks(video_set: dict[str, Any]) -> None:
+    from segindex.formats.youtube_vis import load_youtube_vis
+    from segindex.search.scenes import parse_scene
+
+    gt = load_youtube_vis(video_set["gt"])
+    cats = {c["id"]: c["name"] for c in gt.categories}
+    spans: dict[str, dict[str, tuple[float, float]]] = {}
+    for v in gt.videos:
+        assert v.times_s is not None and v.file_name is not None
+        of_v = spans.setdefault(Path(v.file_name).name, {})
+        for tr in gt.tracks_of(v.id):
+            present = [f for f, seg in enumerate(tr.segmentations) if seg is not None]
+            assert present == list(range(present[0], present[-1] + 1))  # one contiguous run
+            assert cats[tr.category_id] not in of_v  # one track per colour and clip
+            of_v[cats[tr.category_id]] = (v.times_s[present[0]], v.times_s[present[-1]])
+    data = load_scene_set(video_set["out"])
+    assert data["info"]["scope"] == "videos" and len(spans) == 24
+    assert {q["type"] for q in data["queries"]} >= {"with", "during", "then"}
+    for q in data["queries"]:
+        truth = sorted(n for n, s in spans.items() if _video_relevant(q["spec"], s))
+        assert q["relevant"] == truth and 0 < len(truth) < 24, q["text"]
+        parse_scene(q["text"])
+
+
+def test_video_compositional_search_is_exact_with_the_oracle(
+    video_set: dict[str, Any], make_index: Any
+) -> None:
+    from segindex import Index
+    from segindex.config import VideoOptions
+
+    if not hasattr(Index, "search_scenes"):
+        pytest.skip("Index.search_scenes (segindex.search.scenes executor) is not in this build")
+    idx = make_index(
+        segmenter="youtube_vis",
+        segmenter_options={"annotations": video_set["gt"]},
+        crop=CROP,
+        video=VideoOptions(fps=4.0, dedup_threshold=0.0),
+    )
+    report = idx.ingest(video_set["videos_root"])
+    assert report.failed == 0 and report.videos == 24
+    data = load_scene_set(video_set["out"])
+    for terms in ("text", "exemplar"):
+        r = evaluate_scenes(idx, data, SceneEvalOptions(terms=terms))
+        s = r["summary"]
+        assert r["images"]["matched"] == 24
+        assert s["scenes_map"] == pytest.approx(1.0) and s["scenes_errors"] == 0, terms
+        assert s["whole_image_map"] < 0.7 and s["first_region_map"] < 0.7
 
 
 # -- the executor's relations against brute-force definitions (hypothesis) --------------------
