@@ -185,6 +185,8 @@ def test_options_that_do_not_apply_are_refused(index: Path) -> None:
     assert code == 2 and "images or videos" in err
     code, _, err = run("search", "red", "--index", str(index), "--scope", "videos")
     assert code == 2 and "scene" in err
+    code, _, err = run("search", "red THEN blue", "--index", str(index))  # times need videos
+    assert code == 2 and "videos" in err and "Traceback" not in err
 
 
 def test_scope_videos_gives_time_spans(tmp_path: Path) -> None:

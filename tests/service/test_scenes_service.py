@@ -85,6 +85,8 @@ def test_k_and_scope(client: TestClient) -> None:
     assert scenes(client, "red LEFT OF blue", scope="videos") == []  # no videos indexed
     r = client.post("/search/scenes", json={"query": "red AND blue", "k": 51})
     assert r.status_code == 400 and "at most 50" in r.json()["error"]
+    r = client.post("/search/scenes", json={"query": "red THEN blue"})  # times need videos
+    assert r.status_code == 400 and "videos" in r.json()["error"]
 
 
 @pytest.mark.parametrize(
