@@ -72,7 +72,7 @@ from segindex.search.scenes.hits import SceneHit
 from segindex.search.scenes.relations import Geometry, holds, holds_tracks
 from segindex.search.tracks import to_track_hits
 from segindex.store.schema import regions
-from segindex.store.track_rows import frame_region_ids
+from segindex.store.track_rows import frame_region_ids, video_tracks
 from segindex.validate import choice
 
 __all__ = ["DEFAULT_MIN_SIMILARITY", "FIRST_BATCH", "SCENE_SCOPES", "search_scenes"]
@@ -287,7 +287,7 @@ class _Run:
         # every region of the images in ONE read (by image id: a read filtered by kind or
         # label in SQL walks that column's index instead); each part keeps the regions of its
         # kind and filters: the store's cached set of allowed ids, as the vector search uses
-        ids, _, vecs = self.store.image_region_vectors(list(image_ids))
+        ids, vecs = self._region_vectors(image_ids)
         sims: dict[int, dict[int, float]] = {}  # id(Object) -> region id -> similarity
         for key, p in self.parts.items():
             s = vecs @ p.vector if len(ids) else np.zeros(0, np.float32)
@@ -316,6 +316,19 @@ class _Run:
             m = self._eval(expr, cands)
             out[image_id] = None if m is None else self._hit(image_id, m)
         return out
+
+    def _region_vectors(self, image_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of every region of these images; of videos: of their tracks only
+        (their many frame regions are read only for spatial relations, per track pair)."""
+        if not self.videos:
+            ids, _, vecs = self.store.image_region_vectors(list(image_ids))
+            return ids, vecs
+        tracks = [int(r.region_id) for r in video_tracks(self.store, list(image_ids))]
+        stored = self.store.region_vectors(tracks)
+        kept = sorted(stored)
+        if not kept:
+            return np.zeros(0, np.int64), np.zeros((0, self.mirror.dim), np.float32)
+        return np.array(kept, np.int64), np.stack([stored[i] for i in kept])
 
     def _hit(self, image_id: int, m: _Match) -> SceneHit:
         regions = [h for hs in m.parts.values() for h in hs]
