@@ -284,3 +284,79 @@ def test_deepening_finds_every_image(many, monkeypatch):
     top = many.search_scenes("red AND blue AND blue LEFT OF red", k=2)
     assert names(top) == ["m00", "m03"]
     assert len(calls) > 2
+
+
+@pytest.fixture(scope="module")
+def random_index(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """300 images of 8 random boxes each, clustered random vectors (many near-ties across
+    images, so lists are long), written straight to the store."""
+    import json as json_
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert
+
+    from segindex import rle as rle_codec
+    from segindex.store.schema import images, regions
+    from segindex.store.sql import bump_generation
+
+    register()
+    index = Index.create(
+        tmp_path_factory.mktemp("idx") / "r.segindex", segmenter="fake_components", embedder="fake"
+    )
+    rng = np.random.default_rng(7)
+    n_images, per, dim = 300, 8, index.dim
+    centres = rng.normal(size=(6, dim))
+    n = n_images * per
+    vecs = centres[rng.integers(0, 6, n)] + 0.5 * rng.normal(size=(n, dim))
+    vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+    now = datetime.now(timezone.utc)
+    crop = json_.dumps(index.settings.crop.to_dict(), sort_keys=True)
+    rows = []
+    for j in range(n):
+        x, y = (int(v) for v in rng.integers(0, 48, 2))
+        m = np.zeros((64, 64), bool)
+        m[y : y + 16, x : x + 16] = True
+        rows.append(
+            dict(id=j + 1, image_id=j // per + 1, kind="segment", label_id=0, label="x",
+                 score=0.9, is_thing=True, x0=float(x), y0=float(y), x1=float(x + 16),
+                 y1=float(y + 16), area=256, rle=rle_codec.encode(m)["counts"], crop=crop,
+                 vector=vecs[j].tobytes())
+        )  # fmt: skip
+    with index.store.engine.begin() as conn:
+        conn.execute(
+            insert(images),
+            [
+                dict(id=i + 1, path=f"/r/{i}.png", sha256=None, width=64, height=64,
+                     status="indexed", error=None, n_regions=per, created_at=now, updated_at=now)
+                for i in range(n_images)
+            ],
+        )  # fmt: skip
+        conn.execute(insert(regions), rows)
+        bump_generation(conn)
+    yield index
+    index.close()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_deepening_equals_evaluating_everything(random_index, monkeypatch, seed):
+    rng = np.random.default_rng(seed)
+    a, b, c = (int(v) for v in rng.integers(1, 2400, 3))
+    thr = float(rng.choice([0.3, 0.6, 0.8]))
+    parts = [
+        Object(region_id=r, name=n, min_similarity=thr) for r, n in ((a, "a"), (b, "b"), (c, "c"))
+    ]
+    queries = [
+        parts[0] & parts[1] & LeftOf("a", "b"),
+        parts[0] & parts[1] & parts[2] & LeftOf("a", "b") & Above("c", "b"),
+        (parts[0] & ~parts[2]) | (parts[1] & Count(parts[2], at_least=2)),
+    ]
+    monkeypatch.setattr(executor, "FIRST_BATCH", 10**6)  # everything in the first batch
+    full = [random_index.search_scenes(q, k=300) for q in queries]
+    assert all(full) and len(full[0]) > 20  # non-trivial answers
+    monkeypatch.setattr(executor, "FIRST_BATCH", 1)
+    for q, every in zip(queries, full, strict=True):
+        for k in (1, 5, 20):
+            got = random_index.search_scenes(q, k=k)
+            assert [(h.image_id, h.score) for h in got] == [
+                (h.image_id, h.score) for h in every[:k]
+            ]
