@@ -118,8 +118,10 @@ def holds(relation: str, a: Paste, b: Paste) -> bool:
             relation
         ]
     inter = int((a.mask & b.mask).sum())
-    if relation == "inside":
-        return inter / a.area >= MIN_FRACTION
+    if relation == "inside":  # against b's mask with its holes filled, as the search does
+        from scipy.ndimage import binary_fill_holes
+
+        return int((a.mask & binary_fill_holes(b.mask)).sum()) / a.area >= MIN_FRACTION
     if relation == "overlaps":
         return inter / (a.area + b.area - inter) >= MIN_IOU
     if relation == "near":

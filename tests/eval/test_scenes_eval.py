@@ -28,6 +28,7 @@ from segindex.eval.makeset_scenes import (
 )
 from segindex.eval.scenes import SceneEvalOptions, evaluate_scenes, markdown, query_metrics
 from segindex.testing.fakes import PALETTE
+from tests.search.test_scenes_relations import filled
 
 CROP = CropPolicy(min_area_px=1, min_area_frac=0.0)
 
@@ -405,8 +406,8 @@ def _brute(kind: str, a: np.ndarray, b: np.ndarray, p: float, mode: str) -> tupl
         return ca[1] + p * h, cb[1]
     if kind == "below":
         return cb[1] + p * h, ca[1]
-    if kind == "inside":
-        return inter / a.sum(), p
+    if kind == "inside":  # against b with its holes filled
+        return float(np.logical_and(a, filled(b)).sum()) / a.sum(), p
     if kind == "overlaps":
         den = min(a.sum(), b.sum()) if mode == "smaller" else np.logical_or(a, b).sum()
         return inter / den, p

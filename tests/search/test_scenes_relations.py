@@ -43,6 +43,22 @@ def centroid(m: np.ndarray) -> tuple[float, float]:
     return xs.mean() + 0.5, ys.mean() + 0.5
 
 
+def filled(m: np.ndarray) -> np.ndarray:
+    """``m`` with its holes filled: every pixel that no 4-connected path of pixels outside ``m``
+    joins to the border (a flood fill from the border)."""
+    h, w = m.shape
+    outside = np.zeros_like(m)
+    todo = [(y, x) for y in range(h) for x in (0, w - 1)] + [
+        (y, x) for y in (0, h - 1) for x in range(w)
+    ]
+    while todo:
+        y, x = todo.pop()
+        if 0 <= y < h and 0 <= x < w and not m[y, x] and not outside[y, x]:
+            outside[y, x] = True
+            todo += [(y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)]
+    return ~outside
+
+
 def brute(rel, a: np.ndarray, b: np.ndarray) -> bool:  # type: ignore[no-untyped-def]
     (ax, ay), (bx, by) = centroid(a), centroid(b)
     inter = int((a & b).sum())
@@ -54,8 +70,8 @@ def brute(rel, a: np.ndarray, b: np.ndarray) -> bool:  # type: ignore[no-untyped
         return ay + rel.margin * H < by
     if isinstance(rel, Below):
         return by + rel.margin * H < ay
-    if isinstance(rel, Inside):
-        return inter / a.sum() >= rel.min_fraction
+    if isinstance(rel, Inside):  # against b with its holes filled
+        return int((a & filled(b)).sum()) / a.sum() >= rel.min_fraction
     if isinstance(rel, Overlaps):
         if rel.mode == "smaller":
             return inter / min(a.sum(), b.sum()) >= rel.min_iou
@@ -129,3 +145,18 @@ def test_boxes_decide_without_masks():
     assert geo.decoded == 0
     assert not holds(Above("a", "b"), a, b, geo)  # same rows: the centroids decide
     assert geo.decoded == 2
+
+
+def test_inside_a_panoptic_hole():
+    """Panoptic masks are disjoint: a cup on a table is a hole in the table's mask. It is inside
+    the table when the table surrounds it, not when it sits on the table's edge."""
+    table = np.zeros((H, W), bool)
+    table[2:12, 2:14] = True
+    cup = np.zeros((H, W), bool)
+    cup[5:8, 6:9] = True
+    geo = Geometry()
+    assert holds(Inside("cup", "table"), region(cup), region(table & ~cup), geo)
+    assert not holds(Overlaps("cup", "table"), region(cup), region(table & ~cup), geo)
+    edge = np.zeros((H, W), bool)
+    edge[5:8, 12:16] = True  # half on the table, half beyond its right side
+    assert not holds(Inside("cup", "table"), region(edge), region(table & ~edge), Geometry())

@@ -8,9 +8,14 @@ pixels (``x1``/``y1`` exclusive), its mask (COCO RLE, decoded on demand and cach
   left of ``b`` when ``cx(a) + margin * width < cx(b)`` (above: ``cy(a) + margin * height <
   cy(b)``, y grows downwards). A centroid lies within ``[x0 + 0.5, x1 - 0.5]``, so boxes that are
   apart decide without decoding a mask.
-* inside: ``|a ∩ b| / |a| >= min_fraction``; overlaps: IoU (or ``|a ∩ b| / min(|a|, |b|)``)
-  ``>= min_iou``. The intersection of the boxes bounds the masks' intersection: boxes that do not
-  overlap enough decide; otherwise the masks are decoded (only inside the boxes' intersection).
+* inside: ``|a ∩ fill(b)| / |a| >= min_fraction``, where ``fill(b)`` is ``b``'s mask with its
+  holes filled: a panoptic segmenter gives every pixel to one region, so a cup on a table is a
+  hole in the table's mask, and it is inside the table when the table surrounds it (with
+  overlapping masks, e.g. SAM's, ``fill(b)`` contains ``b`` and nothing changes for hole-free
+  masks). overlaps: IoU (or ``|a ∩ b| / min(|a|, |b|)``) ``>= min_iou``, on the masks as they are
+  (disjoint panoptic masks never overlap). The intersection of the boxes bounds the masks'
+  intersection: boxes that do not overlap enough decide; otherwise the masks are decoded (only
+  inside the boxes' intersection).
 * near: the gap between the boxes (Euclidean, 0 when they touch or overlap) ``<= max_gap`` times
   the mean of the two box diagonals (boxes only).
 * larger than: ``area(a) > ratio * area(b)`` (stored mask areas).
@@ -53,6 +58,7 @@ class Geometry:
     def __init__(self) -> None:
         self._masks: dict[int, np.ndarray] = {}
         self._centroids: dict[int, tuple[float, float]] = {}
+        self._filled: dict[int, np.ndarray] = {}
         self.decoded = 0
 
     def mask(self, h: Hit) -> np.ndarray:
@@ -74,12 +80,22 @@ class Geometry:
             self._centroids[h.region_id] = c
         return c
 
-    def intersection(self, a: Hit, b: Hit) -> int:
-        """``|a ∩ b|`` in pixels (masks decoded; only the boxes' intersection is compared)."""
+    def filled(self, h: Hit) -> np.ndarray:
+        """The region's mask with its holes filled (``scipy.ndimage.binary_fill_holes``)."""
+        m = self._filled.get(h.region_id)
+        if m is None:
+            from scipy.ndimage import binary_fill_holes
+
+            m = self._filled[h.region_id] = np.asarray(binary_fill_holes(self.mask(h)), bool)
+        return m
+
+    def intersection(self, a: Hit, b: Hit, *, fill_b: bool = False) -> int:
+        """``|a ∩ b|`` in pixels (masks decoded; only the boxes' intersection is compared);
+        ``fill_b``: against ``b``'s mask with its holes filled."""
         x0, y0, x1, y1 = _box_overlap(a, b)
         if x1 <= x0 or y1 <= y0:
             return 0
-        ma, mb = self.mask(a), self.mask(b)
+        ma, mb = self.mask(a), (self.filled(b) if fill_b else self.mask(b))
         if ma.shape != mb.shape:
             return 0
         xs, ys = slice(int(x0), int(math.ceil(x1))), slice(int(y0), int(math.ceil(y1)))
@@ -132,10 +148,12 @@ def holds(rel: Relation, a: Hit, b: Hit, geo: Geometry) -> bool:
         return _before(geo, a, b, 1, rel.margin)
     if isinstance(rel, Below):
         return _before(geo, b, a, 1, rel.margin)
-    if isinstance(rel, Inside):
-        if a.area <= 0 or _overlap_bound(a, b) / a.area < rel.min_fraction:
+    if isinstance(rel, Inside):  # fill(b) lies within b's box: the box intersection bounds it
+        x0, y0, x1, y1 = _box_overlap(a, b)
+        bound = min(max(0.0, x1 - x0) * max(0.0, y1 - y0), float(a.area))
+        if a.area <= 0 or bound / a.area < rel.min_fraction:
             return False
-        return geo.intersection(a, b) / a.area >= rel.min_fraction
+        return geo.intersection(a, b, fill_b=True) / a.area >= rel.min_fraction
     if isinstance(rel, Overlaps):
         return _overlaps(rel, a, b, geo)
     if isinstance(rel, Near):
