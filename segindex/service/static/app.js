@@ -140,6 +140,7 @@ function render(data) {
 }
 
 function startSearch(query, file) {
+  $("query-error").hidden = true;
   state.query = query;
   state.file = file;
   send(0);
@@ -153,6 +154,7 @@ $("text-form").addEventListener("submit", (event) => {
     $("q").focus();
     return;
   }
+  if (looksLikeScene(text)) { searchScenes(text); return; }  // scenes.js
   startSearch({ ...commonOptions(), text }, null);
 });
 

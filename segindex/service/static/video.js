@@ -1,7 +1,8 @@
 // segindex web page, video tracks: a filmstrip of the track's sampled frames (mask tinted, box
 // drawn, from GET /tracks/{id}/frames/{n}/overlay.png) and the video itself (GET /videos/{id},
 // range requests) played from the track's start to its end with the track's box drawn over it.
-// Where the browser cannot play the video's codec, the filmstrip remains.
+// Where the browser cannot play the video (its type or codec refused, a load error, no picture
+// decoded), the player is hidden and the filmstrip remains alone.
 "use strict";
 
 const track = {
@@ -9,6 +10,7 @@ const track = {
   frames: [],       // its sampled frames, in time order
   playable: false,
   raf: 0,
+  watchdog: 0,      // a timer: the video must show a frame soon after its metadata
 };
 
 function formatTime(seconds) {
@@ -74,7 +76,23 @@ function playTrack() {
   video.play().catch(() => unplayable());
 }
 
+// whether this browser may play a video of `mediaType`: an MP4 is nearly always H.264, which
+// some builds (Debian's Chromium) lack although they read the container
+function canPlay(video, mediaType) {
+  if (!mediaType || video.canPlayType(mediaType) === "") return false;
+  if (mediaType === "video/mp4" || mediaType === "video/quicktime") {
+    return video.canPlayType(`${mediaType}; codecs="avc1.42E01E"`) !== "";
+  }
+  return true;
+}
+
 function unplayable() {
+  clearTimeout(track.watchdog);
+  const video = $("track-video");
+  video.onerror = null;
+  video.onloadedmetadata = null;
+  video.pause();
+  $("track-box").dataset.frame = "";
   track.playable = false;
   $("player").dataset.state = "unplayable";
   $("player").hidden = true;
@@ -104,6 +122,9 @@ async function openTrack(hit) {
   $("play-track").disabled = true;
   track.data = null;
   track.frames = [];
+  clearTimeout(track.watchdog);
+  video.onerror = null;
+  video.onloadedmetadata = null;
   if (!dialog.open) dialog.showModal();
   const response = await fetch(`/tracks/${hit.track_id}`);
   const data = await response.json().catch(() => ({ error: response.statusText }));
@@ -136,10 +157,14 @@ async function openTrack(hit) {
     $("filmstrip").append(li);
   }
   // play the video where the browser can; otherwise keep the filmstrip only
-  track.playable = video.canPlayType(data.video.media_type) !== "";
+  track.playable = canPlay(video, data.video.media_type);
   if (!track.playable) { unplayable(); return; }
   video.onerror = () => unplayable();
   video.onloadedmetadata = () => {
+    // a container the browser reads but a picture it cannot decode: no size, or no frame soon
+    if (!video.videoWidth || !video.videoHeight) { unplayable(); return; }
+    clearTimeout(track.watchdog);
+    track.watchdog = setTimeout(() => { if (video.readyState < 2) unplayable(); }, 5000);
     const canvas = $("track-box");
     canvas.width = video.videoWidth;
     canvas.height = video.videoHeight;
@@ -161,6 +186,8 @@ $("more-like-track").addEventListener("click", () => {
 $("close-track").addEventListener("click", () => $("track-detail").close());
 $("track-detail").addEventListener("close", () => {
   const video = $("track-video");
+  clearTimeout(track.watchdog);
+  video.onerror = null;
   video.pause();
   video.removeAttribute("src");
   video.load();
