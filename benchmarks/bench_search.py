@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -56,7 +57,11 @@ def p50_ms(times: list[float]) -> float:
     return round(1000 * statistics.median(times), 2)
 
 
-def build(path: Path, n: int, dim: int) -> dict[str, float]:
+def build(
+    path: Path, n: int, dim: int, region_row: Callable[[int, dict], dict] | None = None
+) -> dict[str, float]:
+    """Create the index at ``path`` with ``n`` region rows (``region_row(j, row)``, if given,
+    may change region ``j``'s row: bench_scenes.py gives boxes and masks)."""
     from sqlalchemy import insert
 
     from segindex import Index
@@ -101,25 +106,24 @@ def build(path: Path, n: int, dim: int) -> dict[str, float]:
         rows = []
         for j in range(s, min(n, s + 50_000)):
             whole = j % REGIONS_PER_IMAGE == REGIONS_PER_IMAGE - 1
-            rows.append(
-                {
-                    "id": j + 1,
-                    "image_id": j // REGIONS_PER_IMAGE + 1,
-                    "kind": "image" if whole else "segment",
-                    "label_id": -2 if whole else int(labels[j]),
-                    "label": "image" if whole else LABELS[labels[j]],
-                    "score": float(scores[j]),
-                    "is_thing": True,
-                    "x0": 0.0,
-                    "y0": 0.0,
-                    "x1": 64.0,
-                    "y1": 64.0,
-                    "area": int(areas[j]),
-                    "rle": "PPYo0",
-                    "crop": crop,
-                    "vector": vecs[j].tobytes(),
-                }
-            )
+            row = {
+                "id": j + 1,
+                "image_id": j // REGIONS_PER_IMAGE + 1,
+                "kind": "image" if whole else "segment",
+                "label_id": -2 if whole else int(labels[j]),
+                "label": "image" if whole else LABELS[labels[j]],
+                "score": float(scores[j]),
+                "is_thing": True,
+                "x0": 0.0,
+                "y0": 0.0,
+                "x1": 64.0,
+                "y1": 64.0,
+                "area": int(areas[j]),
+                "rle": "PPYo0",
+                "crop": crop,
+                "vector": vecs[j].tobytes(),
+            }
+            rows.append(row if region_row is None else region_row(j, row))
         with idx.store.engine.begin() as conn:
             conn.execute(insert(regions), rows)
             bump_generation(conn)
