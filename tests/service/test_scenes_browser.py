@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segindex import rle as rle_codec
 from segindex.testing.fakes import draw_scene
 from tests.service.test_browser import ARGS, CHROMIUM, FILMSTRIP_LOADED, SCREENSHOT, serving
 
@@ -114,6 +115,26 @@ def test_scene_query_draws_each_part_in_its_colour(scene_server: str, tmp_path: 
                     assert count == (x1 - x0) * (y1 - y0), (part, count)
                 assert page.evaluate(PIXEL, [n, 64, 5])[3] == 0  # the background is clear
             page.screenshot(path=str(tmp_path / "scenes.png"))
+
+            # the page's RLE decoder agrees with segindex.rle on masks with many short runs;
+            # a large image's masks are drawn on a canvas scaled to at most 800 px
+            gen = np.random.default_rng(0)
+            for h, w in ((37, 53), (120, 90)):
+                mask = gen.random((h, w)) < 0.5
+                mask[h // 3 : h // 2] = True
+                got = page.evaluate("r => Array.from(decodeRle(r))", rle_codec.encode(mask))
+                assert np.array_equal(np.array(got, dtype=bool).reshape(h, w), mask)
+            big = np.zeros((1200, 1600), dtype=bool)
+            big[300:900, 400:800] = True
+            drawn = page.evaluate(
+                "r => { const c = document.createElement('canvas');"
+                " drawMasks(c, [{rle: r, colour: '#00e5ff'}]);"
+                " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n += 1;"
+                " return [c.width, c.height, n]; }",
+                rle_codec.encode(big),
+            )
+            assert drawn == [800, 600, 300 * 200]
 
             # a legend entry opens the part's region in the detail view
             cards.first.locator(".legend .part").first.click()

@@ -60,28 +60,47 @@ function decodeRle(rle) {
   return mask;
 }
 
-// paint `masks` ([{rle, colour}]) on a canvas of the image's size: tinted inside, solid outline
+// the longest side of a card's mask canvas: larger images are drawn scaled down (the canvas is
+// stretched over the image anyway)
+const MASK_MAX_SIDE = 800;
+
+// `mask` (h*w, row order) sampled to a w2*h2 grid (nearest pixel)
+function resample(mask, h, w, h2, w2) {
+  if (h2 === h && w2 === w) return mask;
+  const out = new Uint8Array(h2 * w2);
+  for (let y = 0; y < h2; y += 1) {
+    const row = Math.min(h - 1, Math.floor((y * h) / h2)) * w;
+    for (let x = 0; x < w2; x += 1) {
+      out[y * w2 + x] = mask[row + Math.min(w - 1, Math.floor((x * w) / w2))];
+    }
+  }
+  return out;
+}
+
+// paint `masks` ([{rle, colour}]) on a canvas of the image's shape: tinted inside, solid outline
 function drawMasks(canvas, masks) {
   if (!masks.length) return;
-  const [h, w] = masks[0].rle.size;
+  const [h0, w0] = masks[0].rle.size;
+  const s = Math.min(1, MASK_MAX_SIDE / Math.max(h0, w0));
+  const w = Math.max(1, Math.round(w0 * s));
+  const h = Math.max(1, Math.round(h0 * s));
   canvas.width = w;
   canvas.height = h;
   const g = canvas.getContext("2d");
   const out = g.createImageData(w, h);
   for (const { rle, colour } of masks) {
-    if (rle.size[0] !== h || rle.size[1] !== w) continue;
-    const m = decodeRle(rle);
+    if (rle.size[0] !== h0 || rle.size[1] !== w0) continue;
+    const m = resample(decodeRle(rle), h0, w0, h, w);
     const [r, gr, b] = hexRgb(colour);
-    for (let y = 0; y < h; y += 1) {
-      for (let x = 0; x < w; x += 1) {
-        const at = y * w + x;
-        if (!m[at]) continue;
-        // the outline: 2 px wide, inside the mask
-        const edge = x < 2 || y < 2 || x > w - 3 || y > h - 3 || !m[at - 1] || !m[at - 2] ||
-          !m[at + 1] || !m[at + 2] || !m[at - w] || !m[at - 2 * w] || !m[at + w] ||
-          !m[at + 2 * w];
-        out.data.set([r, gr, b, edge ? 255 : 150], at * 4);
-      }
+    for (let at = 0; at < m.length; at += 1) {
+      if (!m[at]) continue;
+      const x = at % w;
+      const y = (at - x) / w;
+      // the outline: 2 px wide, inside the mask
+      const edge = x < 2 || y < 2 || x > w - 3 || y > h - 3 || !m[at - 1] || !m[at - 2] ||
+        !m[at + 1] || !m[at + 2] || !m[at - w] || !m[at - 2 * w] || !m[at + w] ||
+        !m[at + 2 * w];
+      out.data.set([r, gr, b, edge ? 255 : 150], at * 4);
     }
   }
   g.putImageData(out, 0, 0);
