@@ -442,7 +442,8 @@ class _Run:
         if isinstance(c, Relation):
             a, b = chosen[c.a_name], chosen[c.b_name]
             if self.videos:
-                self._load_frames([a, b])
+                if not isinstance(c, (During, Then)):  # those compare spans, not frames
+                    self._load_frames([a, b])
                 return holds_tracks(c, a, b, self.frames, self.geo)
             return holds(c, a, b, self.geo)
         if isinstance(c, And):
