@@ -398,8 +398,8 @@ class Counters:
         search, irv, vt = vi.search, idx.store.image_region_vectors, ex.video_tracks
 
         def counted_search(q, k, allowed_ids=None):  # type: ignore[no-untyped-def]
-            self.searches += 1
-            self.depth += int(k)
+            self.searches += len(q)  # one per part, batched or not
+            self.depth += int(k) * len(q)
             return search(q, k, allowed_ids=allowed_ids)
 
         def counted_irv(ids):  # type: ignore[no-untyped-def]

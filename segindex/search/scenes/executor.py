@@ -202,6 +202,8 @@ class _Run:
         self.geo = Geometry()
         self.frames: dict[int, dict[int, Hit]] = {}  # track id -> frame index -> region
         self._splits: dict[int, tuple[dict[str, Object], list[Expr], list[Expr]]] = {}
+        # part -> (index, its size, depth, similarities, ids) searched ahead (_search_ahead)
+        self._ahead: dict[int, tuple[Any, int, int, np.ndarray, np.ndarray]] = {}
 
     def part(self, obj: Object) -> _Part:
         p = self.parts.get(id(obj))
@@ -225,9 +227,10 @@ class _Run:
         batch = max(FIRST_BATCH, 2 * k)
         chunk = max(32, 2 * k)
         while True:
-            for p in positive:
-                if not p.exhausted:
-                    self._deepen(p, batch)
+            todo = [p for p in positive if not p.exhausted]
+            self._search_ahead(todo, batch)
+            for p in todo:
+                self._deepen(p, batch)
             unseen = bound(lambda o: self.parts[id(o)].bound())
             bounds = {
                 i: bound(self._image_bound(i))
@@ -257,19 +260,53 @@ class _Run:
     def _image_bound(self, image_id: int) -> Callable[[Object], float]:
         return lambda o: self.parts[id(o)].bound(image_id)
 
+    def _search_ahead(self, parts: list[_Part], batch: int) -> None:
+        """The vector searches :meth:`_deepen` is about to make for these parts, batched: parts
+        with the same filters and depth in ONE search (an exact scan of a small allowed set,
+        e.g. a video index's tracks, gathers the allowed vectors once, not once per part)."""
+        self._ahead.clear()
+        groups: dict[tuple[int, int], list[_Part]] = defaultdict(list)
+        for p in parts:
+            groups[(id(p.allowed), p.fetched)].append(p)
+        vectors = self.mirror.vectors
+        for group in groups.values():
+            if len(group) < 2:
+                continue
+            allowed = group[0].allowed
+            with self.mirror.lock:
+                total = vectors.ntotal if allowed is None else min(len(allowed), vectors.ntotal)
+                fetch = min(group[0].fetched + batch, total)
+                if fetch == 0:
+                    continue
+                queries = np.stack([p.vector for p in group])
+                sims, ids = vectors.search(queries, fetch, allowed_ids=allowed)
+            for q, p in enumerate(group):
+                self._ahead[id(p)] = (
+                    vectors,
+                    vectors.ntotal,
+                    fetch,
+                    sims[q : q + 1],
+                    ids[q : q + 1],
+                )
+
     def _deepen(self, p: _Part, batch: int) -> None:
         """``batch`` more of the part's ranked list: the vector index under the part's filters
-        (the store's cached allowed ids, as every filtered search), then each new region's
-        image in one read of (id, image id) pairs."""
+        (the store's cached allowed ids, as every filtered search; searched ahead for several
+        parts at once where it can), then each new region's image in one read of (id, image
+        id) pairs."""
         allowed = p.allowed
         vectors = self.mirror.vectors
+        ahead = self._ahead.pop(id(p), None)
         with self.mirror.lock:  # the count and the search see the same state of the index
             total = vectors.ntotal if allowed is None else min(len(allowed), vectors.ntotal)
             fetch = min(p.fetched + batch, total)
             if fetch == 0:
                 p.exhausted = True
                 return
-            sims, ids = vectors.search(p.vector[None], fetch, allowed_ids=allowed)
+            if ahead is not None and ahead[0] is vectors and ahead[1:3] == (vectors.ntotal, fetch):
+                sims, ids = ahead[3], ahead[4]
+            else:
+                sims, ids = vectors.search(p.vector[None], fetch, allowed_ids=allowed)
         got = [(int(i), float(x)) for i, x in zip(ids[0], sims[0], strict=True) if i >= 0]
         new = [i for i, x in got if x >= p.threshold and i not in p.owners]
         p.owners.update(region_images(self.store, new))
