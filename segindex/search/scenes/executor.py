@@ -7,7 +7,8 @@ with ``scope="videos"``) can stand for the part when its cosine similarity is at
 the parts that say which images can match (positive parts, see
 :mod:`~segindex.search.scenes.algebra`), the vector index gives each part's regions in
 descending similarity (under the part's filters, as every filtered search), a first batch
-of ``max(FIRST_BATCH, 2 k)``, then four times deeper each round.
+of ``max(FIRST_BATCH, 2 k)``, then four times deeper each round (sixteen times while fewer than
+``k`` scenes are found, as far as ``ANN_MAX_K`` allows).
 
 Exactness (a threshold-algorithm stop rule). An image not yet seen in part ``p``'s list has no
 region more similar to ``p`` than the list's last similarity (its floor); once a list reached
@@ -15,7 +16,9 @@ the threshold (exhausted), an unseen image has no region for ``p`` at all. Repla
 positive part by that bound (min over an AND, max over an OR) bounds the score of every image
 not seen yet; an image seen in some list gets a bound from its own best similarities the same
 way. Images whose bound could still reach the top ``k`` are evaluated EXACTLY (every region of
-the image is compared with every part, from the stored vectors, read once per batch); the
+the image is compared with every part, from the stored vectors, read once per batch); while
+fewer than ``k`` scenes are found, an image missing from a list that can still deepen waits for
+the deeper list (its bound there is the list's floor; deepening is cheaper than evaluating); the
 lists deepen until ``k`` evaluated images score above the bound of everything unseen (or every
 list is exhausted). So a part with many matches never drops an image.
 
@@ -71,6 +74,7 @@ from segindex.search.scenes.algebra import (
 from segindex.search.scenes.hits import SceneHit
 from segindex.search.scenes.relations import Geometry, holds, holds_tracks
 from segindex.search.tracks import to_track_hits
+from segindex.store.filtered import ANN_MAX_K
 from segindex.store.schema import regions
 from segindex.store.track_rows import frame_region_ids, video_tracks
 from segindex.validate import choice
@@ -80,7 +84,7 @@ __all__ = ["DEFAULT_MIN_SIMILARITY", "FIRST_BATCH", "SCENE_SCOPES", "search_scen
 #: similarity a region needs to stand for a part whose Object gives no ``min_similarity``;
 #: text-to-region cosines of CLIP-family embedders are ~0.2-0.35 for a match
 DEFAULT_MIN_SIMILARITY = 0.2
-#: regions asked of the vector index per part at first (then doubling)
+#: regions asked of the vector index per part at first (then deeper, see the module doc)
 FIRST_BATCH = 64
 SCENE_SCOPES = ("images", "videos")
 NO = -math.inf
@@ -239,23 +243,39 @@ class _Run:
             }
             # evaluate the seen images that could beat both the k-th found and every unseen
             # image, best bound first; those at or below the unseen bound wait for deeper lists
-            # (their bound only falls)
+            # (their bound only falls). While fewer than k are found and a list can still
+            # deepen, images missing from such a list wait too: deepening is cheap, evaluating
+            # is not, and a deeper list lowers their bound (its floor) or shows them
             order = sorted((b, i) for i, b in bounds.items() if b > NO)
             order.sort(key=lambda bi: (-bi[0], bi[1]))
+            open_lists = [p for p in positive if not p.exhausted]
+            wanted: list[tuple[float, int]] = []
             while order:
                 kth = found[k - 1].score if len(found) >= k else NO
-                if order[0][0] < kth or (order[0][0] <= unseen and unseen > NO):
+                defer = len(found) < k and bool(open_lists)
+                wanted = [(b, i) for b, i in order if b >= kth and (b > unseen or unseen == NO)]
+                take = [
+                    (b, i) for b, i in wanted if not defer or all(i in p.best for p in open_lists)
+                ][:chunk]
+                if not take:
                     break
-                take, order = order[:chunk], order[chunk:]
                 done.update(self._evaluate(expr, sorted(i for _, i in take)))
+                taken = {i for _, i in take}
+                order = [(b, i) for b, i in order if i not in taken and b >= kth]
                 found = sorted(
                     (h for h in done.values() if h is not None),
                     key=lambda h: (-h.score, h.image_id),
                 )
+            # images left waiting only because a list is still open: deepen, then look again
+            deferred = len(found) < k and bool(open_lists) and bool(order) and bool(wanted)
             certain = len(found) >= k and found[k - 1].score > unseen
-            if unseen == NO or certain:
+            if not deferred and (unseen == NO or certain):
                 return found[:k]
-            batch *= 4
+            # while scenes are missing, deepen faster (16x, as far as an ANN search goes): a
+            # round of vector searches costs less than the evaluations it spares
+            fetched = max((p.fetched for p in positive if not p.exhausted), default=0)
+            grow = min(batch * 16, ANN_MAX_K - fetched) if len(found) < k else 0
+            batch = max(batch * 4, grow)
 
     def _image_bound(self, image_id: int) -> Callable[[Object], float]:
         return lambda o: self.parts[id(o)].bound(image_id)
