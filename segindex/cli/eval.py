@@ -291,59 +291,60 @@ def make_set(
         raise ConfigError(f"--size must be at least 32x32 and --max-objects >= 1, got {size!r}")
     if max_distractors < 0:
         raise ConfigError(f"--max-distractors must be >= 0, got {max_distractors}")
+    info: dict[str, Any]
     if compositional and video:
         from segindex.eval.makeset_scenes_video import make_video_scene_set
 
         info = make_video_scene_set(out, n=n, seed=seed, per_type=queries_per_type)
-        if as_json:
-            click.echo(json.dumps(info, indent=2))
-            return
         types = ", ".join(f"{k} {v}" for k, v in info["query_types"].items())
-        click.echo(f"wrote {info['videos']} clips, {info['tracks']} tracks, {info['queries']} "
-                   f"queries ({types}) to {out}")  # fmt: skip
-        click.echo(f"  YouTube-VIS GT:  {info['gt']}")
-        click.echo(f"  queries:         {info['scenes']}")
-        return
-    if compositional:
+        lines = [
+            f"wrote {info['videos']} clips, {info['tracks']} tracks, {info['queries']} "
+            f"queries ({types}) to {out}",
+            f"  YouTube-VIS GT:  {info['gt']}",
+            f"  queries:         {info['scenes']}",
+        ]
+    elif compositional:
         from segindex.eval.makeset_scenes import make_scene_set
 
         info = make_scene_set(out, n=n, seed=seed, size=(h, w), per_type=queries_per_type)
-        if as_json:
-            click.echo(json.dumps(info, indent=2))
-            return
         types = ", ".join(f"{k} {v}" for k, v in info["query_types"].items())
-        click.echo(f"wrote {info['images']} images, {info['pastes']} pastes, {info['queries']} "
-                   f"queries ({types}) to {out}")  # fmt: skip
-        click.echo(f"  instance GT:  {info['instances']}")
-        click.echo(f"  queries:      {info['scenes']}")
-        return
-    if video:
+        lines = [
+            f"wrote {info['images']} images, {info['pastes']} pastes, {info['queries']} "
+            f"queries ({types}) to {out}",
+            f"  instance GT:  {info['instances']}",
+            f"  queries:      {info['scenes']}",
+        ]
+    elif video:
         from segindex.eval.makeset_video import make_video_set
 
         info = make_video_set(out, n=n, seed=seed, size=(h, w), fps=fps)
-        if as_json:
-            click.echo(json.dumps(info, indent=2))
-            return
         per = ", ".join(f"{k} {v}" for k, v in info["scenarios"].items())
-        click.echo(f"wrote {info['videos']} clips, {info['frames']} frames, {info['tracks']} "
-                   f"tracks ({per}) to {out}")  # fmt: skip
-        click.echo(f"  YouTube-VIS GT:  {info['gt']}")
-        return
-    from segindex.eval.makeset import make_set as make
+        lines = [
+            f"wrote {info['videos']} clips, {info['frames']} frames, {info['tracks']} "
+            f"tracks ({per}) to {out}",
+            f"  YouTube-VIS GT:  {info['gt']}",
+        ]
+    else:
+        from segindex.eval.makeset import make_set as make
 
-    info = make(
-        out, n=n, seed=seed, size=(h, w), max_objects=max_objects, max_distractors=max_distractors
-    )
-    if as_json:
-        click.echo(json.dumps(info, indent=2))
-        return
-    per = ", ".join(f"{k} {v}" for k, v in sorted(info["per_class"].items()))
-    click.echo(f"wrote {info['images']} images, {info['segments']} segments ({per}) to {out}")
-    sources = ", ".join(f"{k} {v}" for k, v in info["instances_per_class"].items())
-    click.echo(f"  source instances:  {sources}")
-    click.echo(f"  panoptic GT:  {info['panoptic']}")
-    click.echo(f"  instance GT:  {info['instances']}")
-    click.echo(f"  images root:  {info['images_root']}")
+        info = make(
+            out,
+            n=n,
+            seed=seed,
+            size=(h, w),
+            max_objects=max_objects,
+            max_distractors=max_distractors,
+        )
+        per = ", ".join(f"{k} {v}" for k, v in sorted(info["per_class"].items()))
+        sources = ", ".join(f"{k} {v}" for k, v in info["instances_per_class"].items())
+        lines = [
+            f"wrote {info['images']} images, {info['segments']} segments ({per}) to {out}",
+            f"  source instances:  {sources}",
+            f"  panoptic GT:  {info['panoptic']}",
+            f"  instance GT:  {info['instances']}",
+            f"  images root:  {info['images_root']}",
+        ]
+    click.echo(json.dumps(info, indent=2) if as_json else "\n".join(lines))
 
 
 @eval_group.command()
