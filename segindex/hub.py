@@ -5,6 +5,10 @@ is not cached needs the Hub, and before the first download of a process :func:`u
 probes the endpoint once (one bounded HTTP request, proxies honoured). When the probe fails the
 loader raises its one clear error at once instead of letting the Hub client retry for a minute.
 
+:func:`missing_note` makes that decision from the cache's files alone (``huggingface_hub``'s
+cache functions), so a loader can report a missing model before it imports torch, transformers
+or open_clip.
+
 Nothing heavy is imported at module import; ``huggingface_hub`` only when it is needed.
 """
 
@@ -92,4 +96,41 @@ def unreachable_note(reason: str) -> str:
     return f"the Hugging Face Hub at {endpoint()} cannot be reached ({reason})"
 
 
-__all__ = ["endpoint", "hub_offline", "offline", "unreachable", "unreachable_note"]
+def cached_file(repo_id: str, *filenames: str) -> str | None:
+    """The local path of the first of ``filenames`` that the Hub cache holds for ``repo_id``
+    (its ``main`` revision), or ``None``: files only, no network, no torch; cheap (a few stats).
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in filenames:
+        try:
+            found = try_to_load_from_cache(repo_id, name)
+        except ValueError:  # not a valid repository id or file name: certainly not cached
+            return None
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def missing_note(repo_id: str, *filenames: str) -> str | None:
+    """Why the Hub files of a model cannot be had now, before any framework is imported:
+    ``None`` when one of ``filenames`` is in the local cache, or when the Hub answers (the
+    loader may download); otherwise the cause, for the loader's one-line error (offline mode
+    is on, or the one bounded probe of :func:`unreachable` failed)."""
+    if cached_file(repo_id, *filenames) is not None:
+        return None
+    if hub_offline():
+        return "offline mode is on (HF_HUB_OFFLINE)"
+    reason = unreachable()
+    return None if reason is None else unreachable_note(reason)
+
+
+__all__ = [
+    "cached_file",
+    "endpoint",
+    "hub_offline",
+    "missing_note",
+    "offline",
+    "unreachable",
+    "unreachable_note",
+]

@@ -28,6 +28,23 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
+def check_rgb_image(i: int, img: object) -> np.ndarray:
+    """``img`` (the ``i``-th of a batch) if it is a non-empty ``HxWx3`` uint8 RGB array, else a
+    ``ValueError`` saying what came."""
+    if not (isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3):
+        got = (
+            f"shape {img.shape} dtype {img.dtype}"
+            if isinstance(img, np.ndarray)
+            else type(img).__name__
+        )
+        raise ValueError(f"image {i} must be an HxWx3 uint8 RGB array, got {got}")
+    if img.dtype != np.uint8:
+        raise ValueError(f"image {i} must be uint8 RGB, got dtype {img.dtype}")
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise ValueError(f"image {i} is empty, got shape {img.shape}")
+    return img
+
+
 class Embedder(ABC):
     """Maps images and texts into one vector space of dimension :attr:`dim`."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from segindex.errors import ModelLoadError
-from segindex.hub import hub_offline, unreachable, unreachable_note
+from segindex.hub import hub_offline, missing_note, unreachable, unreachable_note
 
 T = TypeVar("T")
 
@@ -45,13 +45,7 @@ def load_pretrained(
         ModelLoadError: not a directory, not in the cache and not downloadable, or unreadable.
     """
     if looks_like_path(model):
-        path = Path(model).expanduser()
-        if not path.exists():
-            raise ModelLoadError(f"segmenter model directory {model!r} does not exist")
-        if not path.is_dir():
-            raise ModelLoadError(
-                f"segmenter model {model!r} is a file; pass the directory that holds {expected}"
-            )
+        path = _local_dir(model, expected)
         try:
             return build(str(path), True)
         except (OSError, ValueError, KeyError) as exc:
@@ -63,16 +57,10 @@ def load_pretrained(
         return build(model, True)
     except (OSError, ValueError, KeyError):
         pass
-    get_it = (
-        f"Download it where you have network (e.g. `hf download {model} --local-dir DIR`) and "
-        f"pass the directory: {PASS_LOCAL_HINT}."
-    )
+    get_it = _get_it(model)
     reason = unreachable()  # one bounded probe instead of the Hub client's minute of retries
     if reason is not None:
-        raise ModelLoadError(
-            f"could not load segmenter model {model!r}: not a local directory, not in the local "
-            f"cache, and {unreachable_note(reason)}. {get_it}"
-        )
+        raise ModelLoadError(_not_reachable(model, unreachable_note(reason)))
     try:
         return build(model, hub_offline())
     except OSError as exc:
@@ -83,6 +71,43 @@ def load_pretrained(
     except (ValueError, KeyError) as exc:
         detail = wrong_kind(exc) if wrong_kind is not None else f"unsuitable checkpoint: {exc}"
         raise ModelLoadError(f"segmenter model {model!r}: {detail}") from exc
+
+
+def check_available(model: str, *, expected: str = "config.json and the weights") -> None:
+    """Before any framework is imported: raise the :func:`load_pretrained` error for a model
+    that is neither a local directory nor in the local Hub cache while the Hub is offline or
+    unreachable; return quietly when it may load (cached: no probe at all)."""
+    if looks_like_path(model):
+        _local_dir(model, expected)
+        return
+    cause = missing_note(model, "config.json")
+    if cause is not None:
+        raise ModelLoadError(_not_reachable(model, cause))
+
+
+def _local_dir(model: str, expected: str) -> Path:
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"segmenter model directory {model!r} does not exist")
+    if not path.is_dir():
+        raise ModelLoadError(
+            f"segmenter model {model!r} is a file; pass the directory that holds {expected}"
+        )
+    return path
+
+
+def _get_it(model: str) -> str:
+    return (
+        f"Download it where you have network (e.g. `hf download {model} --local-dir DIR`) and "
+        f"pass the directory: {PASS_LOCAL_HINT}."
+    )
+
+
+def _not_reachable(model: str, cause: str) -> str:
+    return (
+        f"could not load segmenter model {model!r}: not a local directory, not in the local "
+        f"cache, and {cause}. {_get_it(model)}"
+    )
 
 
 def local_file(path: str | os.PathLike[str], what: str, option: str = "model") -> Path:
@@ -97,4 +122,11 @@ def local_file(path: str | os.PathLike[str], what: str, option: str = "model") -
     return p
 
 
-__all__ = ["PASS_LOCAL_HINT", "hub_offline", "load_pretrained", "local_file", "looks_like_path"]
+__all__ = [
+    "PASS_LOCAL_HINT",
+    "check_available",
+    "hub_offline",
+    "load_pretrained",
+    "local_file",
+    "looks_like_path",
+]

@@ -4,6 +4,8 @@ upload limits, optional CORS, and the offline web page."""
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Any
 
@@ -25,6 +27,7 @@ from segindex.errors import (
 from segindex.index import Index
 from segindex.service.errors import UploadTooLarge, error
 from segindex.service.settings import ServiceSettings
+from segindex.service.warmup import Readiness, warm_up
 
 log = logging.getLogger("segindex.service")
 STATIC = files("segindex.service") / "static"
@@ -37,7 +40,17 @@ def build_app(index: Index, settings: ServiceSettings) -> FastAPI:
     from segindex.service.routes_search import router as search_router
     from segindex.service.routes_video import router as video_router
 
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Runs before the server takes connections: /health answers only once encoders are ready.
+        if settings.warm_up:
+            from fastapi.concurrency import run_in_threadpool
+
+            app.state.readiness = await run_in_threadpool(warm_up, index, raise_errors=False)
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="segindex",
         version="0.1.0",
         description=(
@@ -48,6 +61,7 @@ def build_app(index: Index, settings: ServiceSettings) -> FastAPI:
     )
     app.state.index = index
     app.state.settings = settings
+    app.state.readiness = Readiness(0.0)  # until the warm-up (if any) says otherwise
     app.include_router(scenes_router)
     app.include_router(search_router)
     app.include_router(data_router)

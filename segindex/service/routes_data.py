@@ -176,6 +176,11 @@ def stats(index: IndexDep) -> dict[str, Any]:
 
 
 @router.get("/health", tags=["service"])
-def health(index: IndexDep) -> dict[str, Any]:
-    """Liveness: the index answers."""
-    return {"status": "ok", "images": index.store.counts()["images_indexed"]}
+def health(index: IndexDep, request: Request) -> dict[str, Any]:
+    """Liveness: the index answers (the service listens only once its query encoders are warm);
+    ``status`` is ``degraded``, with the ``error``, when they could not be loaded."""
+    out: dict[str, Any] = {"status": "ok", "images": index.store.counts()["images_indexed"]}
+    error = request.app.state.readiness.error
+    if error is not None:
+        out.update(status="degraded", error=f"query encoders not ready: {error}")
+    return out

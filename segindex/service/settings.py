@@ -17,6 +17,9 @@ class ServiceSettings:
     max_upload_pixels: uploads with more pixels (width x height, read from the header) get 413
     max_k:             the largest ``k`` one search may ask for
     cors_origins:      origins allowed by CORS; empty (default) adds no CORS headers at all
+    warm_up:           before taking requests, load the query encoders and encode one dummy
+                       text and image (:func:`~segindex.service.warmup.warm_up`), so the first
+                       query is as fast as the tenth; ``False``: load them on the first query
     """
 
     api_key: str | None = None
@@ -24,6 +27,7 @@ class ServiceSettings:
     max_upload_pixels: int = 40_000_000
     max_k: int = 200
     cors_origins: tuple[str, ...] = ()
+    warm_up: bool = True
 
     def __post_init__(self) -> None:
         if self.api_key is not None and not self.api_key.strip():
