@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from segindex.device import check_precision
 from segindex.errors import ConfigError
+from segindex.runtime import check_runtime
 from segindex.validate import integer, number, optional_integer
 
 DEFAULT_SEGMENTER = "panoptic"
@@ -251,6 +252,11 @@ class RuntimeOptions:
     device:         ``auto`` (CUDA when present), ``cpu``, ``cuda[:N]`` or ``mps``.
     precision:      ``auto``, ``fp32``, ``fp16`` or ``bf16`` for the torch backends (see
                     :mod:`segindex.device`; ``auto`` is bf16/fp16 on CUDA, fp32 elsewhere).
+                    With a compiled runtime: its precision hint (``fp32`` or ``bf16``).
+    runtime:        what runs the segmenter's and embedder's networks (backends that take a
+                    ``runtime``: the panoptic segmenter, open_clip): ``torch``, ``openvino``
+                    (exported once, compiled for this CPU) or ``auto``: OpenVINO on a CPU when it
+                    is installed, else torch (:mod:`segindex.runtime`, docs/runtimes.md).
 
     decode_workers: processes that decode the next batch of images while the current one is
                     segmented and embedded (at most one batch ahead, so memory stays flat);
@@ -269,12 +275,14 @@ class RuntimeOptions:
     max_pixels: int | None = 200_000_000  # larger images are recorded as failed, not decoded
     max_regions: int = 256  # per image: the highest-scoring (then largest) regions are kept
     decode_workers: int | None = None
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("segment_batch", "embed_batch", "commit_every", "max_regions"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_precision(self.precision)
+        check_runtime(self.runtime)
         if self.decode_workers is not None and self.decode_workers < 0:
             raise ConfigError(f"decode_workers must be >= 0, got {self.decode_workers}")
 

@@ -25,7 +25,14 @@ from segindex.embed import EMBEDDERS, Embedder
 from segindex.errors import ConfigError, IndexExistsError
 from segindex.ingester import Ingester
 from segindex.maintenance import Maintenance
-from segindex.models import Models, backend_spec, check_tracker, other_embedder
+from segindex.models import (
+    Models,
+    backend_spec,
+    build_backend,
+    check_tracker,
+    other_embedder,
+    record_runtime,
+)
 from segindex.search.hits import Hit
 from segindex.search.query import Query, query_keywords
 from segindex.search.searcher import Searcher
@@ -66,6 +73,7 @@ class Index:
             runtime,
             identity=lambda: store.get_meta("embedder_identity"),
             labels=settings.labels,
+            record=lambda runtime: record_runtime(store, runtime),
         )
         self.searcher = Searcher(store, self.mirror, self.models, settings.crop)
         self.maintenance = Maintenance(path, store, self.mirror, lambda: self.settings)
@@ -120,9 +128,7 @@ class Index:
         runtime = runtime or RuntimeOptions()
         check_tracker(settings.video)
         spec = settings.embedder
-        built = EMBEDDERS.build_on(
-            spec.name, spec.options, device=runtime.device, precision=runtime.precision
-        )
+        built = build_backend(EMBEDDERS, spec, runtime)
         meta = {
             "settings": settings.to_dict(),
             "embedder_identity": built.describe(),

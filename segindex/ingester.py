@@ -72,6 +72,7 @@ class Ingester:
         )
         with self.mirror.writing():
             _ = self.mirror.vectors  # loaded (rebuilt if stale) before the first batch lands
+            models.record_runtime()  # which runtime makes these vectors (`info` lists them)
             try:
                 report = run_ingest(
                     sources,

@@ -162,6 +162,8 @@ class Maintenance:
             "db_url": _redact(self.store.url),
             "settings": self.settings().to_dict(),
             "embedder": self.store.get_meta("embedder_identity"),
+            # runtimes that made the vectors (torch, openvino + precision); [] before issue 22
+            "embedder_runtimes": self.store.get_meta("embedder_runtimes") or [],
             "vector_dim": self.mirror.dim,
             "counts": self.store.counts(),
             "videos": video_counts(self.store),

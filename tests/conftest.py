@@ -14,6 +14,9 @@ from segindex.testing.fakes import draw_scene, register_fakes
 # Never reach for a model hub from the tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The suite tests the torch path of the models; tests/runtime/ asks for OpenVINO explicitly (the
+# default runtime, auto, would otherwise export every tiny model it meets: segindex.runtime).
+os.environ.setdefault("SEGINDEX_RUNTIME", "torch")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

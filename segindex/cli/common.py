@@ -82,6 +82,17 @@ _precision = click.option(
 )
 
 
+runtime_option = click.option(
+    "--runtime",
+    type=click.Choice(["auto", "torch", "openvino"]),
+    default="auto",
+    show_default=True,
+    help="What runs the segmenter and CLIP networks: torch, or openvino (exported once and "
+    "compiled for this CPU, cached beside the model cache); auto = openvino on a CPU when it is "
+    "installed, else torch. See docs/runtimes.md.",
+)
+
+
 def device_option(f: Any) -> Any:
     """``--device`` and ``--precision``, which always go together."""
     return _device(_precision(f))

@@ -15,6 +15,7 @@ from segindex.cli.common import (
     index_option,
     json_option,
     parse_options,
+    runtime_option,
 )
 from segindex.cli.engine_options import engine_from, engine_options
 from segindex.cli.video_options import video_changes, video_options
@@ -73,12 +74,14 @@ def _backend_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def open_index(index_path: Path, device: str, precision: str = "auto", **backend: Any) -> Any:
+def open_index(
+    index_path: Path, device: str, precision: str = "auto", runtime: str = "auto", **backend: Any
+) -> Any:
     from segindex.config import RuntimeOptions
     from segindex.index import Index
 
-    runtime = RuntimeOptions(device=device, precision=precision)
-    return Index.open(index_path, runtime=runtime, **backend)
+    options = RuntimeOptions(device=device, precision=precision, runtime=runtime)
+    return Index.open(index_path, runtime=options, **backend)
 
 
 @click.command()
@@ -116,6 +119,7 @@ def open_index(index_path: Path, device: str, precision: str = "auto", **backend
 @video_options
 @engine_options
 @device_option
+@runtime_option
 @json_option
 @friendly
 def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
@@ -130,6 +134,7 @@ def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
     runtime = RuntimeOptions(
         device=kw["device"],
         precision=kw["precision"],
+        runtime=kw["runtime"],
         embed_batch=kw["batch_size"],
         max_pixels=kw["max_pixels"],
         max_regions=kw["max_regions"],
@@ -237,6 +242,11 @@ def info(index_path: Path, as_json: bool) -> None:
         f"embedder:    {s['embedder']['name']} {s['embedder']['options']} "
         f"(dim {data['vector_dim']})"
     )
+    runtimes = data.get("embedder_runtimes") or []
+    if runtimes:
+        made = ", ".join(f"{r['runtime']} {r.get('precision', '')}".strip() for r in runtimes)
+        mixed = " (mixed: all within cosine >= 0.999 of torch fp32)" if len(runtimes) > 1 else ""
+        click.echo(f"vectors by:  {made}{mixed}")
     v = data.get("videos") or {}
     images = c["images_indexed"] - int(v.get("videos", 0))
     click.echo(f"images:      {images} indexed, {c['images_failed']} failed")

@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-from segindex.cli.common import device_option, friendly, index_option, json_option
+from segindex.cli.common import (
+    device_option,
+    friendly,
+    index_option,
+    json_option,
+    runtime_option,
+)
 from segindex.cli.core import open_index
 from segindex.cli.scenes import is_scene, run_scene_search
 from segindex.cli.video_search import time_cell, track_search_options, track_table, video_filters
@@ -105,6 +111,7 @@ def _term(_ctx: Any, _param: Any, values: tuple[str, ...]) -> list[tuple[str, fl
 @click.option("--no-templates", is_flag=True, help="Embed the text verbatim (no prompt templates).")
 @track_search_options
 @device_option
+@runtime_option
 @json_option
 @friendly
 def search(text: str | None, index_path: Path, image_path: Path | None, **kw: Any) -> None:
@@ -170,7 +177,7 @@ def search(text: str | None, index_path: Path, image_path: Path | None, **kw: An
         exclude_query_regions=not kw["include_self"],
         templates=None if kw["no_templates"] else DEFAULT_TEMPLATES,
     )
-    with open_index(index_path, kw["device"], kw["precision"]) as idx:
+    with open_index(index_path, kw["device"], kw["precision"], kw["runtime"]) as idx:
         page = idx.query(query)
     hits = page.hits
     if kw["as_json"]:

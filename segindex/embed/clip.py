@@ -10,6 +10,12 @@
   weights file, as written by ``open_clip.push_to_hf_hub`` or downloaded from such a Hub repository
   (``pretrained`` is ignored).
 
+``runtime`` (:mod:`segindex.runtime`): ``torch`` runs open_clip's towers as they are;
+``openvino`` runs the same towers exported once and compiled for this CPU (cached beside the model
+cache, :mod:`segindex.runtime.cache`), with the same preprocessing and tokenizer; ``auto`` is
+OpenVINO on a CPU where it is installed. The runtime does not change :meth:`describe` (the vector
+space), it is reported by :meth:`runtime_info`.
+
 torch and open_clip are imported when an embedder is built, not when this module is imported.
 A named model is looked up in the local Hub cache first, with no network; only a missing one is
 downloaded, after one bounded reachability probe (:mod:`segindex.hub`), so an unreachable Hub
@@ -18,7 +24,6 @@ fails in seconds.
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,43 +33,26 @@ import numpy as np
 from segindex.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 from segindex.device import resolve_device, resolve_precision, to_device, torch_dtype
 from segindex.embed.base import Embedder
+from segindex.embed.clip_source import hub_failure, resolve_clip_source
 from segindex.errors import ConfigError, ModelLoadError
 from segindex.hub import offline, unreachable, unreachable_note
+from segindex.runtime import auto_precision, check_runtime, openvino_hint, resolve_runtime
 
 if TYPE_CHECKING:
     import torch
+
+    from segindex.runtime.clip_towers import ImageTower, TextTower
 
 #: ``auto``/``fp32``/``fp16``/``bf16`` as in :mod:`segindex.device` (weights cast, LayerNorms kept
 #: in float32); ``pure_fp16``/``pure_bf16`` cast every weight
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "pure_fp16", "pure_bf16")
 _HF_HUB = "hf-hub:"
 _LOCAL_DIR = "local-dir:"
-_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".npz", ".ckpt")
-
-
-def _looks_like_path(s: str) -> bool:
-    return (
-        os.sep in s
-        or (os.altsep is not None and os.altsep in s)
-        or s.startswith((".", "~"))
-        or s.lower().endswith(_WEIGHT_SUFFIXES)
-    )
 
 
 def _short(exc: BaseException, limit: int = 240) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _local_copy_hint(model: str) -> str:
-    return (
-        "Download the checkpoint where you have network and pass it: "
-        "--clip-pretrained /path/to/open_clip_pytorch_model.bin (or a directory with "
-        "open_clip_config.json and the weights via --clip-model DIR); Python: "
-        f"embedder_options={{'model': {model!r}, "
-        "'pretrained': '/path/to/open_clip_pytorch_model.bin'} or "
-        "embedder_options={'model': '/path/to/DIR'}"
-    )
 
 
 class OpenClipEmbedder(Embedder):
@@ -79,7 +67,10 @@ class OpenClipEmbedder(Embedder):
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda[:N]`` or ``mps``.
         precision: one of :data:`PRECISIONS`; ``auto`` is ``fp16`` on CUDA (as CLIP is run on
             GPUs) and ``fp32`` elsewhere. ``fp16``/``bf16`` keep LayerNorms in fp32; vectors
-            come back float32 whatever the precision.
+            come back float32 whatever the precision. With a compiled runtime only ``auto``
+            (bf16 on CPUs with native bf16, else fp32: :func:`segindex.runtime.auto_precision`),
+            ``fp32`` and ``bf16`` (the runtime's precision hint) are accepted.
+        runtime: ``auto``, ``torch`` or ``openvino`` (see the module doc).
 
     Raises:
         ModelLoadError: unknown model name or tag, missing file or directory, failed download,
@@ -95,23 +86,43 @@ class OpenClipEmbedder(Embedder):
         pretrained: str | os.PathLike[str] | None = DEFAULT_CLIP_PRETRAINED,
         device: str = "auto",
         precision: str = "auto",
+        runtime: str = "auto",
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
             )
+        check_runtime(runtime)
+        # names and paths checked, and a missing Hub model reported, before torch is imported
+        source = resolve_clip_source(model, pretrained)
+        source.check_available()
+        # ``model``/``pretrained``: canonical identity (absolute paths); ``_model_id``: open_clip's.
+        self.model, self.pretrained = source.model, source.pretrained
+        self._model_id = source.model_id
+        self._source = source
         self.device = resolve_device(device)
+        self.runtime = resolve_runtime(runtime, self.device)
+        if self.runtime != "torch" and precision.startswith("pure_"):
+            raise ConfigError(
+                f"precision {precision!r} is for the torch runtime; runtime {self.runtime!r} "
+                f"takes fp32 or bf16"
+            )
         self.precision = (
             precision
             if precision.startswith("pure_")
             else resolve_precision(precision, self.device, cuda_auto="fp16")
         )
-        # ``model``/``pretrained``: canonical identity (absolute paths); ``_model_id``: open_clip's.
-        self.model, self.pretrained, self._model_id = _resolve_source(model, pretrained)
+        if self.runtime != "torch" and precision == "auto":
+            self.precision = auto_precision("embedder")  # bf16 where the CPU has it
+        # a compiled runtime is exported from the float32 modules and given its precision as a hint
+        self._torch_precision = self.precision if self.runtime == "torch" else "fp32"
 
         self._clip, self._preprocess, self._tokenizer = self._load()
         # image batches are cast to the dtype of the towers' first (conv/linear) layers
-        self._image_dtype = torch_dtype(self.precision.removeprefix("pure_"))
+        self._image_dtype = torch_dtype(self._torch_precision.removeprefix("pure_"))
+        self._towers: tuple[TextTower, ImageTower] | None = None
+        if self.runtime != "torch":
+            self._towers = self._compile()
         self._dim = self._find_dim()
 
     # -- loading ------------------------------------------------------------------------------
@@ -145,7 +156,7 @@ class OpenClipEmbedder(Embedder):
         clip, _, preprocess = open_clip.create_model_and_transforms(
             self._model_id,
             pretrained=self.pretrained if schema is None else None,
-            precision=self.precision,
+            precision=self._torch_precision,
             device=self.device,
             # Hub and directory models must bring weights: open_clip would otherwise fall back to
             # random weights with only a logged warning.
@@ -157,15 +168,34 @@ class OpenClipEmbedder(Embedder):
         clip.eval()
         return clip, preprocess, tokenizer
 
+    def _compile(self) -> tuple[TextTower, ImageTower]:
+        """The towers exported to the compiled runtime (from its cache, or exported now)."""
+        import open_clip
+
+        from segindex.runtime.clip_export import compiled_towers
+
+        return compiled_towers(
+            self._clip,
+            source={"model": self.model, "pretrained": self.pretrained},
+            files=self._weight_files(),
+            example_tokens=self._tokenizer(["a photo of a dog.", "a cropped photo of a cat."]),
+            preprocess=dict(open_clip.get_model_preprocess_cfg(self._clip)),
+            runtime=self.runtime,
+            hint=openvino_hint(self.precision),
+        )
+
+    def _weight_files(self) -> list[Path]:
+        """The files the weights were read from (for finding the export without torch); empty
+        for random weights or where they cannot be told."""
+        weights = self._source.weights_file()
+        if weights is None:
+            return []
+        config = Path(self.model) / "open_clip_config.json"
+        return [config, weights] if self._source.schema == "local-dir" else [weights]
+
     def _load_failure(self, schema: str | None, cause: str) -> str:
         if schema == "hf-hub":
-            return (
-                f"could not load CLIP model {self.model!r} from the Hugging Face Hub (offline, no "
-                f"access, or unknown repository). Download the repository (open_clip_config.json "
-                f"and open_clip_pytorch_model.bin) where you have network and pass the directory: "
-                f"--clip-model DIR; Python: embedder_options={{'model': '/path/to/DIR'}}. "
-                f"Cause: {cause}"
-            )
+            return hub_failure(self.model, None, cause)
         if schema == "local-dir":
             return (
                 f"could not load CLIP model from directory {self.model!r}: the directory must hold "
@@ -179,11 +209,7 @@ class OpenClipEmbedder(Embedder):
                 f"Cause: {cause}"
             )
         if self.pretrained is not None:
-            return (
-                f"could not load CLIP model {self.model!r} with weights {self.pretrained!r} "
-                f"(offline, no access to the Hugging Face Hub, or not in its cache). "
-                f"{_local_copy_hint(self.model)}. Cause: {cause}"
-            )
+            return hub_failure(self.model, self.pretrained, cause)
         return f"could not build CLIP model {self.model!r} (random weights). Cause: {cause}"
 
     def _find_dim(self) -> int:
@@ -223,6 +249,8 @@ class OpenClipEmbedder(Embedder):
             if img.shape[0] == 0 or img.shape[1] == 0:
                 raise ValueError(f"image {i} is empty, got shape {img.shape}")
             tensors.append(self._preprocess(Image.fromarray(np.ascontiguousarray(img))))
+        if self._towers is not None:
+            return self._towers[1](torch.stack(tensors).numpy())
         batch = to_device(torch.stack(tensors), self.device).to(dtype=self._image_dtype)
         with torch.inference_mode():
             feats = self._clip.encode_image(batch)
@@ -241,6 +269,8 @@ class OpenClipEmbedder(Embedder):
     def _encode_text(self, texts: list[str]) -> np.ndarray:
         import torch
 
+        if self._towers is not None:
+            return self._towers[0](self._tokenizer(texts).numpy())
         tokens = to_device(self._tokenizer(texts), self.device)
         with torch.inference_mode():
             feats = self._clip.encode_text(tokens)
@@ -255,10 +285,23 @@ class OpenClipEmbedder(Embedder):
             "dim": self.dim,
         }
 
+    def runtime_info(self) -> dict[str, Any]:
+        """How the vectors are computed (not part of :meth:`describe`): ``runtime``,
+        ``precision`` asked for and, for a compiled runtime, the ``inference_precision`` it
+        reports and its ``runtime_version``."""
+        info: dict[str, Any] = {"runtime": self.runtime, "precision": self.precision}
+        if self._towers is not None:
+            from segindex.runtime.ov import version
+
+            info["inference_precision"] = self._towers[1].precision
+            info["runtime_version"] = version()
+        return info
+
     def __repr__(self) -> str:
         return (
             f"OpenClipEmbedder(model={self.model!r}, pretrained={self.pretrained!r}, "
-            f"device={self.device!r}, precision={self.precision!r}, dim={self.dim})"
+            f"device={self.device!r}, precision={self.precision!r}, runtime={self.runtime!r}, "
+            f"dim={self.dim})"
         )
 
 
@@ -271,81 +314,6 @@ def _schema(model_id: str) -> str | None:
     if model_id.startswith(_LOCAL_DIR):
         return "local-dir"
     return None
-
-
-def _resolve_source(
-    model: str | os.PathLike[str], pretrained: str | os.PathLike[str] | None
-) -> tuple[str, str | None, str]:
-    """Check ``model``/``pretrained`` before any loading; return ``(model, pretrained, model_id)``.
-
-    ``model`` and ``pretrained`` come back canonical (directories and files as absolute paths,
-    ``pretrained`` ``None`` where it is ignored); ``model_id`` is the string open_clip is given.
-    Fails fast with :class:`ModelLoadError` on unknown names and tags and on missing paths.
-    """
-    import open_clip
-
-    model = os.fspath(model) if isinstance(model, os.PathLike) else model
-    if not isinstance(model, str) or not model.strip():
-        raise ConfigError(f"CLIP model must be a non-empty string or path, got {model!r}")
-    model = model.strip()
-    pretrained = os.fspath(pretrained) if isinstance(pretrained, os.PathLike) else pretrained
-    if pretrained is not None and not isinstance(pretrained, str):
-        raise ConfigError(f"CLIP pretrained must be a string, path or None, got {pretrained!r}")
-    if pretrained is not None and not pretrained.strip():
-        pretrained = None  # "" (e.g. an empty CLI option) means random weights, like None
-
-    if model.startswith(_HF_HUB):
-        if not model[len(_HF_HUB) :].strip("/"):
-            raise ModelLoadError(f"CLIP model {model!r}: missing repository after 'hf-hub:'")
-        return model, None, model
-
-    if model.startswith(_LOCAL_DIR) or os.path.isdir(os.path.expanduser(model)):
-        raw = model[len(_LOCAL_DIR) :] if model.startswith(_LOCAL_DIR) else model
-        directory = Path(raw).expanduser().resolve()
-        if not directory.is_dir():
-            raise ModelLoadError(f"CLIP model directory {str(directory)!r} does not exist")
-        if not (directory / "open_clip_config.json").is_file():
-            raise ModelLoadError(
-                f"CLIP model directory {str(directory)!r} has no open_clip_config.json; expected "
-                f"an open_clip model directory (open_clip_config.json + "
-                f"open_clip_pytorch_model.bin or open_clip_model.safetensors)"
-            )
-        return str(directory), None, f"{_LOCAL_DIR}{directory}"
-
-    name = model.replace("/", "-")  # open_clip accepts 'ViT-B/32' for 'ViT-B-32'
-    known = open_clip.list_models()
-    if name not in known:
-        if _looks_like_path(model):
-            raise ModelLoadError(
-                f"CLIP model directory {model!r} does not exist (and it is not an open_clip "
-                f"model name)"
-            )
-        close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise ModelLoadError(
-            f"unknown CLIP model {model!r}: {hint}open_clip knows {len(known)} architectures "
-            f"(list them with open_clip.list_models()), or pass 'hf-hub:org/repo' or a local "
-            f"directory with open_clip_config.json"
-        )
-
-    if pretrained is None:
-        return name, None, name
-    pretrained = pretrained.strip()
-    if open_clip.get_pretrained_cfg(name, pretrained):
-        return name, pretrained, name
-    path = Path(pretrained).expanduser()
-    if path.is_file():
-        return name, str(path.resolve()), name
-    if _looks_like_path(pretrained):
-        raise ModelLoadError(
-            f"CLIP weights file {pretrained!r} for model {name!r} does not exist "
-            f"(expected a local open_clip checkpoint such as open_clip_pytorch_model.bin)"
-        )
-    tags = open_clip.list_pretrained_tags_by_model(name)
-    raise ModelLoadError(
-        f"unknown weights {pretrained!r} for CLIP model {name!r}: not an open_clip tag for this "
-        f"model (known: {', '.join(tags) or 'none'}) and not an existing file"
-    )
 
 
 def _to_numpy(feats: torch.Tensor) -> np.ndarray:

@@ -6,6 +6,12 @@ inference size in the batch, see ``PanopticSegmenter._forward``), then the proce
 ``post_process_panoptic_segmentation`` per image. Every panoptic segment becomes one ``Regions``
 row with its mask at the original image resolution.
 
+``runtime`` (:mod:`segindex.runtime`): ``torch`` runs the network as it is; ``openvino`` runs the
+same network exported once per input shape and compiled for this CPU
+(:class:`segindex.runtime.panoptic.CompiledPanoptic`); pre- and post-processing are the same code
+either way. ``auto`` is OpenVINO on a CPU where it is installed (Mask2Former and MaskFormer;
+OneFormer, whose text task input is not exported, runs with torch).
+
 torch and transformers are imported only when a segmenter is built: importing this module is cheap.
 """
 
@@ -23,12 +29,15 @@ from segindex.data.coco_panoptic import COCO_STUFF_NAMES
 from segindex.device import autocast, resolve_device, resolve_precision, to_device
 from segindex.errors import ModelLoadError
 from segindex.regions import Regions
+from segindex.runtime import check_runtime, notice, openvino_hint, resolve_runtime
 from segindex.segment.base import Segmenter
-from segindex.segment.hf import load_pretrained
+from segindex.segment.hf import check_available, load_pretrained
 from segindex.validate import fraction, optional_integer
 
 if TYPE_CHECKING:
     import torch
+
+    from segindex.runtime.panoptic import CompiledPanoptic
 
 #: longest edge / shortest edge of the inference size, as in the COCO recipes (800 x 1333)
 LONGEST_EDGE_RATIO = 1333 / 800
@@ -44,7 +53,9 @@ class PanopticSegmenter(Segmenter):
             holding ``config.json``, the weights and the processor config.
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
         precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (see :mod:`segindex.device`): the
-            network runs under autocast in that precision; post-processing is always float32.
+            network runs under autocast in that precision (with a compiled runtime: its
+            precision hint, fp32 or bf16); post-processing is always float32.
+        runtime: ``auto``, ``torch`` or ``openvino`` (see the module doc).
         resolution: shortest edge of the inference size in pixels (the longest edge is capped at
             ``resolution * 1333 / 800``); ``None`` keeps the processor's own default size.
         threshold: minimum class probability of a query to become a segment, in [0, 1].
@@ -79,13 +90,16 @@ class PanopticSegmenter(Segmenter):
         mask_threshold: float = 0.5,
         overlap_threshold: float = 0.8,
         thing_ids: Iterable[int] | None = None,
+        runtime: str = "auto",
     ) -> None:
+        check_runtime(runtime)
         self.resolution = optional_integer("resolution", resolution, lo=32)
         self.threshold = fraction("threshold", threshold)
         self.mask_threshold = fraction("mask_threshold", mask_threshold)
         self.overlap_threshold = fraction("overlap_threshold", overlap_threshold)
         self.model_id = str(model)
         self.thing_ids = None if thing_ids is None else frozenset(int(i) for i in thing_ids)
+        check_available(self.model_id)  # a missing Hub model is reported before torch loads
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
 
@@ -96,6 +110,34 @@ class PanopticSegmenter(Segmenter):
         self._needs_task_input = getattr(config, "model_type", "") == "oneformer"
         #: ``{label id: class name}`` of the checkpoint
         self.id2label: dict[int, str] = {int(k): str(v) for k, v in config.id2label.items()}
+        self.runtime = resolve_runtime(runtime, self.device)
+        self._compiled: CompiledPanoptic | None = None
+        if self.runtime != "torch" and self._needs_task_input:
+            if runtime != "auto":
+                notice(
+                    "oneformer-torch",
+                    f"segindex: OneFormer runs with torch (runtime {self.runtime!r} does not "
+                    "take its text task input)",
+                )
+            self.runtime = "torch"
+        if self.runtime != "torch":
+            from segindex.runtime.panoptic import CompiledPanoptic
+
+            self._compiled = CompiledPanoptic(
+                self.model,
+                model=self.model_id,
+                runtime=self.runtime,
+                hint=openvino_hint(self.precision),
+            )
+
+    def runtime_info(self) -> dict[str, Any]:
+        """How the network runs (not part of :meth:`describe`): ``runtime`` and ``precision``,
+        and for a compiled runtime the input shapes compiled so far."""
+        info: dict[str, Any] = {"runtime": self.runtime, "precision": self.precision}
+        if self._compiled is not None:
+            info["inference_precision"] = self._compiled.precision
+            info["shapes"] = [list(s) for s in self._compiled.shapes()]
+        return info
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -194,6 +236,12 @@ class PanopticSegmenter(Segmenter):
         """
         import torch
 
+        if self._compiled is not None:
+            out = []
+            for p in pixels:
+                class_logits, mask_logits = self._compiled(p.unsqueeze(0).numpy())
+                out.append((torch.from_numpy(class_logits), torch.from_numpy(mask_logits)))
+            return out
         groups: dict[tuple[int, int], list[int]] = {}
         for i, p in enumerate(pixels):
             groups.setdefault((int(p.shape[-2]), int(p.shape[-1])), []).append(i)
