@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from segindex.cli.common import device_option, friendly, index_option
+from segindex.cli.common import device_option, friendly, index_option, runtime_option
 
 
 @click.command()
@@ -36,6 +36,7 @@ from segindex.cli.common import device_option, friendly, index_option
     help="Upload pixel limit (width x height / 1e6).",
 )
 @device_option
+@runtime_option
 @friendly
 def serve(
     index_path: Path,
@@ -47,6 +48,7 @@ def serve(
     max_upload_megapixels: float,
     device: str,
     precision: str,
+    runtime: str,
 ) -> None:
     """Serve INDEX over HTTP: the web page at /, the API (OpenAPI docs at /docs)."""
     import uvicorn
@@ -54,6 +56,7 @@ def serve(
     from segindex.config import RuntimeOptions
     from segindex.index import Index
     from segindex.service import ServiceSettings, create_app
+    from segindex.service.warmup import warm_up
 
     settings = ServiceSettings(
         api_key=api_key or None,
@@ -62,9 +65,19 @@ def serve(
         cors_origins=cors_origin,
     )
     with Index.open(
-        index_path, runtime=RuntimeOptions(device=device, precision=precision)
+        index_path, runtime=RuntimeOptions(device=device, precision=precision, runtime=runtime)
     ) as index:
         _ = index.vectors  # load (or rebuild) the vector index before taking requests
+        # the query encoders too: a missing model fails here, in one line; the first query is
+        # as fast as the tenth (the app's own warm-up then finds them warm)
+        ready = warm_up(index)
+        how = [str((ready.runtime or {}).get("runtime", "")), "" if ready.torch else "no PyTorch"]
+        note = ", ".join(h for h in how if h)
+        click.echo(
+            f"segindex: query encoders ready in {ready.seconds:.1f} s"
+            + (f" ({note})" if note else ""),
+            err=True,
+        )
         app = create_app(index, settings)
         if host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
             click.echo(
