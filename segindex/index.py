@@ -42,7 +42,8 @@ from segindex.store.directory import MANIFEST, create_store, open_store
 from segindex.store.kinds import META_KEY as KIND_META_KEY
 from segindex.store.kinds import KindSpec
 from segindex.store.mirror import VectorMirror
-from segindex.store.sql import Store
+from segindex.store.sql import VECTOR_DTYPE_KEY, Store
+from segindex.store.vector_files import DEFAULT_DTYPE, DTYPES
 from segindex.store.vectors import VectorIndex
 
 __all__ = ["MANIFEST", "Index"]
@@ -99,13 +100,16 @@ class Index:
         exist_ok: bool = False,
         vector_index: KindSpec | None = None,
         video: VideoOptions | None = None,
+        vector_dtype: str = DEFAULT_DTYPE,
     ) -> Index:
         """Create a new index directory (or open it if ``exist_ok`` and it exists).
 
         ``vector_index``: the FAISS index kind (default ``auto``, by size; :meth:`reindex`
         changes it); ``video``: how videos are sampled and tracked (:meth:`set_video_options`
-        changes it). The embedder is loaded here to record its vector dimension: a missing model
-        fails now (:class:`~segindex.errors.ModelLoadError`), before any work is done."""
+        changes it); ``vector_dtype``: how the vectors are stored (``float16``, the default,
+        ``float32`` or ``int8``). The embedder is loaded here to record its vector dimension: a
+        missing model fails now (:class:`~segindex.errors.ModelLoadError`), before any work is
+        done."""
         path = Path(path)
         if (path / MANIFEST).exists():
             if not exist_ok:
@@ -126,6 +130,10 @@ class Index:
             video=video or VideoOptions(),
         )
         runtime = runtime or RuntimeOptions()
+        if vector_dtype not in DTYPES:
+            raise ConfigError(
+                f"vector dtype must be one of {', '.join(DTYPES)}, got {vector_dtype!r}"
+            )
         check_tracker(settings.video)
         spec = settings.embedder
         built = build_backend(EMBEDDERS, spec, runtime)
@@ -134,6 +142,7 @@ class Index:
             "embedder_identity": built.describe(),
             "vector_dim": built.dim,
             KIND_META_KEY: (vector_index or KindSpec()).to_dict(),
+            VECTOR_DTYPE_KEY: vector_dtype,
         }
         index = cls(path, create_store(path, db_url, meta), settings, runtime)
         index.models.loaded_embedder = built

@@ -116,6 +116,13 @@ def open_index(
 @click.option(
     "--retry-failed", is_flag=True, help="Retry files that failed before, even unchanged."
 )
+@click.option(
+    "--vector-dtype",
+    type=click.Choice(["float16", "float32", "int8"]),
+    default="float16",
+    show_default=True,
+    help="How a new index stores its vectors (float16: 1 KB a 512-d vector, cosine 0.99999).",
+)
 @video_options
 @engine_options
 @device_option
@@ -156,7 +163,13 @@ def ingest(sources: tuple[str, ...], index_path: Path, **kw: Any) -> None:
             crop = replace(crop, whole_image=False)
         video = video_changes(kw, VideoOptions()) or VideoOptions()
         idx = Index.create(
-            index_path, crop=crop, db_url=kw["db_url"], runtime=runtime, video=video, **backend
+            index_path,
+            crop=crop,
+            db_url=kw["db_url"],
+            runtime=runtime,
+            video=video,
+            vector_dtype=kw["vector_dtype"],
+            **backend,
         )
     with idx:
         report = _run_with_progress(

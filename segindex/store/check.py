@@ -1,6 +1,7 @@
 """Integrity of an index: every region row has its vector and every vector its row.
 
-SQL is the source of truth (each region row carries its vector); the FAISS file is a cache of it.
+SQL is the source of truth, and the commit point of the vector segment files (a region row is
+committed only after its vector is durable in a segment); the FAISS file is a cache of both.
 :func:`check` inspects what is on disk without changing anything; :func:`repair` restores the
 invariants: rebuilds the FAISS file from SQL and marks images whose rows are incomplete for
 re-ingestion (status ``failed`` with the reason, so the next ingest redoes them).
@@ -10,8 +11,11 @@ a missing file, or one that cannot be read (damaged on disk, or of another dimen
 between a batch's SQL commit and the file's rewrite leaves it behind, a crash between a delete's
 commit and the rewrite leaves extra ids. Nothing is lost: :meth:`segindex.Index.vectors` reads the
 file on first use and rebuilds it from SQL when its ids differ or it is missing or unreadable, so
-these are *notes*. *Problems* are what no open repairs: malformed vectors in SQL, images whose row
-count differs from the one recorded, and rows without an image.
+these are *notes*. Stored vectors that no row references are notes too (*stale vectors*: the tail a
+crash left between the vector flush and the SQL commit, segment files never registered, and the
+tombstones of deleted regions): ``repair`` truncates, removes and compacts them. *Problems* are
+what no open repairs: region rows whose vector is missing or malformed (not finite), images whose
+row count differs from the one recorded, and rows without an image.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from sqlalchemy import func, select, update
 from segindex.store.kinds import KindSpec
 from segindex.store.schema import images, regions
 from segindex.store.sql import Store, bump_generation
+from segindex.store.vector_store import Stale
 from segindex.store.vectors import VectorIndex
 
 #: how a stale cache is repaired, appended to each note
@@ -43,10 +48,11 @@ class CheckReport:
     vectors_in_file: int = 0
     missing_from_file: int = 0  # rows whose vector the FAISS file lacks (all, if it is missing)
     orphan_vectors: int = 0  # ids in the FAISS file with no row (deleted or rolled back)
-    bad_vector_rows: list[int] = field(default_factory=list)  # wrong byte length / not finite
+    bad_vector_rows: list[int] = field(default_factory=list)  # vector missing / not finite
     incomplete_images: list[str] = field(default_factory=list)  # n_regions != rows
     rows_without_image: list[int] = field(default_factory=list)  # image_id matches no image
     vector_file: str = "ok"  # ok | missing | unreadable: ... (wrong dimension included)
+    stale_vectors: Stale = field(default_factory=Stale)  # in the segment files, unreferenced
 
     @property
     def file_readable(self) -> bool:
@@ -65,8 +71,8 @@ class CheckReport:
         out = []
         if self.bad_vector_rows:
             out.append(
-                f"{len(self.bad_vector_rows)} region rows hold a malformed vector in the database "
-                f"(wrong length or not finite), ids {_listed(self.bad_vector_rows)}"
+                f"{len(self.bad_vector_rows)} region rows have no stored vector or one that is "
+                f"not finite, ids {_listed(self.bad_vector_rows)}"
             )
         if self.incomplete_images:
             out.append(
@@ -82,17 +88,19 @@ class CheckReport:
 
     @property
     def notes(self) -> list[str]:
-        """A stale vector file: what differs and what will happen (no damage)."""
+        """Stale vectors and a stale vector file: what differs and what will happen (no
+        damage)."""
+        out = self._stale_vector_notes()
         if not self.stale:
-            return []
+            return out
         if not self.file_readable:
-            return [f"vector file {self.vector_file}; " + _REBUILT]
+            return [*out, f"vector file {self.vector_file}; " + _REBUILT]
         if self.vector_file == "missing":
             return [
+                *out,
                 f"vector file is missing while the database holds {self.region_rows} vectors; "
-                + _REBUILT
+                + _REBUILT,
             ]
-        out = []
         if self.missing_from_file:
             out.append(
                 f"vector file is {self.missing_from_file} vectors behind the database; " + _REBUILT
@@ -103,6 +111,21 @@ class CheckReport:
                 "database (deleted, or rolled back by a crash); " + _REBUILT
             )
         return out
+
+    def _stale_vector_notes(self) -> list[str]:
+        st, out = self.stale_vectors, []
+        if st.tail_rows:
+            out.append(
+                f"{st.tail_rows} vectors were written past the last commit (a crash between the "
+                "vector flush and the database commit); the next write or `segindex repair` "
+                "drops them"
+            )
+        if st.orphan_files:
+            out.append(
+                f"{len(st.orphan_files)} vector files are not registered in the database "
+                f"({_listed(st.orphan_files)}); `segindex repair` removes them"
+            )
+        return out  # tombstones (st.dead_rows) are the normal state after deletes: counted only
 
     @property
     def ok(self) -> bool:
@@ -131,6 +154,11 @@ class CheckReport:
             "missing_from_file": self.missing_from_file,
             "orphan_vectors": self.orphan_vectors,
             "bad_vector_rows": self.bad_vector_rows[:_SHOWN],
+            "stale_vectors": {
+                "tail_rows": self.stale_vectors.tail_rows,
+                "orphan_files": self.stale_vectors.orphan_files[:_SHOWN],
+                "dead_rows": self.stale_vectors.dead_rows,
+            },
             "incomplete_images": self.incomplete_images[:_SHOWN],
             "rows_without_image": self.rows_without_image[:_SHOWN],
         }
@@ -147,7 +175,8 @@ def check(store: Store, vector_file: Path, dim: int) -> CheckReport:
     report = CheckReport()
     sql_ids = store.region_ids()
     report.region_rows = len(sql_ids)
-    report.bad_vector_rows = _malformed_vector_rows(store, dim)
+    report.bad_vector_rows = _malformed_vector_rows(store, sql_ids)
+    report.stale_vectors = store.vectors.stale(sql_ids)
     file_ids = np.zeros(0, dtype=np.int64)
     if not vector_file.exists():
         report.vector_file = "missing" if len(sql_ids) else "ok"
@@ -188,33 +217,25 @@ def check(store: Store, vector_file: Path, dim: int) -> CheckReport:
     return report
 
 
-def _malformed_vector_rows(store: Store, dim: int) -> list[int]:
-    """Ids of region rows whose stored vector has the wrong length or is not finite."""
-    bad: list[int] = []
-    last = 0
-    while True:
-        with store.engine.connect() as conn:
-            rows = conn.execute(
-                select(regions.c.id, regions.c.vector)
-                .where(regions.c.id > last)
-                .order_by(regions.c.id)
-                .limit(20_000)
-            ).all()
-        if not rows:
-            return bad
-        for r in rows:
-            raw = bytes(r.vector)
-            if len(raw) != 4 * dim or not np.isfinite(np.frombuffer(raw, dtype="<f4")).all():
-                bad.append(int(r.id))
-        last = int(rows[-1].id)
+def _malformed_vector_rows(store: Store, sql_ids: np.ndarray) -> list[int]:
+    """Ids of region rows whose vector is not stored, or not finite."""
+    seen = np.zeros(0, np.int64)
+    bad: list[np.ndarray] = []
+    for ids, vecs in store.vectors.chunks(sql_ids):
+        seen = np.concatenate([seen, ids])
+        bad.append(ids[~np.isfinite(vecs).all(axis=1)])
+    bad.append(np.setdiff1d(sql_ids, seen))
+    return sorted(int(i) for i in np.unique(np.concatenate(bad)))
 
 
 def repair(store: Store, vector_file: Path, dim: int, spec: KindSpec | None = None) -> CheckReport:
     """Restore the invariants and return a fresh :func:`check` of the result.
 
-    Malformed vector rows and incomplete images are dropped and their images marked ``failed``
-    (reason: needs re-ingestion) so the next ``ingest`` redoes them; rows without an image are
-    deleted; the FAISS file is rebuilt from the vectors in SQL and written atomically.
+    Rows without (or with a malformed) vector and incomplete images are dropped and their
+    images marked ``failed`` (reason: needs re-ingestion) so the next ``ingest`` redoes them;
+    rows without an image are deleted; stale vectors are dropped (tails truncated, unregistered
+    files removed, segments compacted); the FAISS file is rebuilt from the stored vectors and
+    written atomically. Run inside the writer lock.
     """
     before = check(store, vector_file, dim)
     with store.engine.begin() as conn:
@@ -233,7 +254,7 @@ def repair(store: Store, vector_file: Path, dim: int, spec: KindSpec | None = No
                 .values(
                     status="failed",
                     sha256=None,
-                    error="repair: malformed vector, re-ingest",
+                    error="repair: missing or malformed vector, re-ingest",
                     n_regions=0,
                 )
             )
@@ -250,12 +271,14 @@ def repair(store: Store, vector_file: Path, dim: int, spec: KindSpec | None = No
                     n_regions=0,
                 )
             )
+    store.vectors.clean(store.region_ids(), compact_all=True)
     vi = VectorIndex.build(  # as the index kind ``spec`` picks (default ``auto``)
         dim,
         spec or KindSpec(),
         store.region_count(),
         store.iter_vectors(),
         sample=store.sample_vectors,
+        fetch=store.vectors_by_id,
     )
     vi.save(vector_file)
     return check(store, vector_file, dim)

@@ -2,11 +2,13 @@
 
 photos.segindex/
     segindex.json   format version and the SQL URL (default: the SQLite file below)
-    meta.sqlite     images, regions (+ durable vectors), settings
+    meta.sqlite     images, regions, settings (the commit point of everything)
+    vectors/        the region vectors, one copy each: append-only segment files (float16 by
+                    default) registered in SQL (``segindex.store.vector_files``)
     vectors.faiss   FAISS IndexIDMap2 over inner product, ids = region ids; flat, HNSW or IVF-PQ
                     inside (``segindex.store.kinds``: chosen by size unless set; stored as the
-                    ``vector_index`` setting; ``reindex`` rebuilds it from SQL); kept by
-                    :class:`~segindex.store.mirror.VectorMirror`
+                    ``vector_index`` setting; ``reindex`` rebuilds it from the stored vectors);
+                    kept by :class:`~segindex.store.mirror.VectorMirror`
     uploads/        images added as bytes (``Index.add_image_bytes``), named ``<sha256>.<ext>``
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from segindex.errors import IndexMismatchError, IndexNotFoundError
-from segindex.store.sql import Store
+from segindex.store.sql import VECTORS_DIR, Store
 
 FORMAT_VERSION = 1
 MANIFEST = "segindex.json"
@@ -30,7 +32,7 @@ def create_store(path: Path, db_url: str | None, meta: dict[str, Any]) -> Store:
     """Make the index directory ``path``: its store (at ``db_url``, default the SQLite file
     inside) holding ``meta``, then the manifest (written last: without it there is no index)."""
     path.mkdir(parents=True, exist_ok=True)
-    store = Store(db_url or _sqlite_url(path))
+    store = Store(db_url or _sqlite_url(path), vectors_dir=path / VECTORS_DIR)
     for key, value in meta.items():
         store.set_meta(key, value)
     manifest = {"format": FORMAT_VERSION, "db_url": db_url}
@@ -55,7 +57,7 @@ def open_store(path: Path) -> tuple[Store, dict[str, Any]]:
             f"this segindex reads format {FORMAT_VERSION}"
         )
     url = manifest.get("db_url") or _sqlite_url(path)
-    store = Store(url)
+    store = Store(url, vectors_dir=path / VECTORS_DIR)
     stored = store.get_meta("settings")
     if stored is None:
         raise IndexNotFoundError(f"index at {str(path)!r} has no settings in {url!r}")

@@ -31,23 +31,14 @@ class RegionWhere:
     tracks: bool = False
 
 
-def id_owner_vectors(rows: Sequence[Any], owner: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(region ids (n,) int64, owner ids (n,) int64, vectors (n, D) float32)`` of rows with
-    ``id``, ``vector`` (float32 little-endian bytes) and the ``owner`` column (``image_id``,
-    ``track_id``); ``D`` is 0 when there are no rows."""
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-    return (
-        np.asarray([r.id for r in rows], dtype=np.int64),
-        np.asarray([getattr(r, owner) for r in rows], dtype=np.int64),
-        np.stack([np.frombuffer(r.vector, dtype="<f4") for r in rows]).astype(np.float32),
-    )
-
-
 class QueryReads:
     """Read-only query helpers over ``self.engine`` (see :class:`~segindex.store.sql.Store`)."""
 
     engine: Engine
+
+    def vectors_by_id(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError  # the store reads its vector files
+
     #: condition -> (generation, read-only sorted ids), reset by the store's constructor
     _allowed: dict[RegionWhere, tuple[int, np.ndarray]]
 
@@ -88,10 +79,11 @@ class QueryReads:
         self, image_ids: Sequence[int], where: RegionWhere | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(region ids (n,) int64, image ids (n,) int64, vectors (n, D) float32)`` of the
-        regions of these images passing ``where``, in ONE query."""
+        regions of these images passing ``where``, ordered by region id (ONE query, then the
+        vector files)."""
         cond = regions.c.image_id.in_([int(i) for i in image_ids])
         stmt = (
-            select(regions.c.id, regions.c.image_id, regions.c.vector)
+            select(regions.c.id, regions.c.image_id)
             .join(images, images.c.id == regions.c.image_id)
             .where(cond if where is None else cond & where.clause)
             .order_by(regions.c.id)
@@ -99,18 +91,32 @@ class QueryReads:
         if where is not None and where.tracks:
             stmt = stmt.outerjoin(tracks, tracks.c.id == regions.c.track_id)
         with self.engine.connect() as conn:
-            return id_owner_vectors(conn.execute(stmt).all(), "image_id")
+            rows = conn.execute(stmt).all()
+        return self.with_vectors(rows, "image_id")
+
+    def with_vectors(
+        self, rows: Sequence[Any], owner: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(region ids (n,) int64, owner ids (n,) int64, vectors (n, D) float32)`` of rows with
+        ``id`` and the ``owner`` column (``image_id``, ``track_id``), sorted by id, vectors read
+        from the vector files (a row whose vector is missing is left out); ``D`` is 0 when
+        there are no rows."""
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        ids = np.asarray([r.id for r in rows], dtype=np.int64)
+        owners = np.asarray([getattr(r, owner) for r in rows], dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        ids, owners = ids[order], owners[order]
+        found, vecs = self.vectors_by_id(ids)
+        keep = np.isin(ids, found)
+        return ids[keep], owners[keep], vecs
 
     def region_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
-        """``region id -> (D,) float32`` stored vector, for the ids that exist (ONE query)."""
+        """``region id -> (D,) float32`` stored vector, for the ids whose vector is stored."""
         if len(ids) == 0:
             return {}
-        stmt = select(regions.c.id, regions.c.vector).where(regions.c.id.in_([int(i) for i in ids]))
-        with self.engine.connect() as conn:
-            return {
-                r.id: np.frombuffer(r.vector, dtype="<f4").astype(np.float32)
-                for r in conn.execute(stmt)
-            }
+        found, vecs = self.vectors_by_id(np.asarray(list(ids), dtype=np.int64))
+        return {int(i): vecs[j] for j, i in enumerate(found.tolist())}
 
     def image_row(self, image_id: int) -> Any | None:
         """The image's row, or ``None``."""

@@ -31,6 +31,7 @@ Videos (schema version 2, added in place to older indexes by :mod:`segindex.stor
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -97,10 +98,9 @@ regions = Table(
     Column("y1", Float, nullable=False),
     Column("area", Integer, nullable=False),
     Column("rle", Text, nullable=False),  # compressed COCO RLE counts; size = image height/width
-    Column("crop", Text, nullable=False),  # JSON of the CropPolicy used
-    # float32 little-endian bytes of the L2-normalised embedding: the durable copy from which the
-    # FAISS index can always be rebuilt without re-running models.
-    Column("vector", LargeBinary, nullable=False),
+    # schema version 3: the crop policy used (segindex_crops.id); the vector lives in the
+    # vector segment files (segindex.store.vector_files), addressed by this row's id
+    Column("crop_id", Integer, nullable=True),
     # schema version 2 (videos): NULL for image regions
     Column("frame_index", Integer, nullable=True),
     Column("time_s", Float, nullable=True),
@@ -151,7 +151,24 @@ video_progress = Table(
     Column("state", Text, nullable=False),  # JSON: sampler and tracker state
 )
 
+crops = Table(
+    "segindex_crops",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("policy", Text, nullable=False, unique=True),  # JSON of the CropPolicy, sorted keys
+)
+
+vector_files = Table(
+    "segindex_vector_files",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),  # files <name>.ids / <name>.vec
+    Column("dtype", String(16), nullable=False),  # float16 | float32 | int8
+    Column("dim", Integer, nullable=False),
+    Column("rows", BigInteger, nullable=False, default=0),  # committed rows
+)
+
 #: version of this schema, stored as the ``schema_version`` setting
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Index("ix_segindex_tracks_image_local", tracks.c.image_id, tracks.c.local_id, unique=True)

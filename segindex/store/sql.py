@@ -1,7 +1,9 @@
-"""SQL metadata store: images, regions (with their durable vectors) and the index settings.
+"""SQL metadata store: images, regions and the index settings; the region vectors live in the
+vector segment files beside it (:mod:`segindex.store.vector_store`), one copy each.
 
 SQLite file by default; any SQLAlchemy URL (e.g. ``postgresql+psycopg2://...``) works the same.
-Writes happen in bulk, one transaction per batch of images (Core ``insert`` executemany).
+Writes happen in bulk, one transaction per batch of images (:meth:`Store.transaction`: vectors
+appended and fsynced, then rows inserted by one executemany, then the commit).
 The reads that queries use live in :mod:`segindex.store.query_reads` (a mixin of
 :class:`Store`); videos are written by :mod:`segindex.store.video`.
 """
@@ -11,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +35,15 @@ from segindex.regions import Regions
 from segindex.store.claim import already_written, find_image, insert_image
 from segindex.store.migrate import upgrade
 from segindex.store.query_reads import GENERATION_KEY, QueryReads, RegionWhere
-from segindex.store.schema import images, index_meta, regions, tracks, video_progress
+from segindex.store.region_writer import RegionWriter
+from segindex.store.schema import crops, images, index_meta, regions, tracks, video_progress
+from segindex.store.vector_files import DEFAULT_DTYPE
+from segindex.store.vector_store import VectorStore
+
+#: the setting holding how new vectors are stored (``float16``, ``float32``, ``int8``)
+VECTOR_DTYPE_KEY = "vector_dtype"
+#: the folder of vector segment files inside an index directory
+VECTORS_DIR = "vectors"
 
 
 @dataclass
@@ -69,7 +81,7 @@ class ImageWrite:
         if self.regions is None or self.vectors is None:
             return self
         made = region_insert_rows(0, self)
-        rows = [{k: v for k, v in r.items() if k not in ("image_id", "vector")} for r in made]
+        rows = [{k: v for k, v in r.items() if k != "image_id"} for r in made]
         return replace(self, regions=None, rows=rows)
 
 
@@ -143,18 +155,6 @@ def clear_images(conn: Any, image_ids: Sequence[int]) -> list[int]:
     return removed
 
 
-def insert_regions(conn: Any, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert region rows (one executemany) inside the caller's transaction; their new ids, in
-    the order of ``rows``."""
-    if not rows:
-        return []
-    return list(
-        conn.execute(
-            insert(regions).returning(regions.c.id, sort_by_parameter_order=True), rows
-        ).scalars()
-    )
-
-
 def make_engine(url: str) -> Engine:
     """Engine with the pragmas SQLite needs for safe concurrent use (WAL, FKs, busy wait)."""
     engine = create_engine(url, future=True)
@@ -173,18 +173,51 @@ def make_engine(url: str) -> Engine:
 
 
 class Store(QueryReads):
-    """The metadata store of one index."""
+    """The metadata store of one index and its vector segment files.
 
-    def __init__(self, url: str) -> None:
+    vectors_dir: the folder of the vector segment files (default for a SQLite file: ``vectors``
+                 beside it; other databases: required to write or read vectors)
+    """
+
+    def __init__(self, url: str, vectors_dir: Path | None = None) -> None:
         self.url = url
         self.engine = make_engine(url)
-        upgrade(self.engine)  # creates the tables; adds what older schema versions lack
+        if vectors_dir is None and self.engine.dialect.name == "sqlite":
+            database = self.engine.url.database
+            if database and database != ":memory:":
+                vectors_dir = Path(database).resolve().parent / VECTORS_DIR
+        self.vectors = VectorStore(vectors_dir, self.engine)
+        upgrade(self.engine, self.vectors)  # creates the tables; moves older layouts forward
         # condition -> (generation, read-only sorted ids): a search reuses the allowed set (and
         # FAISS the selector built on it) until a write bumps the generation
         self._allowed: dict[RegionWhere, tuple[int, np.ndarray]] = {}
+        self._crops: dict[str, int] = {}  # crop policy JSON -> segindex_crops.id (committed)
+        self._dim: int | None = None
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @property
+    def dim(self) -> int:
+        """The vector dimension (``vector_dim`` setting; 0 when not set yet)."""
+        if not self._dim:
+            self._dim = int(self.get_meta("vector_dim") or 0)
+        return self._dim
+
+    @contextmanager
+    def transaction(self) -> Iterator[RegionWriter]:
+        """ONE write transaction: the yielded writer inserts region rows (its ``conn`` runs any
+        other statement); on leaving, the appended vectors are fsynced, their segment's committed
+        row count is updated, and everything commits together (or nothing, on error)."""
+        self.vectors.dtype = self.get_meta(VECTOR_DTYPE_KEY) or DEFAULT_DTYPE
+        with self.engine.begin() as conn:
+            writer = RegionWriter(conn, self.vectors, self._crops)
+            try:
+                yield writer
+                writer.finish()
+            finally:
+                writer.close()
+        writer.committed()
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -212,7 +245,8 @@ class Store(QueryReads):
         removed: list[int] = []
         region_rows: list[dict[str, Any]] = []
         vectors: list[np.ndarray] = []
-        with self.engine.begin() as conn:
+        with self.transaction() as tx:
+            conn = tx.conn
             for item in batch:
                 path = db_path(item.path)
                 row = find_image(conn, path, lock=skip_done)
@@ -249,9 +283,10 @@ class Store(QueryReads):
                 assert image_id is not None  # inserted here, or by another writer and found above
                 region_rows.extend(region_insert_rows(image_id, item))
                 vectors.append(np.ascontiguousarray(item.vectors, dtype=np.float32))
-            ids = insert_regions(conn, region_rows)
+            flat = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
+            ids = tx.insert(region_rows, flat)
             bump_generation(conn)
-        return WriteResult.of(ids, vectors, removed)
+        return WriteResult.of(ids, [tx.as_stored(flat)] if ids else [], removed)
 
     def delete_images(self, image_ids: Sequence[int]) -> np.ndarray:
         """Delete images and their regions; returns the removed region ids."""
@@ -282,13 +317,20 @@ class Store(QueryReads):
             return {r.path: ImageState(r.id, r.sha256, r.status) for r in rows}
 
     def region_rows(self, ids: Sequence[int]) -> dict[int, Any]:
-        """Region rows joined with their image, keyed by region id, in ONE query."""
+        """Region rows joined with their image (and crop policy JSON as ``crop``), keyed by
+        region id, in ONE query."""
         if len(ids) == 0:
             return {}
-        cols = [c for c in regions.c if c.name != "vector"]
         stmt = (
-            select(*cols, images.c.path, images.c.width, images.c.height)
+            select(
+                *regions.c,
+                crops.c.policy.label("crop"),
+                images.c.path,
+                images.c.width,
+                images.c.height,
+            )
             .join(images, images.c.id == regions.c.image_id)
+            .outerjoin(crops, crops.c.id == regions.c.crop_id)
             .where(regions.c.id.in_([int(i) for i in ids]))
         )
         with self.engine.connect() as conn:
@@ -298,8 +340,7 @@ class Store(QueryReads):
         """Sorted ``(N,)`` int64 ids of all regions (optionally of one kind).
 
         Sorted here, not by SQL: without ORDER BY, SQLite reads the ids from a small covering
-        index instead of walking the table's rows (~2 KB each, with their vectors), which at 1M
-        regions is ~0.3 s instead of 6-14 s."""
+        index instead of walking the table's rows."""
         stmt = select(regions.c.id)
         if kind is not None:
             stmt = stmt.where(regions.c.kind == kind)
@@ -326,48 +367,19 @@ class Store(QueryReads):
             with self.engine.begin() as conn:
                 conn.exec_driver_sql("ANALYZE")
 
-    def iter_vectors(self, chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(ids (n,) int64, vectors (n, D) float32)`` chunks, ordered by id."""
-        last = 0
-        while True:
-            with self.engine.connect() as conn:
-                rows = conn.execute(
-                    select(regions.c.id, regions.c.vector)
-                    .where(regions.c.id > last)
-                    .order_by(regions.c.id)
-                    .limit(chunk)
-                ).all()
-            if not rows:
-                return
-            ids = np.asarray([r.id for r in rows], dtype=np.int64)
-            vecs = np.stack([np.frombuffer(r.vector, dtype="<f4") for r in rows])
-            yield ids, vecs.astype(np.float32, copy=False)
-            last = int(ids[-1])
+    def iter_vectors(self, chunk: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(ids (n,) int64 ascending, vectors (n, D) float32)`` chunks of every region's
+        vector (deleted regions' tombstones skipped), segment by segment."""
+        yield from self.vectors.chunks(self.region_ids(), chunk)
 
     def region_count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(regions)).scalar_one())
 
     def vectors_by_id(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(found ids (m,) int64 ascending, vectors (m, D) float32)`` for the ids that exist,
-        read in chunks of 10k ids (bound-parameter limits)."""
-        want = np.unique(np.asarray(ids, dtype=np.int64))
-        out_ids: list[int] = []
-        out_vecs: list[bytes] = []
-        with self.engine.connect() as conn:
-            for start in range(0, len(want), 10_000):
-                chunk = [int(i) for i in want[start : start + 10_000]]
-                rows = conn.execute(
-                    select(regions.c.id, regions.c.vector)
-                    .where(regions.c.id.in_(chunk))
-                    .order_by(regions.c.id)
-                ).all()
-                out_ids.extend(r.id for r in rows)
-                out_vecs.extend(r.vector for r in rows)
-        if not out_ids:
-            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-        vecs = np.frombuffer(b"".join(out_vecs), dtype="<f4").reshape(len(out_ids), -1)
-        return np.asarray(out_ids, dtype=np.int64), vecs.astype(np.float32)
+        """``(found ids (m,) int64 ascending, vectors (m, D) float32)`` for the ids stored; the
+        ids come from SQL rows (a deleted region's vector may still be found until compacted)."""
+        return self.vectors.get(np.asarray(ids, dtype=np.int64), self.dim)
 
     def sample_vectors(self, k: int, seed: int = 0) -> np.ndarray:
         """``(min(k, N), D)`` float32 vectors of regions drawn uniformly at random."""
@@ -405,12 +417,10 @@ class Store(QueryReads):
 
 
 def region_insert_rows(image_id: int, item: ImageWrite) -> list[dict[str, Any]]:
+    """The region rows (column dicts; the crop policy as JSON in ``crop``) of ``item`` for the
+    image ``image_id``; the vectors go to the vector files, in the same order."""
     if item.rows is not None:  # packed: made by the same code below, in another process
-        vecs = np.ascontiguousarray(item.vectors, dtype="<f4")
-        return [
-            {**row, "image_id": image_id, "vector": vecs[i].tobytes()}
-            for i, row in enumerate(item.rows)
-        ]
+        return [{**row, "image_id": image_id} for row in item.rows]
     r = item.regions
     assert r is not None and item.vectors is not None  # checked by the caller
     rles = r.rles()
@@ -431,7 +441,6 @@ def region_insert_rows(image_id: int, item: ImageWrite) -> list[dict[str, Any]]:
             "area": int(areas[i]),
             "rle": rles[i]["counts"],
             "crop": crop,
-            "vector": np.ascontiguousarray(item.vectors[i], dtype="<f4").tobytes(),
         }
         for i in range(len(r))
     ]

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import func, select
 
-from segindex.store.query_reads import id_owner_vectors
 from segindex.store.schema import images, regions, tracks
 
 if TYPE_CHECKING:
@@ -90,12 +89,13 @@ def frame_vectors(
     if len(track_ids) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
     stmt = (
-        select(regions.c.id, regions.c.track_id, regions.c.vector)
+        select(regions.c.id, regions.c.track_id)
         .where(regions.c.track_id.in_([int(t) for t in track_ids]), regions.c.kind == "segment")
         .order_by(regions.c.id)
     )
     with store.engine.connect() as conn:
-        return id_owner_vectors(conn.execute(stmt).all(), "track_id")
+        rows = conn.execute(stmt).all()
+    return store.with_vectors(rows, "track_id")
 
 
 def frame_rows(store: Store, track_id: int) -> list[Any]:

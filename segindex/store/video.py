@@ -26,7 +26,6 @@ from segindex.store.sql import (
     bump_generation,
     clear_images,
     db_path,
-    insert_regions,
     region_insert_rows,
     utc_now,
 )
@@ -155,7 +154,8 @@ def write_chunk(
     moves those tracks' ``end_s`` up to the time of a near-duplicate of their last frame (or
     the last frame a mask-propagating tracker saw them in); ``extend_start`` moves ``start_s``
     down the same way."""
-    with store.engine.begin() as conn:
+    with store.transaction() as tx:
+        conn = tx.conn
         extend_end, extend_start = extend_end or {}, extend_start or {}
         local = sorted(
             {int(i) for f in frames for i in f.local_ids.tolist() if i >= 0}
@@ -168,14 +168,17 @@ def write_chunk(
             for row, lid in zip(f.rows, f.local_ids.tolist(), strict=True):
                 rows.append({**row, "track_id": track_of[int(lid)] if lid >= 0 else None})
         vectors = [f.vectors for f in frames if len(f.rows)]
-        ids = insert_regions(conn, rows)
+        flat = np.concatenate(vectors) if vectors else np.zeros((0, store.dim), np.float32)
+        ids = tx.insert(rows, flat)
         new: dict[int, list[tuple[int, dict[str, Any], np.ndarray]]] = {}
-        flat = np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
         for rid, row, vec in zip(ids, rows, flat, strict=True):
             if row["track_id"] is not None:
                 new.setdefault(row["track_id"], []).append((rid, row, vec))
-        track_rows, track_vectors, removed = _resummarise(conn, image_id, new)
-        new_track_rows = insert_regions(conn, track_rows)
+        track_rows, track_vectors, removed = _resummarise(store, conn, image_id, new)
+        new_track_rows = tx.insert(
+            track_rows,
+            np.stack(track_vectors) if track_vectors else np.zeros((0, store.dim), np.float32),
+        )
         for row, rid in zip(track_rows, new_track_rows, strict=True):
             conn.execute(update(tracks).where(tracks.c.id == row["track_id"]).values(region_id=rid))
         ids += new_track_rows
@@ -192,6 +195,7 @@ def write_chunk(
                 .values(start_s=float(t))
             )
         vectors.extend(v[None] for v in track_vectors)
+        vectors = [tx.as_stored(v) for v in vectors]
         conn.execute(delete(video_progress).where(video_progress.c.image_id == image_id))
         values: dict[str, Any] = {"updated_at": utc_now()}
         if state is not None:
@@ -232,7 +236,10 @@ def _track_ids(conn: Any, image_id: int, local: list[int]) -> dict[int, int]:
 
 
 def _resummarise(
-    conn: Any, image_id: int, new: dict[int, list[tuple[int, dict[str, Any], np.ndarray]]]
+    store: Store,
+    conn: Any,
+    image_id: int,
+    new: dict[int, list[tuple[int, dict[str, Any], np.ndarray]]],
 ) -> tuple[list[dict[str, Any]], list[np.ndarray], list[int]]:
     """Extend each track in ``new`` (track id -> its new frames' ``(region id, row, (D,)
     vector)``) from its running totals; returns the new ``kind = "track"`` rows, their vectors,
@@ -255,9 +262,9 @@ def _resummarise(
         candidates = list(frames)
         if t.best_id is not None:  # the previous best frame competes with the new ones
             old = conn.execute(select(regions).where(regions.c.id == t.best_id)).one_or_none()
-            if old is not None:
-                old_vec = np.frombuffer(old.vector, dtype="<f4")
-                candidates.insert(0, (old.id, dict(old._mapping), old_vec))
+            stored = store.region_vectors([t.best_id]) if old is not None else {}
+            if old is not None and t.best_id in stored:
+                candidates.insert(0, (old.id, dict(old._mapping), stored[t.best_id]))
         best_id, best, _ = max(candidates, key=lambda c: float(np.dot(c[2], vector)))
         label, label_id, score = totals.label()
         out_rows.append(
@@ -268,7 +275,6 @@ def _resummarise(
                 "label_id": label_id,
                 "label": label,
                 "score": score,
-                "vector": np.ascontiguousarray(vector, dtype="<f4").tobytes(),
                 "track_id": tid,
             }
         )
@@ -287,5 +293,5 @@ def _resummarise(
 
 #: a track's region row shows its best frame's box, mask, area and time
 _COPIED_FROM_BEST = (
-    "is_thing", "x0", "y0", "x1", "y1", "area", "rle", "crop", "frame_index", "time_s"
+    "is_thing", "x0", "y0", "x1", "y1", "area", "rle", "crop_id", "frame_index", "time_s"
 )  # fmt: skip

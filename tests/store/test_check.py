@@ -163,27 +163,40 @@ def _first_region(index: Path) -> int:
     return regions_of(index, "a.png")[0]
 
 
-@pytest.mark.parametrize(
-    ("vector", "what"),
-    [(b"", "empty"), (np.full(13, np.nan, dtype="<f4").tobytes(), "nan"), (b"\0" * 12, "short")],
-    ids=["empty", "nan", "short"],
-)
-def test_missing_or_malformed_sql_vector_is_a_problem(
-    vector: bytes, what: str, tmp_path: Path, photos: Path
-) -> None:
+def _damage_vector(index: Path, how: str) -> int:
+    """Damage one region's stored vector: ``nan`` overwrites it with NaNs in its segment file,
+    ``missing`` un-commits the last stored vector (its row stays). Returns that region's id."""
+    with sqlite3.connect(index / "meta.sqlite") as conn:
+        name, rows, dim = conn.execute(
+            "SELECT name, rows, dim FROM segindex_vector_files ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        ids = np.fromfile(index / "vectors" / f"{name}.ids", dtype="<i8")[:rows]
+        if how == "missing":
+            conn.execute(
+                "UPDATE segindex_vector_files SET rows = ? WHERE name = ?", (rows - 1, name)
+            )
+            return int(ids[-1])
+    vec = np.memmap(index / "vectors" / f"{name}.vec", dtype="<f2", mode="r+").reshape(-1, dim)
+    vec[0] = np.nan
+    vec.flush()
+    return int(ids[0])
+
+
+@pytest.mark.parametrize("how", ["nan", "missing"])
+def test_missing_or_malformed_vector_is_a_problem(how: str, tmp_path: Path, photos: Path) -> None:
     index = build(tmp_path, photos)
-    rid = _first_region(index)
-    sql(index, "UPDATE segindex_regions SET vector = ? WHERE id = ?", vector, rid)
+    rid = _damage_vector(index, how)
     r = cli("check", "--index", str(index))
-    assert r.exit_code == 1, (what, r.output)
-    assert r.output.splitlines()[1:] == [
-        "problem: 1 region rows hold a malformed vector in the database (wrong length or not "
-        f"finite), ids {rid}"
+    assert r.exit_code == 1, (how, r.output)
+    problems = [line for line in r.output.splitlines()[1:] if line.startswith("problem")]
+    assert problems == [
+        f"problem: 1 region rows have no stored vector or one that is not finite, ids {rid}"
     ]
     r = cli("repair", "--index", str(index))
     assert r.exit_code == 0, r.output  # the image is marked for re-ingestion
     with Index.open(index) as idx:
-        assert "repair: malformed vector" in str(idx.store.failed_images())
+        assert "repair: missing or malformed vector" in str(idx.store.failed_images())
+    assert cli("check", "--index", str(index)).exit_code == 0
 
 
 def test_short_image_is_a_problem(tmp_path: Path, photos: Path) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import event
 from segindex import rle as rle_codec
 from segindex.regions import Regions
 from segindex.store.sql import ImageWrite, Store
+from segindex.store.vector_files import as_stored
 from segindex.store.vectors import VectorIndex
 
 H, W, D = 12, 16, 5
@@ -57,16 +58,19 @@ def image_write(path: str, boxes: list[tuple[int, int, int, int]], seed: int, **
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Every store test runs on SQLite and on a real PostgreSQL server (skipped if none)."""
+    """Every store test runs on SQLite and on a real PostgreSQL server (skipped if none); vectors
+    are stored as float32 so they round-trip bit-exactly (float16, the default, has its tests)."""
     if request.param == "sqlite":
         s = Store(f"sqlite:///{tmp_path / 'meta.db'}")
+        s.set_meta("vector_dtype", "float32")
         yield s
         s.close()
         return
     from tests.pg import fresh_schema
 
     with fresh_schema() as url:
-        s = Store(url)
+        s = Store(url, vectors_dir=tmp_path / "vectors")
+        s.set_meta("vector_dtype", "float32")
         yield s
         s.close()
 
@@ -89,18 +93,22 @@ def write_two(store: Store):  # type: ignore[no-untyped-def]
 
 
 def test_write_batch_ids_in_order_and_vectors_round_trip(store: Store) -> None:
+    store.set_meta("vector_dtype", "float16")
     a, b, res = write_two(store)
     assert res.added_ids.dtype == np.int64
     assert res.added_ids.tolist() == [1, 2, 3, 4, 5]
     assert res.removed_ids.tolist() == []
-    np.testing.assert_array_equal(res.added_vectors, np.concatenate([a.vectors, b.vectors]))
-    # paging: chunk 2 -> 2 + 2 + 1, ordered by id, bit-exact vectors
+    written = np.concatenate([a.vectors, b.vectors])
+    stored = as_stored(written, "float16")  # the default: float16, read back L2-normalised
+    np.testing.assert_array_equal(res.added_vectors, stored)  # what FAISS gets = what reads back
+    assert (np.sum(stored * written, axis=1) > 0.9999).all()
+    # paging: chunk 2 -> 2 + 2 + 1, ordered by id, the stored vectors exactly
     chunks = list(store.iter_vectors(chunk=2))
     assert [c[0].tolist() for c in chunks] == [[1, 2], [3, 4], [5]]
     assert all(c[1].dtype == np.float32 and c[1].shape[1] == D for c in chunks)
     ids, vecs = all_vectors(store, chunk=2)
     assert ids.tolist() == [1, 2, 3, 4, 5]
-    assert vecs.tobytes() == np.concatenate([a.vectors, b.vectors]).tobytes()
+    assert vecs.tobytes() == stored.tobytes()
     assert store.region_ids().tolist() == [1, 2, 3, 4, 5]
     assert store.region_ids(kind="image").tolist() == [3]
     assert store.region_ids(kind="segment").tolist() == [1, 2, 4, 5]
