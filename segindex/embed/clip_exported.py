@@ -119,7 +119,7 @@ class ExportedClipEmbedder(Embedder):
         Raises:
             ModelLoadError, ConfigError: the options name no model (as the torch embedder would).
         """
-        from segindex.runtime import COMPILED, available, resolve_runtime
+        from segindex.runtime import COMPILED, auto_precision, available, resolve_runtime
         from segindex.runtime.clip_towers import load_cached
 
         if set(options) - _OPTIONS:
@@ -141,7 +141,8 @@ class ExportedClipEmbedder(Embedder):
         tokenizer = ClipTokenizer.for_model_cfg(cfg) if cfg is not None else None
         if tokenizer is None:
             return None
-        precision = "fp32" if precision == "auto" else precision
+        if precision == "auto":  # as OpenClipEmbedder on a compiled runtime: bf16 where native
+            precision = auto_precision("embedder")
         text, image = load_cached(
             source.model, source.pretrained, runtime=runtime, precision=precision
         )
