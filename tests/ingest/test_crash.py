@@ -1,5 +1,7 @@
-"""Crash safety: SIGKILL a real ingest process at random moments; `check` must then pass (a
-vector file left behind is a note, not damage), the index must open cleanly with every region row
+"""Crash safety: SIGKILL a real ingest process at random moments, right after a batch's SQL
+commit, and between a batch's vector flush and its SQL commit (the failpoint
+``vectors-flushed``); `check` must then pass (a vector file left behind, or vectors past the last
+commit, are notes, not damage), the index must open cleanly with every region row
 matched by its vector (and vice versa), and re-running the ingest must finish the job with no
 duplicates and no lost images. Also: one writer at a time."""
 
@@ -89,13 +91,31 @@ def assert_invariants(index: Path, expected: dict[str, int]) -> int:
         return len(done)
 
 
-def run_driver(index: Path, photos: Path, *flags: str) -> subprocess.Popen[str]:
+def run_driver(
+    index: Path, photos: Path, *flags: str, kill_at: str | None = None
+) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SEGINDEX_KILL_AT"}
+    if kill_at is not None:
+        env["SEGINDEX_KILL_AT"] = kill_at
     return subprocess.Popen(
         [sys.executable, "-c", DRIVER, str(index), str(photos), *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
+
+
+def contents(index: Path) -> list[tuple[str, str, str, int, str, bytes]]:
+    """Everything an ingest stored, independent of ids: per region its image's file name, kind,
+    label, area, mask and stored vector (as bytes)."""
+    with Index.open(index) as idx:
+        rows = list(idx.store.iter_regions())
+        vecs = idx.store.region_vectors([r.id for r in rows])
+        return sorted(
+            (Path(r.path).name, r.kind, r.label, r.area, r.rle, vecs[r.id].tobytes())
+            for r in rows
+        )
 
 
 def test_sigkill_at_random_moments_never_corrupts(tmp_path: Path) -> None:
@@ -104,13 +124,31 @@ def test_sigkill_at_random_moments_never_corrupts(tmp_path: Path) -> None:
     index = tmp_path / "crash.segindex"
     rng = random.Random(1234)
     kills, progress, completed, stale = 0, [], 0, 0
+    flushed_kills = 0
     while kills < 20:
-        at_commit = kills % 2 == 1  # every other kill lands between SQL commit and file write
-        proc = run_driver(index, photos, *(["pause"] if at_commit else []))
+        # a third of the kills land between a batch's SQL commit and the FAISS file write, a
+        # third between its vector flush and its SQL commit, a third at random
+        at_commit, at_flush = kills % 3 == 1, kills % 3 == 2
+        kill_at = f"vectors-flushed:{rng.randint(1, 8)}" if at_flush else None
+        proc = run_driver(index, photos, *(["pause"] if at_commit else []), kill_at=kill_at)
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "START", proc.stderr.read()
         line = ""
-        if at_commit:
+        if at_flush:  # the process kills itself at the failpoint (or finishes first)
+            proc.wait()
+            if proc.returncode == -signal.SIGKILL:
+                kills += 1
+                flushed_kills += 1
+                r = CliRunner().invoke(main, ["check", "--index", str(index), "--json"])
+                assert r.exit_code == 0, r.output
+                raw = json.loads(r.output)
+                assert raw["ok"] and raw["problems"] == [], raw
+                # the flushed batch is stale (past the commit), reported as a note, not damage
+                assert raw["stale_vectors"]["tail_rows"] > 0, raw
+                assert any("past the last commit" in n for n in raw["notes"]), raw
+                progress.append(assert_invariants(index, expected))
+                continue
+        elif at_commit:
             # "DONE" instead: the previous kill came after the last commit, nothing was left
             line = proc.stdout.readline().strip()
             assert line in ("COMMITTED", "DONE"), proc.stderr.read()
@@ -136,18 +174,20 @@ def test_sigkill_at_random_moments_never_corrupts(tmp_path: Path) -> None:
         assert r.exit_code == 0, r.output
         raw = json.loads(r.output)
         assert raw["ok"] and raw["problems"] == [], raw
-        assert bool(raw["notes"]) == raw["stale_cache"]["stale"], raw
+        cache_notes = [n for n in raw["notes"] if "past the last commit" not in n]
+        assert bool(cache_notes) == raw["stale_cache"]["stale"], raw
         if at_commit:  # the file lacks the committed batch: exactly what the note says
             behind = raw["stale_cache"]["behind"]
             assert behind > 0 and raw["stale_cache"]["extra"] == 0, raw
-            assert raw["notes"] == [
+            assert cache_notes == [
                 f"vector file is {behind} vectors behind the database; it is rebuilt from the "
                 "database on the next open, or now with `segindex repair`"
             ]
         stale += raw["stale_cache"]["stale"]
         progress.append(assert_invariants(index, expected))
     assert progress == sorted(progress)  # committed work is never lost between kills
-    assert stale >= kills // 2, (stale, kills)
+    assert stale >= kills // 3, (stale, kills)
+    assert flushed_kills >= 5, flushed_kills
     # resume: the same ingest finishes with no duplicates and no lost images
     proc = run_driver(index, photos)
     out, err = proc.communicate(timeout=300)
@@ -156,6 +196,18 @@ def test_sigkill_at_random_moments_never_corrupts(tmp_path: Path) -> None:
     with Index.open(index) as idx:
         assert idx.store.counts()["images_indexed"] == len(expected)
         assert len(list(idx.store.iter_regions())) == sum(expected.values())
+    # ... and equal to an uninterrupted run: same regions, masks and stored vectors
+    clean = tmp_path / "clean.segindex"
+    out, err = run_driver(clean, photos).communicate(timeout=300)
+    assert "DONE" in out, err
+    assert contents(index) == contents(clean)
+    # repair drops what the kills left behind (stale tails; the tombstones of replaced rows)
+    r = CliRunner().invoke(main, ["repair", "--index", str(index), "--json"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["check", "--index", str(index), "--json"])
+    after = json.loads(r.output)["stale_vectors"]
+    assert after == {"tail_rows": 0, "orphan_files": [], "dead_rows": 0}, after
+    assert contents(index) == contents(clean)
 
 
 def test_second_writer_is_refused_and_stale_lock_taken_over(tmp_path: Path, photos: Path) -> None:
