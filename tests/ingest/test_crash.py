@@ -113,8 +113,7 @@ def contents(index: Path) -> list[tuple[str, str, str, int, str, bytes]]:
         rows = list(idx.store.iter_regions())
         vecs = idx.store.region_vectors([r.id for r in rows])
         return sorted(
-            (Path(r.path).name, r.kind, r.label, r.area, r.rle, vecs[r.id].tobytes())
-            for r in rows
+            (Path(r.path).name, r.kind, r.label, r.area, r.rle, vecs[r.id].tobytes()) for r in rows
         )
 
 
