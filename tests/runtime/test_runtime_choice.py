@@ -116,6 +116,11 @@ def test_index_records_runtimes_and_mixes_within_tolerance(
         runtimes = idx.info()["embedder_runtimes"]
         assert [r["runtime"] for r in runtimes] == ["openvino", "torch"]
         torch_hits = idx.search("a dog", k=3)
+    from segindex.cli import main
+
+    out = CliRunner().invoke(main, ["info", "--index", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "vectors by:  openvino fp32, torch fp32 (mixed: all within cosine" in out.output
     # the openvino-made rows are found alike by a torch query
     ov_scores = {h.region_id: h.score for h in ov_hits}
     for h in torch_hits:
