@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text
 
 from segindex import failpoints
 from segindex.store.schema import crops, regions
@@ -24,14 +24,14 @@ from segindex.store.vector_store import VectorStore
 __all__ = ["RegionWriter", "draw_ids"]
 
 
-def draw_ids(conn: Any, n: int) -> np.ndarray:
-    """``n`` ascending region ids never used before, inside ``conn``'s transaction: SQLite's
+def draw_ids(conn: Any, table: Table, n: int) -> np.ndarray:
+    """``n`` ascending ids of ``table`` never used before, inside ``conn``'s transaction: SQLite's
     AUTOINCREMENT counter (explicit ids move it), a PostgreSQL sequence in one round trip, else
     past the largest id. The caller holds the writer lock (SQLite, other databases)."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
         seq = conn.execute(
-            text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": regions.name}
+            text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table.name}
         ).scalar_one()
         got = conn.execute(
             text("SELECT nextval(CAST(:s AS regclass)) FROM generate_series(1, :n)"),
@@ -41,12 +41,16 @@ def draw_ids(conn: Any, n: int) -> np.ndarray:
     last = 0
     if dialect == "sqlite":
         seq = conn.exec_driver_sql(
-            "SELECT seq FROM sqlite_sequence WHERE name = ?", (regions.name,)
+            "SELECT seq FROM sqlite_sequence WHERE name = ?", (table.name,)
         ).scalar_one_or_none()
         last = int(seq or 0)
-    top = conn.execute(select(func.max(regions.c.id))).scalar_one_or_none()
+    top = conn.execute(select(func.max(table.c.id))).scalar_one_or_none()
     last = max(last, int(top or 0))
     return np.arange(last + 1, last + 1 + n, dtype=np.int64)
+
+
+#: every column of a region row, in the order the bulk insert binds them
+_COLUMNS: tuple[str, ...] = tuple(c.name for c in regions.c)
 
 
 class RegionWriter:
@@ -82,7 +86,14 @@ class RegionWriter:
             row["id"] = rid
             if "crop" in row:
                 row["crop_id"] = self._crop_id(row.pop("crop"))
-        self.conn.execute(insert(regions), rows)
+        names = _COLUMNS
+        values = [tuple(map(row.get, names)) for row in rows]
+        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        self.conn.exec_driver_sql(  # the DBAPI's executemany: no per-row statement building
+            f"INSERT INTO {regions.name} ({', '.join(names)}) "
+            f"VALUES ({', '.join([mark] * len(names))})",
+            values,
+        )
         return [int(i) for i in id_list]
 
     def as_stored(self, vectors: np.ndarray) -> np.ndarray:
@@ -110,9 +121,9 @@ class RegionWriter:
 
     def _draw(self, n: int) -> np.ndarray:
         if self.conn.dialect.name == "postgresql":
-            return draw_ids(self.conn, n)
+            return draw_ids(self.conn, regions, n)
         if self._next is None:
-            self._next = int(draw_ids(self.conn, 1)[0])
+            self._next = int(draw_ids(self.conn, regions, 1)[0])
         out = np.arange(self._next, self._next + n, dtype=np.int64)
         self._next += n
         return out

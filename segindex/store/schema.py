@@ -89,7 +89,8 @@ regions = Table(
     ),
     Column("kind", String(16), nullable=False, index=True),  # "segment" | "image"
     Column("label_id", Integer, nullable=False),
-    Column("label", String(128), nullable=False, index=True),
+    # no index of its own: ix_segindex_regions_label_kind serves label lookups (its prefix)
+    Column("label", String(128), nullable=False),
     Column("score", Float, nullable=False),
     Column("is_thing", Boolean, nullable=False),
     Column("x0", Float, nullable=False),
@@ -104,13 +105,20 @@ regions = Table(
     # schema version 2 (videos): NULL for image regions
     Column("frame_index", Integer, nullable=True),
     Column("time_s", Float, nullable=True),
-    Column("track_id", Integer, nullable=True, index=True),  # segindex_tracks.id
+    Column("track_id", Integer, nullable=True),  # segindex_tracks.id
     sqlite_autoincrement=True,
 )
 
-# Covers label filters (with the scope's kind) from the index alone: region rows are large
-# because they carry their vectors, so reading them to test a label is slow at scale.
+# Covers label filters (with the scope's kind) from the index alone, and label lookups by its
+# prefix.
 Index("ix_segindex_regions_label_kind", regions.c.label, regions.c.kind)
+# Partial: only video regions have a track, so image regions cost this index nothing.
+Index(
+    "ix_segindex_regions_track_id",
+    regions.c.track_id,
+    sqlite_where=regions.c.track_id.is_not(None),
+    postgresql_where=regions.c.track_id.is_not(None),
+)
 
 tracks = Table(
     "segindex_tracks",

@@ -35,7 +35,7 @@ from segindex.regions import Regions
 from segindex.store.claim import already_written, find_image, insert_image
 from segindex.store.migrate import upgrade
 from segindex.store.query_reads import GENERATION_KEY, QueryReads, RegionWhere
-from segindex.store.region_writer import RegionWriter
+from segindex.store.region_writer import RegionWriter, draw_ids
 from segindex.store.schema import crops, images, index_meta, regions, tracks, video_progress
 from segindex.store.vector_files import DEFAULT_DTYPE
 from segindex.store.vector_store import VectorStore
@@ -247,9 +247,14 @@ class Store(QueryReads):
         vectors: list[np.ndarray] = []
         with self.transaction() as tx:
             conn = tx.conn
-            for item in batch:
-                path = db_path(item.path)
-                row = find_image(conn, path, lock=skip_done)
+            paths = [db_path(item.path) for item in batch]
+            # the single writer looks its images up in one query and inserts the new ones in one
+            # executemany; the claiming writer (Ray) decides image by image, rows locked
+            bulk = not skip_done and len(set(paths)) == len(paths)
+            known = _images_by_path(conn, paths) if bulk else {}
+            fresh: list[dict[str, Any]] = []
+            owners: list[tuple[ImageWrite, int | dict[str, Any]]] = []
+            for item, path in zip(batch, paths, strict=True):
                 n = item.count
                 values = {
                     "sha256": item.sha256,
@@ -261,10 +266,24 @@ class Store(QueryReads):
                     "updated_at": now,
                     "media": item.media,
                 }
-                image_id = None
+                if n and (
+                    item.vectors is None or len(item.vectors) != n or len(item.kinds) != n
+                ):
+                    raise ValueError(
+                        f"{item.path}: {n} regions need {n} vectors and kinds, got "
+                        f"{0 if item.vectors is None else len(item.vectors)} and {len(item.kinds)}"
+                    )
+                row = known.get(path) if bulk else find_image(conn, path, lock=True)
+                image_id: int | None = None
+                if row is None and bulk:
+                    new = {"path": path, "created_at": now, **values}
+                    fresh.append(new)
+                    if n:
+                        owners.append((item, new))
+                    continue
                 if row is None:
                     new = {"path": path, "created_at": now, **values}
-                    image_id = insert_image(conn, new, if_absent=skip_done)
+                    image_id = insert_image(conn, new, if_absent=True)
                     if image_id is None:  # another writer inserted it meanwhile
                         row = find_image(conn, path, lock=True)
                 if row is not None:
@@ -273,16 +292,17 @@ class Store(QueryReads):
                     image_id = row.id
                     removed.extend(clear_images(conn, [image_id]))
                     conn.execute(update(images).where(images.c.id == image_id).values(**values))
-                if n == 0:
-                    continue
-                if item.vectors is None or len(item.vectors) != n or len(item.kinds) != n:
-                    raise ValueError(
-                        f"{item.path}: {n} regions need {n} vectors and kinds, got "
-                        f"{0 if item.vectors is None else len(item.vectors)} and {len(item.kinds)}"
-                    )
-                assert image_id is not None  # inserted here, or by another writer and found above
+                if n:
+                    assert image_id is not None  # inserted here, or by another writer, found
+                    owners.append((item, image_id))
+            if fresh:
+                for new, image_id in zip(fresh, draw_ids(conn, images, len(fresh)).tolist()):
+                    new["id"] = image_id
+                conn.execute(insert(images), fresh)
+            for item, owner in owners:
+                image_id = owner if isinstance(owner, int) else int(owner["id"])
                 region_rows.extend(region_insert_rows(image_id, item))
-                vectors.append(np.ascontiguousarray(item.vectors, dtype=np.float32))
+                vectors.append(np.asarray(item.vectors, dtype=np.float32))
             flat = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
             ids = tx.insert(region_rows, flat)
             bump_generation(conn)
@@ -414,6 +434,17 @@ class Store(QueryReads):
                 .order_by(images.c.path)
             )
             return [(r.path, r.error or "") for r in rows]
+
+
+def _images_by_path(conn: Any, paths: Sequence[str]) -> dict[str, Any]:
+    """``path -> (id, sha256, status, path)`` row of the images stored at these paths."""
+    out: dict[str, Any] = {}
+    for start in range(0, len(paths), 10_000):
+        chunk = list(paths[start : start + 10_000])
+        stmt = select(images.c.id, images.c.sha256, images.c.status, images.c.path)
+        for r in conn.execute(stmt.where(images.c.path.in_(chunk))):
+            out[r.path] = r
+    return out
 
 
 def region_insert_rows(image_id: int, item: ImageWrite) -> list[dict[str, Any]]:

@@ -61,18 +61,20 @@ def row_dtype(dtype: str, dim: int) -> np.dtype:
 
 
 def encode(vectors: np.ndarray, dtype: str) -> np.ndarray:
-    """``(n, D)`` float32 -> ``(n,)`` stored rows of ``dtype``."""
+    """``(n, D)`` float32 -> the stored rows of ``dtype`` (float: ``(n, D)``; int8: ``(n,)``
+    records)."""
     vectors = np.asarray(vectors, dtype=np.float32)
     n, dim = vectors.shape
+    if dtype in ("float16", "float32"):
+        return np.ascontiguousarray(vectors, dtype="<f2" if dtype == "float16" else "<f4")
     out = np.empty(n, dtype=row_dtype(dtype, dim))
     if dtype == "int8":
         peak = np.abs(vectors).max(axis=1) if n else np.zeros(0, np.float32)
         scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
         out["scale"] = scale
         out["q"] = np.clip(np.rint(vectors / scale[:, None]), -127, 127).astype(np.int8)
-    else:
-        out[...] = vectors  # numpy casts to the row's float type
-    return out
+        return out
+    raise ValueError(f"vector dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
 def decode(rows: np.ndarray, dtype: str) -> np.ndarray:
