@@ -266,9 +266,7 @@ class Store(QueryReads):
                     "updated_at": now,
                     "media": item.media,
                 }
-                if n and (
-                    item.vectors is None or len(item.vectors) != n or len(item.kinds) != n
-                ):
+                if n and (item.vectors is None or len(item.vectors) != n or len(item.kinds) != n):
                     raise ValueError(
                         f"{item.path}: {n} regions need {n} vectors and kinds, got "
                         f"{0 if item.vectors is None else len(item.vectors)} and {len(item.kinds)}"
@@ -296,7 +294,8 @@ class Store(QueryReads):
                     assert image_id is not None  # inserted here, or by another writer, found
                     owners.append((item, image_id))
             if fresh:
-                for new, image_id in zip(fresh, draw_ids(conn, images, len(fresh)).tolist()):
+                drawn = draw_ids(conn, images, len(fresh)).tolist()
+                for new, image_id in zip(fresh, drawn, strict=True):
                     new["id"] = image_id
                 conn.execute(insert(images), fresh)
             for item, owner in owners:
