@@ -22,6 +22,7 @@ from segindex.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 from segindex.embed.base import Embedder, check_rgb_image
 from segindex.embed.clip_source import ClipSource, clip_identity, resolve_clip_source
 from segindex.embed.tokenizer import ClipTokenizer
+from segindex.memory import release_mapped
 
 if TYPE_CHECKING:
     from segindex.runtime.clip_towers import ImageTower, TextTower
@@ -150,7 +151,22 @@ class ExportedClipEmbedder(Embedder):
             return None
         if text.context_length != tokenizer.context_length:
             return None
-        return cls(source, tokenizer, text, image, precision)
+        embedder = cls(source, tokenizer, text, image, precision)
+        embedder.settle()
+        return embedder
+
+    def settle(self) -> None:
+        """Run each tower once, then give back the pages of the weights files they were read
+        from (the CPU plugin holds its own copy of the weights once it has run: about half of
+        the process's memory, see :mod:`segindex.memory`)."""
+        from segindex.runtime.ov import MODEL_FILES
+
+        self._text(self._tokenizer([""]))
+        size = _square_size(self._preprocess["size"])
+        self._image(np.zeros((1, 3, size, size), dtype=np.float32))
+        for tower in (self._text, self._image):
+            for name in MODEL_FILES:
+                release_mapped(tower.where / name)
 
     @property
     def dim(self) -> int:
