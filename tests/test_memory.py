@@ -37,6 +37,20 @@ def test_pages_of_a_mapped_file_are_released_and_read_back(tmp_path: Path) -> No
         del view
 
 
+@linux
+def test_a_folder_releases_the_files_under_it(tmp_path: Path) -> None:
+    inner = tmp_path / "entry" / "compiled"
+    inner.mkdir(parents=True)
+    path = inner / "model.blob"
+    np.ones(16 * 2**20, dtype=np.uint8).tofile(path)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        view = np.frombuffer(mapped, dtype=np.uint8)
+        assert int(view.sum()) == 16 * 2**20
+        assert release_mapped(tmp_path / "entry") == 1
+        assert release_mapped(tmp_path / "elsewhere") == 0
+        del view
+
+
 def test_a_file_that_is_not_mapped(tmp_path: Path) -> None:
     path = tmp_path / "other.bin"
     path.write_bytes(b"x")

@@ -159,14 +159,11 @@ class ExportedClipEmbedder(Embedder):
         """Run each tower once, then give back the pages of the weights files they were read
         from (the CPU plugin holds its own copy of the weights once it has run: about half of
         the process's memory, see :mod:`segindex.memory`)."""
-        from segindex.runtime.ov import MODEL_FILES
-
         self._text(self._tokenizer([""]))
         size = _square_size(self._preprocess["size"])
         self._image(np.zeros((1, 3, size, size), dtype=np.float32))
         for tower in (self._text, self._image):
-            for name in MODEL_FILES:
-                release_mapped(tower.where / name)
+            release_mapped(tower.where)  # model.bin, or OpenVINO's compiled blob under it
 
     @property
     def dim(self) -> int:
