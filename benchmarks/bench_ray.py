@@ -195,7 +195,7 @@ def writer(args: argparse.Namespace) -> dict[str, Any]:
     url = f"{args.pg_url}?options=-csearch_path%3D{schema}"
     out: dict[str, Any] = {}
     try:
-        store = Store(url)
+        store = Store(url, vectors_dir=Path(tempfile.mkdtemp(prefix=f"{schema}-vectors-")))
         images = packed_images(args.writer_rows, 25, 512, np.random.default_rng(0))
         rows = sum(w.count for w in images)
         t0 = time.perf_counter()

@@ -25,11 +25,13 @@ start-up and imports). Results are printed as JSON and a markdown table
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
 import pickle
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -75,6 +77,13 @@ class PgRegionSink:
         return _PgRegionSink(url)
 
 
+def vectors_dir(url: str) -> Path:
+    """The vector segment files of the store at ``url`` (one folder per schema, in the temp
+    directory every task of this one-machine cluster sees)."""
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"segindex-bench-ray-writers-{digest}"
+
+
 def sink_write(url: str, blocks: Iterable[Any]) -> int:
     """The sink's task body: region rows inserted from ``blocks`` (Arrow/pandas blocks with a
     ``write`` column of pickled packed writes); a repeat of the same blocks inserts 0."""
@@ -83,7 +92,7 @@ def sink_write(url: str, blocks: Iterable[Any]) -> int:
     from segindex.ingest.ray_worker import unpack
     from segindex.store.sql import Store
 
-    store = Store(url)
+    store = Store(url, vectors_dir=vectors_dir(url))
     inserted = 0
     try:
         for block in blocks:
@@ -117,7 +126,7 @@ def drive(url: str, blobs: list[bytes], workers: int) -> int:
     from segindex.ingest.ray_worker import unpack
     from segindex.store.sql import Store
 
-    store = Store(url)
+    store = Store(url, vectors_dir=vectors_dir(url))
     inserted = 0
     try:
         for out in dataset(blobs, workers).iter_batches(
@@ -150,7 +159,7 @@ def schema(pg_url: str) -> Iterator[str]:
         conn.execute(text(f'CREATE SCHEMA "{name}"'))
     url = f"{pg_url}?options=-csearch_path%3D{name}"
     try:
-        Store(url).close()
+        Store(url, vectors_dir=vectors_dir(url)).close()
         yield url
     finally:
         with admin.connect() as conn:

@@ -127,6 +127,8 @@ class Maintenance:
             removed = self.store.delete_images(ids)  # rows go first: FAISS ids left are skipped
             self.mirror.apply(WriteResult.of([], [], removed.tolist()))
             self.mirror.flush()
+            if len(removed):  # segments a quarter dead are rewritten without their tombstones
+                self.store.vectors.compact(self.store.region_ids())
         uploads = (self.path / UPLOADS_DIR).resolve()
         for r in rows:
             path = Path(r.path).resolve()
@@ -156,6 +158,7 @@ class Maintenance:
         vi = self.mirror.vectors  # rebuilt from SQL (in memory for a reader) if it is stale
         described = {**vi.describe(), "spec": self.mirror.kind_spec.to_dict()}
         files = [p for p in self.path.iterdir() if p.is_file()] if self.path.exists() else []
+        segments = self.store.vectors.segments()
         return {
             "integrity": integrity.to_dict(),
             "path": str(self.path),
@@ -169,6 +172,12 @@ class Maintenance:
             "videos": video_counts(self.store),
             "vectors": vi.ntotal,
             "vector_index": described,
+            "vector_storage": {
+                "dtype": self.store.get_meta("vector_dtype"),
+                "segments": len(segments),
+                "rows": sum(s.rows for s in segments),
+                "bytes": sum(s.rows * (s.row_bytes + 8) for s in segments),
+            },
             "disk_bytes": {p.name: p.stat().st_size for p in sorted(files)},
             "failed": [{"path": p, "reason": r} for p, r in self.store.failed_images()],
         }

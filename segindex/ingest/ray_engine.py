@@ -218,6 +218,7 @@ class RayEngine(IngestEngine):
                 **self._worker_kwargs(job),
                 "video": video,
                 "url": job.store.url,
+                "vectors_dir": str(job.store.vectors.path),
                 "cwd": os.getcwd(),
             },
             compute=ActorPoolStrategy(size=min(self.workers, len(items))),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,9 +95,12 @@ class VideoWorker(IngestWorker):
     ``indexed``, ``videos``, ``frames``, ``regions`` (``(1,)`` int64), ``failures`` (pickled
     ``[(path, reason)]``) and the worker seconds of each stage (``<stage>_s``)."""
 
-    def __init__(self, *, video: VideoOptions, url: str, cwd: str, **backends: Any) -> None:
-        """``video``: the sampling/tracking options; ``url``: the store to write to; ``cwd``:
-        the driver's working directory (paths are stored as the driver gave them, maybe
+    def __init__(
+        self, *, video: VideoOptions, url: str, vectors_dir: str, cwd: str, **backends: Any
+    ) -> None:
+        """``video``: the sampling/tracking options; ``url``: the store to write to;
+        ``vectors_dir``: its vector segment files (each worker appends to a segment of its own);
+        ``cwd``: the driver's working directory (paths are stored as the driver gave them, maybe
         relative); ``backends``: as :class:`IngestWorker` takes them."""
         import os
 
@@ -105,7 +109,7 @@ class VideoWorker(IngestWorker):
         os.chdir(cwd)
         super().__init__(**backends)
         self.video = video
-        self.store = Store(url)
+        self.store = Store(url, vectors_dir=Path(vectors_dir))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from segindex.ingest.job import ImageJob

@@ -10,17 +10,24 @@ the allowed part of an unfiltered ANN answer, which is as good as unfiltered sea
 
 1. A small allowed set (<= ``EXACT_MIN_IDS``, or <= ``EXACT_MAX_FRACTION`` of the index up to
    ``EXACT_MAX_IDS``) is scored exactly: its vectors are gathered from the flat storage (flat,
-   HNSW) or read from SQL (``fetch``, IVF-PQ) and multiplied with the queries.
+   HNSW) or read from the vector segments (``fetch``, IVF-PQ) and multiplied with the queries.
 2. Flat: FAISS scans everything with the ID selector (exact).
 3. HNSW / IVF-PQ, *post-filter with adaptive depth*: an unfiltered ANN search for ``W`` candidates,
    starting at ``W = 1.5 k / selectivity + 8``. A query with ``k`` allowed among its candidates is
    answered by them: every allowed vector more similar than the ``k``-th is among the unfiltered
    top ``W`` too. A query with fewer gets ``W`` grown to what its own local share of allowed
    candidates predicts, up to ``ANN_MAX_K`` (and ``ANN_MAX_K_FRACTION`` of the index).
+   IVF-PQ (re-ranked) wants as many allowed candidates as it re-ranks unfiltered
+   (``rerank_depth(k)``, by quantised score; the depth cap grows by the same factor) and
+   scores them exactly: the quantised best of the allowed ids, re-ranked as an unfiltered
+   search re-ranks the quantised best of all.
 4. A query whose neighbourhood holds too few allowed ids for that (a correlated or adversarial
    filter) is scored exhaustively over the allowed set: FAISS scans the flat storage with a
-   bitmap of the allowed slots (HNSW: exact), or probes every IVF list with the ID selector
-   (IVF-PQ: exhaustive over its quantised codes, the best its scores can do).
+   bitmap of the allowed slots (HNSW: exact). IVF-PQ reads the stored vectors of the allowed
+   ids it holds through ``fetch`` and scores them exactly (up to ``EXACT_SCAN_MAX_IDS``; a
+   larger set: every list probed with the ID selector for the quantised best, re-ranked
+   exactly, deepened until no candidate left out can beat the ``k``-th). Without ``fetch``:
+   every list, quantised scores.
 
 Measured on 2 cores (benchmarks/RESULTS.md, ``bench_filtered.py``): random filters from 0.1 % to
 90 % and adversarial 50 % / 90 % all reach recall@10 >= 0.95 against exact search over the
@@ -48,6 +55,12 @@ EXACT_MAX_FRACTION = 0.02
 #: an ANN index asked for more than this many (or this fraction of itself) scans exactly
 ANN_MAX_K_FRACTION = 0.05
 ANN_MAX_K = 2048
+#: IVF-PQ scores an allowed set of up to this many ids exactly (its stored vectors, read in
+#: chunks of ``SCAN_CHUNK``) when a post-filter cannot answer; a larger one is scanned over every
+#: list's quantised codes and the best candidates re-ranked exactly
+EXACT_SCAN_MAX_IDS = 200_000
+SCAN_CHUNK = 32_768
+SCAN_RERANK_MAX = 16_384
 NO_SIM = np.float32(-3.4028235e38)  # what FAISS returns for a missing inner-product hit
 
 
@@ -113,19 +126,30 @@ def search_allowed(
         return vi.faiss_index.search(queries, k, params=params)
     out_s, out_i = empty(len(queries), k)
     todo = np.arange(len(queries))
-    cap = int(min(ANN_MAX_K, ANN_MAX_K_FRACTION * live))
-    width = _depth(k, min(1.0, m / max(live, 1)), cap)
+    # IVF-PQ (re-ranked) needs as many allowed candidates as it re-ranks unfiltered: the
+    # quantised best ``want`` allowed ones, scored exactly
+    want = vi.rerank_depth(k) if vi.reranks else k
+    cap = int(min(ANN_MAX_K * want / k, ANN_MAX_K_FRACTION * live))
+    width = _depth(want, min(1.0, m / max(live, 1)), cap)
     scan = np.zeros(0, dtype=np.int64)  # rows left to the exhaustive scan
     while len(todo) and width:
-        sims, ids = vi.ann(queries[todo], width)
+        if vi.reranks:  # IVF-PQ's quantised candidates
+            sims, ids = vi.candidates(queries[todo], width)
+        else:
+            sims, ids = vi.ann(queries[todo], width)
         ok = (ids >= 0) & allowed.contains(ids)
         counts = ok.sum(axis=1)
-        for row in np.flatnonzero(counts >= k):
-            out_s[todo[row]] = sims[row][ok[row]][:k]
-            out_i[todo[row]] = ids[row][ok[row]][:k]
-        short = counts < k
+        done = np.flatnonzero(counts >= want)
+        if vi.reranks and len(done):
+            cand = np.stack([ids[row][ok[row]][:want] for row in done])
+            out_s[todo[done]], out_i[todo[done]] = vi.rerank(queries[todo[done]], cand, k)
+        else:
+            for row in done:
+                out_s[todo[row]] = sims[row][ok[row]][:k]
+                out_i[todo[row]] = ids[row][ok[row]][:k]
+        short = counts < want
         # the depth each short query's own share of allowed candidates predicts
-        need = np.array([_depth(k, c / width, cap, width) for c in counts[short]], np.int64)
+        need = np.array([_depth(want, c / width, cap, width) for c in counts[short]], np.int64)
         todo = todo[short]
         scan = np.concatenate([scan, todo[need == 0]])
         todo = todo[need > 0]
@@ -149,7 +173,7 @@ def _depth(k: int, share: float, cap: int, tried: int = 0) -> int:
 def exact_subset(
     vi: VectorIndex, queries: np.ndarray, k: int, allowed: AllowedSet
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` over the allowed ids' own vectors (gathered, or fetched from SQL)."""
+    """Exact top-``k`` over the allowed ids' own vectors (gathered, or fetched)."""
     storage = vi.storage()
     if storage is not None:
         ids, slots = vi.positions(allowed.ids)
@@ -171,6 +195,10 @@ def exhaustive(
     multiplies without BLAS) costs no copy."""
     faiss = _faiss()
     flat = vi.flat_index()
+    if flat is None and vi.reranks:
+        if allowed is not None and len(allowed) <= EXACT_SCAN_MAX_IDS:
+            return _scan_fetched(vi, queries, k, allowed)
+        return _scan_codes(vi, queries, k, allowed)
     if flat is None:
         params = faiss.SearchParametersIVF(nprobe=vi.nlist)
         if allowed is not None:
@@ -189,6 +217,51 @@ def exhaustive(
     return sims, np.where(slots >= 0, slot_ids[np.maximum(slots, 0)], -1)
 
 
+def _scan_codes(
+    vi: VectorIndex, queries: np.ndarray, k: int, allowed: AllowedSet | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """IVF-PQ: every list probed (with the ID selector) for the quantised best candidates,
+    re-ranked exactly, deepened 4x while a candidate left out could still beat the ``k``-th:
+    while the ``k``-th exact score is below the last quantised score taken plus the largest
+    quantised error seen among the candidates (far from the query scores crowd, and quantised
+    errors matter more), up to ``SCAN_RERANK_MAX`` candidates."""
+    faiss = _faiss()
+    params = faiss.SearchParametersIVF(nprobe=vi.nlist)
+    if allowed is not None:
+        params.sel = allowed.selector()
+    out_s, out_i = empty(len(queries), k)
+    todo = np.arange(len(queries))
+    depth = vi.rerank_depth(k)
+    while len(todo):
+        approx, cand = vi.faiss_index.search(queries[todo], depth, params=params)
+        exact = vi.exact_scores(queries[todo], cand)
+        found = exact > NO_SIM
+        err = np.where(found, np.abs(exact - approx), 0).max(axis=1)
+        sims, ids = top_k(exact, np.where(found, cand, -1), k)
+        out_s[todo], out_i[todo] = sims, ids
+        done = (cand[:, -1] < 0) | (sims[:, -1] >= approx[:, -1] + err) | (depth >= SCAN_RERANK_MAX)
+        todo = todo[~done]
+        depth = min(4 * depth, SCAN_RERANK_MAX)
+    return out_s, out_i
+
+
+def _scan_fetched(
+    vi: VectorIndex, queries: np.ndarray, k: int, allowed: AllowedSet
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` over every allowed id the index holds, their stored vectors read through
+    ``vi.fetch`` in chunks of ``SCAN_CHUNK`` (IVF-PQ)."""
+    assert vi.fetch is not None
+    held, _ = vi.positions(allowed.ids)
+    best_s, best_i = empty(len(queries), k)
+    for s in range(0, len(held), SCAN_CHUNK):
+        ids, vecs = vi.fetch(held[s : s + SCAN_CHUNK])
+        sims = queries @ np.asarray(vecs, np.float32).T
+        chunk_s, chunk_i = top_k(sims, np.asarray(ids, np.int64), k)
+        both_i = np.hstack([best_i, chunk_i])
+        best_s, best_i = top_k(np.hstack([best_s, chunk_s]), both_i, k)
+    return best_s, best_i
+
+
 class _SlotBitmap:
     """A FAISS ``IDSelectorBitmap`` over ``mask (slots,) bool``, holding the bits it points to."""
 
@@ -205,7 +278,7 @@ def empty(q: int, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def top_k(sims: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` columns of ``sims (Q, m)`` per row (ties by id), padded with ``-1``; column
-    ids are ``ids (m,)`` int64."""
+    ids are ``ids (m,)`` int64, or ``(Q, m)`` for ids that differ by row."""
     q, m = sims.shape
     cols = np.broadcast_to(ids, (q, m))
     if m == 0:

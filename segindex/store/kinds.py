@@ -7,9 +7,13 @@ hnsw    graph search (``IndexHNSWFlat``, inner product, ``M`` links per node). S
         ``ef_search`` 128 (0.85 with FAISS' default ef_construction 40); keeps the full vectors
         (its ``storage`` is a flat index), so exact re-scoring of a subset is free. FAISS cannot
         remove from HNSW: removed ids are tombstoned (see :mod:`segindex.store.vectors`).
-ivfpq   inverted lists over product-quantised codes (factory ``IVF{nlist},PQ{m}``), trained on a
-        random sample of the stored vectors. ~64 bytes a vector instead of 2 KB: for collections
-        that do not fit in memory as flat or HNSW. Approximate scores.
+ivfpq   inverted lists over product-quantised codes (factory ``IVF{nlist}_HNSW32,PQ{m}``: an
+        HNSW graph over the list centroids as coarse quantiser), trained on a random sample of
+        the stored vectors, **re-ranked exactly**: FAISS returns the ``rerank`` best candidates
+        by their quantised scores, their stored vectors are fetched (``VectorIndex.fetch``: the
+        float16 copies of the vector segments) and scored exactly, the best ``k`` are returned
+        with exact inner products (comparable with flat / HNSW scores). ~136 bytes a vector in
+        the lists (128-byte codes + id) instead of 2 KB; the lists are memory-mapped on open.
 
 Every kind sits inside ``IndexIDMap2``, so FAISS ids are SQL region ids for all of them.
 
@@ -29,9 +33,11 @@ existing codebooks (retrain with ``segindex reindex``).
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any, Literal
@@ -39,12 +45,17 @@ from typing import Any, Literal
 import numpy as np
 
 from segindex.errors import ConfigError
+from segindex.progress import progress as progress_bar
 
 Kind = Literal["flat", "hnsw", "ivfpq"]
 KindChoice = Literal["auto", "flat", "hnsw", "ivfpq"]
 KINDS: tuple[str, ...] = ("flat", "hnsw", "ivfpq")
 CHOICES: tuple[str, ...] = ("auto", *KINDS)
 META_KEY = "vector_index"
+COARSE: tuple[str, ...] = ("flat", "hnsw")
+#: links per node and beam width of the HNSW graph over the IVF centroids
+COARSE_HNSW_M = 32
+COARSE_HNSW_EF = 64
 
 
 def _faiss() -> ModuleType:
@@ -62,9 +73,13 @@ class KindSpec:
                      ``IVF4096,PQ64``); always inner product, always wrapped in ``IndexIDMap2``
     flat_max/hnsw_max: the ``auto`` thresholds (number of vectors)
     hnsw_m, ef_construction, ef_search: HNSW links per node and beam widths
-    nlist, pq_m, nprobe: IVF lists (0: about 4 sqrt(n)), PQ sub-vectors (0: dim / 8), lists
-                     searched per query
-    train_sample:    vectors drawn at random to train IVF-PQ
+    nlist, pq_m, nprobe: IVF lists (0: by size, :meth:`ivf_lists`), PQ sub-vectors (0: dim / 4,
+                     one byte per 4 dimensions), lists searched per query
+    rerank:          IVF-PQ candidates (per query) re-scored exactly from the stored vectors
+    coarse:          IVF coarse quantiser: ``hnsw`` (a graph over the centroids: assigning 10M
+                     vectors costs a graph search each, not a scan of every centroid) or ``flat``
+    train_sample:    vectors drawn at random to train IVF-PQ (at least 39 per list are used)
+    kmeans_iter:     k-means iterations training the IVF centroids
     """
 
     kind: KindChoice = "auto"
@@ -78,6 +93,9 @@ class KindSpec:
     pq_m: int = 0
     nprobe: int = 32
     train_sample: int = 200_000
+    rerank: int = 200
+    coarse: str = "flat"
+    kmeans_iter: int = 10
 
     def __post_init__(self) -> None:
         if self.kind not in CHOICES:
@@ -86,7 +104,18 @@ class KindSpec:
             raise ConfigError(
                 f"factory must be a non-empty FAISS factory string, got {self.factory!r}"
             )
-        ints = ("flat_max", "hnsw_max", "hnsw_m", "ef_construction", "ef_search", "nprobe")
+        if self.coarse not in COARSE:
+            raise ConfigError(f"coarse must be one of {list(COARSE)}, got {self.coarse!r}")
+        ints = (
+            "flat_max",
+            "hnsw_max",
+            "hnsw_m",
+            "ef_construction",
+            "ef_search",
+            "nprobe",
+            "rerank",
+            "kmeans_iter",
+        )
         for name in (*ints, "nlist", "pq_m", "train_sample"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -129,7 +158,9 @@ class KindSpec:
         return kind
 
     def ivf_lists(self, n: int) -> int:
-        return self.nlist or int(min(65_536, max(16, 2 ** round(math.log2(4 * math.sqrt(n + 1))))))
+        """``nlist``, or by size: the power of two nearest ``sqrt(n)`` (1M: 1024, 10M: 4096,
+        50M: 8192), 16 to 65,536; see the module doc for why not more."""
+        return self.nlist or int(min(65_536, max(16, 2 ** round(math.log2(math.sqrt(n + 1))))))
 
     def ivf_min_vectors(self, n: int, dim: int) -> int:
         """Fewest vectors that train IVF-PQ well: 39 per coarse list and per PQ centroid."""
@@ -148,12 +179,14 @@ class KindSpec:
         if kind == "hnsw":
             return f"HNSW{self.hnsw_m},Flat"
         m = self.pq_m or _pq_m(dim)
-        return f"IVF{self.ivf_lists(n)},PQ{m}"
+        coarse = f"_HNSW{COARSE_HNSW_M}" if self.coarse == "hnsw" else ""
+        return f"IVF{self.ivf_lists(n)}{coarse},PQ{m}"
 
 
 def _pq_m(dim: int) -> int:
-    """Largest sub-vector count <= dim / 8 that divides dim (PQ needs dim % m == 0)."""
-    m = max(1, dim // 8)
+    """Largest sub-vector count <= dim / 4 that divides dim (PQ needs dim % m == 0): one byte
+    of code per 4 dimensions (512-d: 128 bytes)."""
+    m = max(1, dim // 4)
     while dim % m:
         m -= 1
     return m
@@ -201,6 +234,14 @@ def new_faiss_index(spec: KindSpec, kind: Kind, n: int, dim: int) -> Any:
             raise ConfigError(f"FAISS cannot build factory {factory!r}: {e}") from e
         if isinstance(inner, faiss.IndexHNSW):
             inner.hnsw.efConstruction = spec.ef_construction
+        if isinstance(inner, faiss.IndexIVFPQ):  # polysemous codes are never searched here,
+            inner.do_polysemous_training = False  # and training them took 28 s of 29 at 20k
+        if isinstance(inner, faiss.IndexIVF):
+            inner.cp.niter = spec.kmeans_iter
+            coarse = faiss.downcast_index(inner.quantizer)
+            if isinstance(coarse, faiss.IndexHNSW):
+                coarse.hnsw.efConstruction = COARSE_HNSW_EF
+                coarse.hnsw.efSearch = COARSE_HNSW_EF
     return faiss.IndexIDMap2(inner)  # the Python wrapper keeps ``inner`` alive
 
 
@@ -210,16 +251,26 @@ def build(
     n: int,
     chunks: Iterable[tuple[np.ndarray, np.ndarray]],
     sample: Callable[[int], np.ndarray] | None = None,
+    *,
+    progress: bool = True,
 ) -> Any:
     """A FAISS index of ``spec.target(n, dim)`` holding every ``(ids (m,) int64, vectors (m, D)
     L2-normalised float32)`` chunk. IVF-PQ is first trained on ``sample(k)`` (``(k, D)`` float32
-    drawn at random from the stored vectors) or, without ``sample``, on the first chunks."""
+    drawn at random from the stored vectors) or, without ``sample``, on the first chunks.
+
+    progress: a bar on stderr for the train and add phases when stderr is a terminal
+    (:mod:`segindex.progress`); ``False``: never."""
     kind = spec.target(n, dim)
     index = new_faiss_index(spec, kind, n, dim)
+
+    def bar(description: str, total: int) -> AbstractContextManager[Callable[[int], None]]:
+        return progress_bar(description, total) if progress else nullcontext(lambda _n: None)
+
     it = iter(chunks)
     pending: list[tuple[np.ndarray, np.ndarray]] = []
     if kind == "ivfpq":
-        want = min(n, spec.train_sample)
+        inner = _faiss().downcast_index(index.index)
+        want = min(n, max(spec.train_sample, 39 * int(inner.nlist)))
         if sample is not None:
             train = sample(want)
         else:
@@ -230,9 +281,30 @@ def build(
                 if got >= want:
                     break
             train = np.concatenate([v for _, v in pending])[:want]
-        index.train(np.ascontiguousarray(train, dtype=np.float32))
-    for ids, vecs in [*pending, *it]:
-        index.add_with_ids(
-            np.ascontiguousarray(vecs, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64)
-        )
+        with bar(f"train {spec.factory_string(kind, n, dim)}", len(train)) as advance:
+            _train_ivf(inner, np.ascontiguousarray(train, dtype=np.float32))
+            advance(len(train))
+    with bar(f"add to {kind}", n) as advance:
+        for ids, vecs in itertools.chain(pending, it):
+            index.add_with_ids(
+                np.ascontiguousarray(vecs, dtype=np.float32),
+                np.ascontiguousarray(ids, dtype=np.int64),
+            )
+            advance(len(ids))
     return index
+
+
+def _train_ivf(inner: Any, train: np.ndarray) -> None:
+    """Train an IVF index on ``(k, D)`` float32. k-means assigns with an exact (BLAS) scan of
+    the centroids even when the coarse quantiser is a graph: an HNSW graph would be rebuilt at
+    every iteration and assign approximately."""
+    faiss = _faiss()
+    exact = None
+    if isinstance(faiss.downcast_index(inner.quantizer), faiss.IndexHNSW):
+        exact = faiss.IndexFlatIP(inner.d)
+        inner.clustering_index = exact  # FAISS does not own it: ``exact`` is held here
+    try:
+        inner.train(train)
+    finally:
+        if exact is not None:
+            inner.clustering_index = None

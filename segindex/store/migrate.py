@@ -142,6 +142,10 @@ def move_vectors(engine: Engine, vectors: VectorStore) -> int:
                     text(f"UPDATE {regions.name} SET crop_id = :c WHERE crop = :p"),
                     {"c": crop_id, "p": policy},
                 )
+            if "vector_dtype" not in meta:
+                conn.execute(
+                    index_meta.insert().values(key="vector_dtype", value=json.dumps(vectors.dtype))
+                )
             for column in ("vector", "crop"):
                 conn.exec_driver_sql(f"ALTER TABLE {regions.name} DROP COLUMN {column}")
         if engine.dialect.name == "sqlite":

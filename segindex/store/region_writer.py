@@ -77,9 +77,9 @@ class RegionWriter:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) != n:
             raise ValueError(f"{n} region rows need {n} vectors, got shape {vectors.shape}")
-        ids = self._draw(n)
-        if self._appender is None:
+        if self._appender is None:  # first the segment (locked), then ids above its last one
             self._appender = self.vectors.appender(self.conn, int(vectors.shape[1]))
+        ids = self._draw(n)
         self._appender.append(ids, vectors)
         id_list = ids.tolist()
         for row, rid in zip(rows, id_list, strict=True):

@@ -175,8 +175,9 @@ def make_engine(url: str) -> Engine:
 class Store(QueryReads):
     """The metadata store of one index and its vector segment files.
 
-    vectors_dir: the folder of the vector segment files (default for a SQLite file: ``vectors``
-                 beside it; other databases: required to write or read vectors)
+    vectors_dir: the folder of the vector segment files (an index directory's ``vectors/``;
+                 default for a bare SQLite file ``F``: ``F.vectors`` beside it; other databases:
+                 required to write or read vectors)
     """
 
     def __init__(self, url: str, vectors_dir: Path | None = None) -> None:
@@ -185,7 +186,8 @@ class Store(QueryReads):
         if vectors_dir is None and self.engine.dialect.name == "sqlite":
             database = self.engine.url.database
             if database and database != ":memory:":
-                vectors_dir = Path(database).resolve().parent / VECTORS_DIR
+                db_file = Path(database).resolve()
+                vectors_dir = db_file.with_name(db_file.name + ".vectors")
         self.vectors = VectorStore(vectors_dir, self.engine)
         upgrade(self.engine, self.vectors)  # creates the tables; moves older layouts forward
         # condition -> (generation, read-only sorted ids): a search reuses the allowed set (and
@@ -210,14 +212,16 @@ class Store(QueryReads):
         other statement); on leaving, the appended vectors are fsynced, their segment's committed
         row count is updated, and everything commits together (or nothing, on error)."""
         self.vectors.dtype = self.get_meta(VECTOR_DTYPE_KEY) or DEFAULT_DTYPE
-        with self.engine.begin() as conn:
-            writer = RegionWriter(conn, self.vectors, self._crops)
-            try:
+        writer: RegionWriter | None = None
+        try:
+            with self.engine.begin() as conn:
+                writer = RegionWriter(conn, self.vectors, self._crops)
                 yield writer
                 writer.finish()
-            finally:
+            writer.committed()
+        finally:
+            if writer is not None:  # the segment is released only once its rows are committed
                 writer.close()
-        writer.committed()
 
     # -- settings ---------------------------------------------------------------------------
 

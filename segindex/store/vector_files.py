@@ -173,9 +173,17 @@ class SegmentReader:
             yield self.ids[start:stop], decode(rows, self.segment.dtype)
 
 
+class SegmentBusy(Exception):
+    """Another process is appending to this segment (it holds the segment's file lock)."""
+
+
 class SegmentAppender:
     """Appends to one segment inside a write: drops a stale tail (rows past the committed count,
-    from a crash), appends, and :meth:`flush` makes the rows durable before the commit."""
+    from a crash), appends, and :meth:`flush` makes the rows durable before the commit.
+
+    One appender per segment at a time, across processes: it holds an exclusive ``flock`` on the
+    ``.ids`` file until :meth:`close` (after the commit); a second one raises
+    :class:`SegmentBusy` and its writer takes a segment of its own."""
 
     def __init__(self, directory: Path, segment: Segment) -> None:
         self.segment = segment
@@ -183,6 +191,11 @@ class SegmentAppender:
         self._last = -1
         ids_path, vec_path = segment.paths(directory)
         self._ids = open(ids_path, "a+b")  # noqa: SIM115  # closed by close()
+        try:
+            _lock(self._ids.fileno())
+        except BlockingIOError:
+            self._ids.close()
+            raise SegmentBusy(segment.name) from None
         self._vec = open(vec_path, "a+b")  # noqa: SIM115
         self._ids.truncate(self.rows * 8)
         self._vec.truncate(self.rows * segment.row_bytes)
@@ -218,6 +231,16 @@ class SegmentAppender:
     def close(self) -> None:
         self._ids.close()
         self._vec.close()
+
+
+def _lock(fd: int) -> None:
+    """An exclusive, non-blocking ``flock`` (released when the file closes); none on platforms
+    without ``fcntl``, where one writer process is the rule anyway."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def fsync_dir(directory: Path) -> None:

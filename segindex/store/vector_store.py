@@ -25,6 +25,7 @@ from segindex.store.schema import vector_files
 from segindex.store.vector_files import (
     Segment,
     SegmentAppender,
+    SegmentBusy,
     SegmentReader,
     fsync_dir,
     gather,
@@ -152,7 +153,10 @@ class VectorStore:
             and last.dim == dim
             and last.rows < SEGMENT_ROWS
         ):
-            return SegmentAppender(self.path, last)
+            try:
+                return SegmentAppender(self.path, last)
+            except SegmentBusy:  # another process appends to it: this writer takes its own
+                pass
         return SegmentAppender(self.path, self.register(conn, dim))
 
     def register(self, conn: Any, dim: int, dtype: str | None = None) -> Segment:
@@ -206,7 +210,10 @@ class VectorStore:
         for name in found.orphan_files:
             (self.path / name).unlink(missing_ok=True)
         for seg in self.segments():  # opening an appender truncates the stale tail
-            SegmentAppender(self.path, seg).close()
+            try:
+                SegmentAppender(self.path, seg).close()
+            except SegmentBusy:  # being appended to: its writer truncates it
+                continue
         self.compact(live, min_dead_fraction=0.0 if compact_all else COMPACT_DEAD_FRACTION)
         if self.directory is not None and self.directory.exists():
             fsync_dir(self.directory)
@@ -222,6 +229,10 @@ class VectorStore:
             keep = _member(reader.ids, live)
             dead = len(keep) - int(np.count_nonzero(keep))
             if dead == 0 or dead < min_dead_fraction * len(keep):
+                continue
+            try:
+                SegmentAppender(self.path, seg).close()  # not being appended to (and no tail)
+            except SegmentBusy:
                 continue
             with self.engine.begin() as conn:
                 new = self.register(conn, seg.dim, seg.dtype)

@@ -6,6 +6,12 @@ resynced from SQL whenever it does not hold exactly the ids the SQL store holds.
 
 The inner index is one of the kinds of :mod:`segindex.store.kinds` (flat, HNSW, IVF-PQ).
 
+IVF-PQ is re-ranked exactly: FAISS returns ``max(rerank, 4 k)`` candidates by their quantised
+scores, :attr:`VectorIndex.fetch` reads their stored vectors (one call per batch of queries,
+never more than that many ids per query), and the best ``k`` by exact inner product are returned
+with those exact scores, comparable with the flat and HNSW kinds'. Without ``fetch`` (a bare
+index) IVF-PQ answers with its quantised scores.
+
 Removal: flat and IVF remove for real. HNSW cannot remove, so a removed id is a tombstone: its
 slot in the ``IndexIDMap2`` id map becomes ``-1`` (saved with the file, so the file still holds
 exactly the live ids), and searches skip ``-1`` with an ID selector. When a quarter of the slots
@@ -37,10 +43,12 @@ import numpy as np
 from segindex.store.filtered import (
     ANN_MAX_K,
     ANN_MAX_K_FRACTION,
+    NO_SIM,
     AllowedSet,
     empty,
     exhaustive,
     search_allowed,
+    top_k,
 )
 from segindex.store.kinds import Kind, KindSpec, kind_of
 from segindex.store.kinds import build as build_faiss
@@ -49,6 +57,8 @@ from segindex.store.kinds import build as build_faiss
 BLAS_MIN_QUERIES = 16
 #: HNSW is compacted when this fraction of its slots are tombstones
 COMPACT_FRACTION = 0.25
+#: IVF-PQ re-ranks the candidates of this many (query, candidate) pairs per fetch
+RERANK_BATCH = 16_384
 
 Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -62,9 +72,9 @@ def _faiss() -> Any:  # faiss, imported on first use
 class VectorIndex:
     """Inner-product search over ``(N, D)`` float32 vectors keyed by int64 ids.
 
-    fetch: optional ``ids (n,) int64 -> (found ids (m,) int64, vectors (m, D) float32)`` reading
-    exact stored vectors (from SQL); used to score small filtered sets exactly on IVF-PQ, whose
-    own vectors are compressed.
+    fetch: optional ``ids (n,) int64 -> (found ids (m,) int64 ascending, vectors (m, D)
+    float32)`` reading the stored vectors (the vector segments); IVF-PQ, whose own vectors are
+    compressed, re-ranks its candidates and scores filtered sets exactly with it.
     """
 
     def __init__(
@@ -157,10 +167,13 @@ class VectorIndex:
         *,
         sample: Callable[[int], np.ndarray] | None = None,
         fetch: Fetch | None = None,
+        progress: bool = True,
     ) -> VectorIndex:
         """An index of the kind ``spec`` picks for ``n`` vectors, holding all ``chunks``
-        (``(ids (m,) int64, vectors (m, D) float32)``); IVF-PQ trains on ``sample(k)``."""
-        return cls(dim, build_faiss(spec, dim, n, chunks, sample), spec=spec, fetch=fetch)
+        (``(ids (m,) int64, vectors (m, D) float32)``); IVF-PQ trains on ``sample(k)``.
+        ``progress``: a bar on stderr while building, when stderr is a terminal."""
+        index = build_faiss(spec, dim, n, chunks, sample, progress=progress)
+        return cls(dim, index, spec=spec, fetch=fetch)
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash leaves either the old file or the new one, never a mix."""
@@ -327,7 +340,7 @@ class VectorIndex:
         assert storage is not None  # HNSW keeps flat storage
         vecs = np.ascontiguousarray(storage[live])
         spec = KindSpec(**{**self.spec.to_dict(), "kind": "hnsw"})
-        self._index = build_faiss(spec, self.dim, len(live), [(slots[live], vecs)])
+        self._index = build_faiss(spec, self.dim, len(live), [(slots[live], vecs)], progress=False)
         self._dead = 0
         self._slots_changed()
 
@@ -365,17 +378,75 @@ class VectorIndex:
             return exhaustive(self, queries, k, None)
         return self.ann(queries, k)
 
+    @property
+    def reranks(self) -> bool:
+        """Whether ANN candidates are re-scored exactly from the stored vectors (IVF-PQ with
+        :attr:`fetch`)."""
+        return self.kind == "ivfpq" and self.fetch is not None
+
+    def rerank_depth(self, k: int) -> int:
+        """IVF-PQ candidates re-ranked for ``k`` hits: ``max(rerank, 4 k)``."""
+        return max(self.spec.rerank, 4 * k)
+
     def ann(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Unfiltered HNSW / IVF search (tombstones skipped): HNSW's beam is at least ``2 k``."""
+        """Unfiltered ANN top-``k`` (tombstones skipped). HNSW's beam is at least ``2 k``;
+        IVF-PQ re-ranks :meth:`rerank_depth` candidates exactly (when it can :attr:`fetch`)."""
+        if not self.reranks:
+            return self.candidates(queries, k)
+        _, cand = self.candidates(queries, self.rerank_depth(k))
+        return self.rerank(queries, cand, k)
+
+    def candidates(self, queries: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS' own top-``depth`` (HNSW: exact scores of an approximate walk; IVF-PQ: the
+        ``nprobe`` nearest lists, quantised scores), ``(Q, depth)`` float32 / int64."""
         faiss = _faiss()
         params: Any
         if self.kind == "hnsw":
-            params = faiss.SearchParametersHNSW(efSearch=int(max(self.spec.ef_search, 2 * k)))
+            params = faiss.SearchParametersHNSW(efSearch=int(max(self.spec.ef_search, 2 * depth)))
         else:
-            params = faiss.SearchParametersIVF(nprobe=max(1, min(self.nlist, self.spec.nprobe)))
+            nprobe = max(1, min(self.nlist, self.spec.nprobe))
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+            coarse = faiss.downcast_index(faiss.downcast_index(self._index.index).quantizer)
+            if isinstance(coarse, faiss.IndexHNSW):  # the graph's beam holds nprobe lists
+                quantizer = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, 64))
+                params.quantizer_params = quantizer
         if self._dead:
             params.sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.array([-1], np.int64)))
-        return self._index.search(queries, k, params=params)
+        return self._index.search(queries, depth, params=params)
+
+    def rerank(
+        self, queries: np.ndarray, candidates: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``k`` of each row of ``candidates`` (``(Q, W)`` int64, ``-1``: none) for
+        ``(Q, D)`` float32 queries, scored with the vectors :attr:`fetch` reads (ids it does not
+        find are dropped); ``(similarities (Q, k) float32, ids (Q, k) int64)``, best first."""
+        sims = self.exact_scores(queries, candidates)
+        return top_k(sims, np.where(sims > NO_SIM, candidates, -1), k)
+
+    def exact_scores(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """``(Q, W)`` float32 exact inner products of ``(Q, D)`` queries with the stored
+        vectors of ``candidates`` (``(Q, W)`` int64), read through :attr:`fetch` once per
+        ``RERANK_BATCH`` pairs; ``NO_SIM`` where a candidate is ``-1`` or not found."""
+        fetch = self.fetch
+        if fetch is None:
+            raise ValueError("re-ranking needs the stored vectors: this index has no fetch")
+        out = np.full(candidates.shape, NO_SIM, np.float32)
+        step = max(1, RERANK_BATCH // max(1, candidates.shape[1]))
+        for s in range(0, len(queries), step):
+            cand = candidates[s : s + step]
+            ids, vecs = fetch(np.unique(cand[cand >= 0]))
+            ids = np.asarray(ids, dtype=np.int64)
+            if len(ids) == 0:
+                continue
+            vecs = np.asarray(vecs, dtype=np.float32)
+            if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():
+                order = np.argsort(ids, kind="stable")
+                ids, vecs = ids[order], vecs[order]
+            at = np.minimum(np.searchsorted(ids, cand), len(ids) - 1)
+            hit = (cand >= 0) & (ids[at] == cand)
+            sims = np.take_along_axis(queries[s : s + step] @ vecs.T, at, axis=1)
+            out[s : s + step] = np.where(hit, sims, NO_SIM)
+        return out
 
     def _allowed(self, allowed: np.ndarray) -> AllowedSet:
         """``allowed`` prepared for search; the last one is kept while the same array comes

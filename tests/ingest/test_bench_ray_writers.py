@@ -28,19 +28,19 @@ def _blocks(n_rows: int) -> tuple[list[object], list[bytes]]:
 
 
 def test_sink_writes_each_image_once_and_a_retry_changes_nothing() -> None:
-    from bench_ray_writers import region_count, sink_write
+    from bench_ray_writers import region_count, sink_write, vectors_dir
 
     from segindex.store.sql import Store
 
     blocks, blobs = _blocks(150)  # 30 images of 5 regions
     with fresh_schema() as url:
-        Store(url).close()
+        Store(url, vectors_dir=vectors_dir(url)).close()
         assert sink_write(url, blocks) == 150
         assert region_count(url) == 150
         assert sink_write(url, blocks) == 0  # the same task run again
         assert sink_write(url, blocks[1:]) == 0  # or a part of it
         assert region_count(url) == 150
-        store = Store(url)
+        store = Store(url, vectors_dir=vectors_dir(url))
         try:
             ids = {store.image_id_for_path(f"/photos/{i:07d}.jpg") for i in range(len(blobs))}
         finally:

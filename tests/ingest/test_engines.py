@@ -27,6 +27,7 @@ from segindex.ingest.local_engine import LocalEngine
 from segindex.ingest.ray_engine import INSTALL_HINT, RayEngine, refuse_shared_sqlite
 from segindex.regions import Regions
 from segindex.store.sql import ImageWrite, Store
+from segindex.store.vector_files import as_stored
 from tests.pg import fresh_schema
 
 
@@ -142,7 +143,7 @@ def test_repeated_write_changes_nothing(backend: str, tmp_path: Path, request) -
         if backend == "sqlite"
         else request.getfixturevalue("pg_url")
     )
-    store = Store(url)
+    store = Store(url, vectors_dir=tmp_path / "vectors")
     try:
         first = store.write([_write("a.png", "sha-a"), _write("b.png", "sha-b", 3)], skip_done=True)
         assert len(first.added_ids) == 5
@@ -183,7 +184,7 @@ def test_packed_write_stores_the_same_rows(tmp_path: Path) -> None:
         b.write([packed], skip_done=True)
         assert _rows(a) == _rows(b)
         ids, vecs = b.vectors_by_id(b.region_ids())
-        np.testing.assert_array_equal(vecs, item.vectors)
+        np.testing.assert_array_equal(vecs, as_stored(item.vectors, "float16"))
     finally:
         a.close()
         b.close()

@@ -78,17 +78,17 @@ def test_orphans_are_reported_and_clean_compacts_tombstones(tmp_path: Path) -> N
     store = store_at(tmp_path, "float32")
     x = unit(40)
     append(store, np.arange(1, 41), x)
-    (tmp_path / "vectors" / "deadbeef.vec").write_bytes(b"\0" * 64)  # never registered
+    (store.vectors.path / "deadbeef.vec").write_bytes(b"\0" * 64)  # never registered
     live = np.arange(1, 41)[::2]  # half the regions deleted: tombstones
     stale = store.vectors.stale(live)
     assert stale.orphan_files == ["deadbeef.vec"] and stale.dead_rows == 20
     store.vectors.clean(live)
     assert not store.vectors.stale(live).any
-    assert not (tmp_path / "vectors" / "deadbeef.vec").exists()
+    assert not (store.vectors.path / "deadbeef.vec").exists()
     ids, vecs = store.vectors.get(np.arange(1, 41), 16)
     assert ids.tolist() == live.tolist()
     np.testing.assert_array_equal(vecs, x[live - 1])
-    assert [p.suffix for p in sorted((tmp_path / "vectors").iterdir())] == [".ids", ".vec"]
+    assert [p.suffix for p in sorted((store.vectors.path).iterdir())] == [".ids", ".vec"]
 
 
 def test_int8_index_stores_half_a_kilobyte_a_vector(tmp_path: Path) -> None:
@@ -97,6 +97,6 @@ def test_int8_index_stores_half_a_kilobyte_a_vector(tmp_path: Path) -> None:
     append(store, np.arange(1, 101), x)
     (seg,) = store.vectors.segments()
     assert seg.dtype == "int8" and seg.rows == 100
-    assert (tmp_path / "vectors" / f"{seg.name}.vec").stat().st_size == 100 * 516
+    assert (store.vectors.path / f"{seg.name}.vec").stat().st_size == 100 * 516
     _, back = store.vectors.get(np.arange(1, 101), 512)
     assert (np.sum(back * x, axis=1) > 0.999).all()
