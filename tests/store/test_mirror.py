@@ -263,3 +263,39 @@ def test_checkpoints_write_the_file_and_a_stale_or_damaged_file_is_rebuilt(root:
     again = VectorMirror(root, make_store(root))
     assert np.array_equal(again.vectors.ids(), sql_ids)
     assert np.array_equal(VectorIndex.load(mirror.file, DIM).ids(), sql_ids)
+
+
+def test_an_up_to_date_file_opens_without_reading_every_id(
+    make_index,  # type: ignore[no-untyped-def]
+    photos: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The state file beside vectors.faiss records the store generation it reflects: a later
+    open trusts the file without listing SQL's ids; after a commit the file missed (a crash
+    before its rewrite) the open compares the ids and catches up."""
+    from segindex import Index
+
+    idx = make_index()
+    idx.ingest(photos)
+    path = idx.path
+    want = [h.region_id for h in idx.search("red", k=5)]
+    idx.close()
+    calls = {"n": 0}
+    real = Store.region_ids
+
+    def counted(self: Store, kind: str | None = None) -> np.ndarray:
+        calls["n"] += kind is None
+        return real(self, kind)
+
+    monkeypatch.setattr(Store, "region_ids", counted)
+    with Index.open(path) as again:
+        assert [h.region_id for h in again.search("red", k=5)] == want
+        assert calls["n"] == 0
+        # a commit the FAISS file does not hold, as a crash before its rewrite leaves it
+        image_id = again.store.image_states()[str((photos / "a.png").resolve())].id
+        again.store.delete_images([image_id])
+    with Index.open(path) as third:
+        got = [h.region_id for h in third.search("red", k=5)]
+        assert calls["n"] >= 1  # the generation moved: the ids were compared
+        assert set(got) <= set(third.store.region_ids().tolist())
+        assert got != want
