@@ -1,7 +1,15 @@
 """Ingest at the speed of the models? End-to-end ingest vs isolated model passes vs a naive loop.
 
     python benchmarks/bench_ingest.py [--n 12] [--repeats 2] [--device cpu] [--precision auto]
-                                      [--decode-workers 1] [--commit-every 4] [--no-results]
+                                      [--runtime auto] [--decode-workers 1] [--commit-every 4]
+                                      [--no-results]
+    python benchmarks/bench_ingest.py --compare-runtimes [--prepare] [--work DIR] [--n 12]
+
+``--compare-runtimes`` measures the compiled CPU runtimes against torch fp32 instead (issue 22:
+segmentation stage, embedding stage, end to end, results against torch, GFLOP/s against the
+machine's matmul ceilings; see benchmarks/ingest_runtimes.py) and writes its own section of
+RESULTS.md; ``--prepare`` first builds the models and their exports (untimed, cached in
+``--work``).
 
 N real photos (scikit-image's bundled ones, cycled through several sizes to reach N) go through
 real-size random-weight models: Mask2Former swin-tiny COCO-panoptic architecture (from
@@ -49,6 +57,7 @@ from bench_core_ingest import bundled_photos, real_size_mask2former  # noqa: E40
 
 SCALES = (1.0, 0.75, 0.5)
 SECTION = "## Ingest"
+RUNTIMES_SECTION = "## Compiled CPU runtimes (issue 22)"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -181,10 +190,10 @@ def machine(device: str) -> str:
     )
 
 
-def write_results(text: str) -> None:
+def write_results(text: str, section: str = SECTION) -> None:
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    # replace an earlier ingest section (up to the next "## " heading), keep everything else
-    pattern = re.compile(rf"^{re.escape(SECTION)}.*?(?=^## |\Z)", re.S | re.M)
+    # replace an earlier section of this name (up to the next "## " heading), keep everything else
+    pattern = re.compile(rf"^{re.escape(section)}.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(old):
         new = pattern.sub(lambda _: text.rstrip() + "\n\n", old).rstrip() + "\n"
     else:
@@ -202,8 +211,19 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
     ap.add_argument("--decode-workers", type=int, default=None, help="default: auto")
     ap.add_argument("--commit-every", type=int, default=4, help="images per batch/transaction")
+    ap.add_argument("--runtime", default="auto", help="auto, torch or openvino")
     ap.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
+    ap.add_argument(
+        "--compare-runtimes", action="store_true", help="torch vs compiled runtimes (issue 22)"
+    )
+    ap.add_argument("--prepare", action="store_true", help="with --compare-runtimes: only export")
+    ap.add_argument(
+        "--work", default=None, help="with --compare-runtimes: models and exports kept here"
+    )
     args = ap.parse_args()
+    if args.compare_runtimes:
+        compare_runtimes(args)
+        return
     from segindex import RuntimeOptions
 
     args.decode_workers = RuntimeOptions(decode_workers=args.decode_workers).decode_processes
@@ -215,6 +235,7 @@ def main() -> None:
     runtime = RuntimeOptions(
         device=args.device,
         precision=args.precision,
+        runtime=args.runtime,
         commit_every=args.commit_every,
         decode_workers=args.decode_workers,
     )
@@ -242,6 +263,8 @@ def main() -> None:
         emb.embed_images([warm[0]] * emb_batch, batch_size=emb_batch)
         emb.embed_images(warm[:1], batch_size=1)
         crop = idx.settings.crop
+        seg_runtime = getattr(seg, "runtime_info", lambda: {"runtime": "torch"})()
+        emb_runtime = getattr(emb, "runtime_info", lambda: {"runtime": "torch"})()
 
         print(f"{args.n} photos, models loaded in {load_s:.1f} s")
         isos, reports = [], []
@@ -310,6 +333,7 @@ def main() -> None:
         "commit_every": args.commit_every,
         "repeats": args.repeats,
         "precision": args.precision,
+        "runtime": {"segmenter": seg_runtime, "embedder": emb_runtime},
         "segment_batch": seg_batch,
         "embed_batch": emb_batch,
     }
@@ -326,7 +350,8 @@ def main() -> None:
     text = f"""{SECTION} ({args.n} real photos, bench_ingest.py --n {args.n})
 
 Run {when} on {desc}. Models: Mask2Former swin-tiny COCO-panoptic architecture at 384 px and
-open_clip ViT-B-32, both random weights of the real sizes. Runtime: commit_every
+open_clip ViT-B-32, both random weights of the real sizes. Runtime {args.runtime} (segmenter
+{seg_runtime}, CLIP {emb_runtime}): commit_every
 {args.commit_every}, segment_batch {seg_batch}, embed_batch {emb_batch},
 decode_workers {args.decode_workers}. {report.regions} segments ({rows} region rows with the
 whole-image ones, {iso["crops"]} crops embedded) from {args.n} images.
@@ -347,6 +372,29 @@ the median). Pipeline stage split (run nearest the median): {split}. Naive stage
 """  # noqa: E501
     write_results(text)
     print(f"wrote the ingest section of {RESULTS}")
+
+
+def compare_runtimes(args: argparse.Namespace) -> None:
+    from ingest_runtimes import run, section
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="segindex-bench-runtimes-")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    desc = machine("cpu")
+    print(f"machine: {desc}\nwork: {work}")
+    folder = photos(work / f"photos-{args.n}", args.n)
+    files = sorted(str(p) for p in folder.iterdir())
+    res = run(args, files, folder, work, desc)
+    if args.prepare:
+        print("prepared (models and exports cached)")
+        return
+    print(json.dumps(res, indent=2))
+    (work / "results.json").write_text(json.dumps(res, indent=2))
+    if args.no_results:
+        return
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    argv = "python benchmarks/bench_ingest.py " + " ".join(sys.argv[1:])
+    write_results(section(res, RUNTIMES_SECTION, when, argv), RUNTIMES_SECTION)
+    print(f"wrote the runtimes section of {RESULTS}")
 
 
 if __name__ == "__main__":
