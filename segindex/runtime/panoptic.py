@@ -11,6 +11,7 @@ post-processing stay the segmenter's own.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     import torch
 
 KIND = "panoptic"
+#: compiled input shapes kept at once (least recently used ones are dropped, recompiled from
+#: OpenVINO's cache when seen again in a few seconds): each holds its own copy of the weights and
+#: buffers, ~0.65 GB for Mask2Former Swin-T at 384 px
+MAX_SHAPES = 6
 
 
 def _logits_module(network: Any) -> torch.nn.Module:
@@ -62,19 +67,20 @@ class CompiledPanoptic:
             "runtime_version": ov.version(),
             "format": cache.FORMAT,
         }
-        self._models: dict[tuple[int, int], Any] = {}
+        self._models: OrderedDict[tuple[int, int], Any] = OrderedDict()
         self._lock = threading.Lock()
         #: the precision the runtime reports (``f32``/``bf16``), known after the first shape
         self.precision: str | None = None
 
     def shapes(self) -> list[tuple[int, int]]:
-        """The input shapes ``(h, w)`` compiled so far."""
+        """The input shapes ``(h, w)`` compiled and kept now (at most :data:`MAX_SHAPES`)."""
         return sorted(self._models)
 
     def _model_for(self, height: int, width: int) -> Any:
         with self._lock:
             found = self._models.get((height, width))
             if found is not None:
+                self._models.move_to_end((height, width))
                 return found
             from segindex.runtime import export, ov
 
@@ -94,6 +100,8 @@ class CompiledPanoptic:
             compiled = ov.CompiledModel(where, self.hint)
             self.precision = compiled.precision
             self._models[(height, width)] = compiled
+            while len(self._models) > MAX_SHAPES:
+                self._models.popitem(last=False)
             return compiled
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

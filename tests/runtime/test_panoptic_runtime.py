@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from segindex.regions import Regions
 from segindex.segment.panoptic import PanopticSegmenter
@@ -69,3 +71,39 @@ def test_prepared_inputs_take_the_same_path(tiny_m2f_dir: Path) -> None:
     prepared = seg._segment_batch(images, [prep(im) for im in images])
     for a, b in zip(direct, prepared, strict=True):
         _assert_same_regions(a, b, 1.0)
+
+
+def test_compiled_shapes_are_kept_least_recently_used(
+    tiny_m2f_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from segindex.runtime import cache, ov
+    from segindex.runtime import panoptic as compiled
+
+    built: list[tuple[int, int]] = []
+
+    class FakeCompiled:
+        precision = "f32"
+
+        def __init__(self, where: Path, hint: str) -> None:
+            self.shape = tuple(json.loads((where / "shape.json").read_text()))
+            built.append(self.shape)
+
+        def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+            return [np.zeros((1, 2, 3), np.float32), np.zeros((1, 2, *self.shape), np.float32)]
+
+    def find(runtime: str, kind: str, key: dict, files: object) -> Path:
+        where = tmp_path / cache.digest(key)
+        where.mkdir(exist_ok=True)
+        (where / "shape.json").write_text(json.dumps(key["inputs"][0][0][2:]))
+        return where
+
+    monkeypatch.setattr(ov, "CompiledModel", FakeCompiled)
+    monkeypatch.setattr(cache, "find_entry", find)
+    monkeypatch.setattr(compiled, "MAX_SHAPES", 2)
+    ref = PanopticSegmenter(str(tiny_m2f_dir), device="cpu", resolution=64, runtime="torch")
+    net = compiled.CompiledPanoptic(ref.model, model="m", runtime="openvino", hint="f32")
+    for h, w in [(64, 64), (64, 96), (64, 64), (96, 64), (64, 96)]:
+        assert net(np.zeros((1, 3, h, w), np.float32))[1].shape[2:] == (h, w)
+    # (64, 96) was dropped for (96, 64) (least recently used) and compiled again when seen again
+    assert built == [(64, 64), (64, 96), (96, 64), (64, 96)]
+    assert net.shapes() == [(64, 96), (96, 64)]
