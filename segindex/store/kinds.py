@@ -15,7 +15,10 @@ ivfpq   inverted lists over product-quantised codes (factory ``IVF{nlist}_HNSW32
         with exact inner products (comparable with flat / HNSW scores). ~136 bytes a vector in
         the lists (128-byte codes + id) instead of 2 KB; the lists are memory-mapped on open.
 
-Every kind sits inside ``IndexIDMap2``, so FAISS ids are SQL region ids for all of them.
+FAISS ids are SQL region ids for all kinds: flat and HNSW sit inside ``IndexIDMap2``; IVF-PQ
+holds the ids in its inverted lists (``add_with_ids``). An ``IndexIDMap``/``IndexIDMap2`` over
+IVF returns wrong ids after a removal (IVF does not renumber the positions the map translates;
+measured with FAISS 1.15), and its reverse map costs ~50 bytes a vector in RAM.
 
 The ``auto`` rule (:meth:`KindSpec.target`), evaluated on the number of stored vectors ``n``
 whenever the index is built from SQL (create, reindex, repair, rebuild of a stale file) and after
@@ -206,9 +209,9 @@ def kind_of_factory(factory: str) -> Kind:
 
 
 def kind_of(index: Any) -> Kind:
-    """The kind of a FAISS index (inside its ``IndexIDMap2``)."""
+    """The kind of a FAISS index (inside its ``IndexIDMap2``, or a bare IVF)."""
     faiss = _faiss()
-    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
+    inner = faiss.downcast_index(index.index if hasattr(index, "id_map") else index)
     if isinstance(inner, faiss.IndexHNSW):
         return "hnsw"
     if isinstance(inner, faiss.IndexIVF):
@@ -219,7 +222,8 @@ def kind_of(index: Any) -> Kind:
 
 
 def new_faiss_index(spec: KindSpec, kind: Kind, n: int, dim: int) -> Any:
-    """An empty ``IndexIDMap2`` of ``kind`` (IVF-PQ still untrained)."""
+    """An empty index of ``kind``: flat and HNSW in an ``IndexIDMap2``, IVF-PQ bare (it holds
+    the ids itself) and still untrained."""
     faiss = _faiss()
     if kind == "flat":
         inner = faiss.IndexFlatIP(dim)
@@ -242,6 +246,7 @@ def new_faiss_index(spec: KindSpec, kind: Kind, n: int, dim: int) -> Any:
             if isinstance(coarse, faiss.IndexHNSW):
                 coarse.hnsw.efConstruction = COARSE_HNSW_EF
                 coarse.hnsw.efSearch = COARSE_HNSW_EF
+            return inner
     return faiss.IndexIDMap2(inner)  # the Python wrapper keeps ``inner`` alive
 
 
@@ -269,7 +274,7 @@ def build(
     it = iter(chunks)
     pending: list[tuple[np.ndarray, np.ndarray]] = []
     if kind == "ivfpq":
-        inner = _faiss().downcast_index(index.index)
+        inner = _faiss().downcast_index(index)
         want = min(n, max(spec.train_sample, 39 * int(inner.nlist)))
         if sample is not None:
             train = sample(want)

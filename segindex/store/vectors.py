@@ -1,10 +1,10 @@
-"""FAISS vector index whose ids are the SQL region ids (``IndexIDMap2`` over inner product).
+"""FAISS vector index whose ids are the SQL region ids (inner product; flat and HNSW in an
+``IndexIDMap2``, IVF-PQ holding the ids in its lists: :mod:`segindex.store.kinds`).
 
 Vectors are L2-normalised float32, so inner product is cosine similarity. The file is a cache of
-the vectors kept in SQL: it is written atomically (temp file + fsync + rename) and rebuilt or
-resynced from SQL whenever it does not hold exactly the ids the SQL store holds.
-
-The inner index is one of the kinds of :mod:`segindex.store.kinds` (flat, HNSW, IVF-PQ).
+the stored vectors: it is written atomically (temp file + fsync + rename) and rebuilt or resynced
+from the store whenever it does not hold exactly the ids the SQL store holds. An IVF file inside
+an id map (written before issue 19; wrong ids after a removal) is refused, so it is rebuilt.
 
 IVF-PQ is re-ranked exactly: FAISS returns ``max(rerank, 4 k)`` candidates by their quantised
 scores, :attr:`VectorIndex.fetch` reads their stored vectors (one call per batch of queries,
@@ -92,16 +92,17 @@ class VectorIndex:
         self._index: Any = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         if self._index.d != dim:
             raise ValueError(f"vector index has dimension {self._index.d}, expected {dim}")
-        if not hasattr(self._index, "id_map"):
-            raise ValueError(
-                f"vector index must be an IndexIDMap2, got {type(self._index).__name__}"
-            )
         self.kind: Kind = kind_of(self._index)
+        if (self.kind == "ivfpq") == hasattr(self._index, "id_map"):
+            raise ValueError(  # an id map over IVF maps wrong after a removal (kinds.py)
+                "vector index must be an IndexIDMap2 over flat / HNSW, or a bare IVF index, got "
+                f"{type(self._index).__name__}"
+            )
         self._mapped: tuple[Path, tuple[int, int, int]] | None = None
         self._lookup: tuple[np.ndarray, np.ndarray] | None = None  # (order, sorted slot ids)
         self._layout = object()  # replaced whenever slots change (see ``slot_layout``)
         self._allowed_cache: tuple[np.ndarray, AllowedSet] | None = None
-        self._dead = int(np.count_nonzero(self.slot_ids() < 0))
+        self._dead = 0 if self.kind != "hnsw" else int(np.count_nonzero(self.slot_ids() < 0))
 
     # -- construction ------------------------------------------------------------------------
 
@@ -218,8 +219,8 @@ class VectorIndex:
 
     @property
     def faiss_index(self) -> Any:
-        """The FAISS ``IndexIDMap2`` (to read and search; write through :meth:`add` and
-        :meth:`remove`)."""
+        """The FAISS index: an ``IndexIDMap2`` (flat, HNSW) or the IVF index itself (to read and
+        search; write through :meth:`add` and :meth:`remove`)."""
         return self._index
 
     @property
@@ -227,7 +228,7 @@ class VectorIndex:
         """The number of inverted lists of an IVF index; 0 for the other kinds."""
         if self.kind != "ivfpq":
             return 0
-        return int(_faiss().downcast_index(self._index.index).nlist)
+        return int(self._index.nlist)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -239,7 +240,20 @@ class VectorIndex:
 
     def slot_ids(self) -> np.ndarray:
         """``(slots,)`` int64 copy of the id map (``-1``: tombstone)."""
-        return _faiss().vector_to_array(self._index.id_map).astype(np.int64, copy=False)
+        faiss = _faiss()
+        if self.kind != "ivfpq":
+            return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
+        lists = self._index.invlists  # IVF: the ids of its lists, list after list
+        out = np.empty(int(self._index.ntotal), np.int64)
+        at = 0
+        for no in range(int(self._index.nlist)):
+            size = int(lists.list_size(no))
+            if size:
+                ptr = lists.get_ids(no)
+                out[at : at + size] = faiss.rev_swig_ptr(ptr, size)
+                lists.release_ids(no, ptr)
+                at += size
+        return out
 
     def ids(self) -> np.ndarray:
         """Sorted ``(N,)`` int64 ids held."""
@@ -266,6 +280,8 @@ class VectorIndex:
         """The ``IndexFlat`` holding the exact vectors by slot (flat: the index; HNSW: its
         storage); ``None`` for IVF-PQ."""
         faiss = _faiss()
+        if self.kind == "ivfpq":
+            return None
         inner = faiss.downcast_index(self._index.index)
         if isinstance(inner, faiss.IndexHNSW):
             inner = faiss.downcast_index(inner.storage)
@@ -406,7 +422,7 @@ class VectorIndex:
         else:
             nprobe = max(1, min(self.nlist, self.spec.nprobe))
             params = faiss.SearchParametersIVF(nprobe=nprobe)
-            coarse = faiss.downcast_index(faiss.downcast_index(self._index.index).quantizer)
+            coarse = faiss.downcast_index(self._index.quantizer)
             if isinstance(coarse, faiss.IndexHNSW):  # the graph's beam holds nprobe lists
                 quantizer = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, 64))
                 params.quantizer_params = quantizer

@@ -240,3 +240,37 @@ def test_defaults_and_old_stored_specs() -> None:
     }
     assert KindSpec.from_dict(old) == KindSpec()
     assert KindSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_removed_ids_leave_and_the_others_keep_their_ids() -> None:
+    """IVF holds the ids itself: an id map over IVF returned other vectors' ids after a removal
+    (FAISS does not renumber IVF entries), which the exact re-rank would then have scored."""
+    import faiss
+
+    own = faiss.deserialize_index(faiss.serialize_index(index().faiss_index))
+    vi = VectorIndex(DIM, own, spec=SPEC, fetch=Fetch())
+    gone = IDS[: N // 2 : 2]
+    assert vi.remove(np.append(gone, 1)) == len(gone)  # an unknown id is ignored
+    assert vi.ntotal == N - len(gone)
+    np.testing.assert_array_equal(vi.ids(), np.setdiff1d(IDS, gone))
+    left = np.setdiff1d(IDS, gone)
+    sims, got = vi.search(Q, K)
+    assert not np.isin(got, gone).any()
+    assert recall(got, truth(Q, K, left)) >= 0.95
+    assert_exact_scores(Q, sims, got)
+    vi.add(gone[:3], X[(gone[:3] - 2) // 3])
+    assert vi.ntotal == N - len(gone) + 3
+    _, got = vi.search(X[(gone[:3] - 2) // 3], 1)
+    np.testing.assert_array_equal(got[:, 0], gone[:3])
+
+
+def test_an_ivf_file_inside_an_id_map_is_refused() -> None:
+    """Written before issue 19: its ids are wrong after removals, so the mirror rebuilds it."""
+    import faiss
+
+    inner = faiss.deserialize_index(faiss.serialize_index(index().faiss_index))
+    inner.reset()
+    wrapped = faiss.IndexIDMap2(inner)
+    wrapped.add_with_ids(X[:100], IDS[:100])
+    with pytest.raises(ValueError, match="bare IVF"):
+        VectorIndex(DIM, wrapped)
