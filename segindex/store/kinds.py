@@ -7,13 +7,34 @@ hnsw    graph search (``IndexHNSWFlat``, inner product, ``M`` links per node). S
         ``ef_search`` 128 (0.85 with FAISS' default ef_construction 40); keeps the full vectors
         (its ``storage`` is a flat index), so exact re-scoring of a subset is free. FAISS cannot
         remove from HNSW: removed ids are tombstoned (see :mod:`segindex.store.vectors`).
-ivfpq   inverted lists over product-quantised codes (factory ``IVF{nlist}_HNSW32,PQ{m}``: an
-        HNSW graph over the list centroids as coarse quantiser), trained on a random sample of
-        the stored vectors, **re-ranked exactly**: FAISS returns the ``rerank`` best candidates
-        by their quantised scores, their stored vectors are fetched (``VectorIndex.fetch``: the
-        float16 copies of the vector segments) and scored exactly, the best ``k`` are returned
-        with exact inner products (comparable with flat / HNSW scores). ~136 bytes a vector in
-        the lists (128-byte codes + id) instead of 2 KB; the lists are memory-mapped on open.
+ivfpq   inverted lists over product-quantised codes (factory ``IVF{nlist},PQ{m}``), trained on
+        a random sample of the stored vectors, **re-ranked exactly**: FAISS returns the
+        ``max(rerank, 4 k)`` best candidates by their quantised scores, their stored vectors are
+        fetched (``VectorIndex.fetch``: the float16 copies of the vector segments) and scored
+        exactly, the best ``k`` are returned with exact inner products (comparable with flat /
+        HNSW scores). ~136 bytes a vector in the lists (128-byte code + 8-byte id) instead of
+        ~2.1 KB; the lists are memory-mapped on open.
+
+IVF-PQ defaults, measured (issue 19; /work/notes/issue19_ivf_measure.py: ``VectorIndex`` with a
+float16 ``fetch``, 1M clustered 512-d vectors of benchmarks/bench_search.py, 100 held-out
+queries against brute force over the float32 originals; 2 shared AMD EPYC cores):
+
+    IVF1024,PQ128 (nlist = 2^round(log2 sqrt n), pq_m = dim / 4), trained on 200k, 10 k-means
+    iterations: train 201 s, add 55 s (the machine was shared: load 4-6 on 2 cores)
+    recall@10 re-ranking   0 (codes only)  50     100    200    400
+    nprobe 16, 32 and 64   0.412           0.827  0.935  0.981  0.993
+    file 138.6 bytes a vector
+
+    so pq_m = dim / 4 (the issue's PQ64 needed 400 candidates for 0.948), rerank 200, nprobe 32
+    (16 already saturates at 1M; 10M has 4x the lists for 10x the vectors). nlist stays near
+    sqrt(n) (10M: 4096, 50M: 8192) because the build is bound by assigning every vector to its
+    list: 100k vectors took 2.0 s against 1024 centroids and 6.1 s against 4096 (flat, BLAS), so
+    4 sqrt(n) (16384 at 10M) would cost ~40 min of assignment alone, and k-means over 39 x 16384
+    points ~30 min. An HNSW graph over the centroids (``coarse="hnsw"``,
+    ``IVF{nlist}_HNSW32,PQ{m}``) assigned those 100k in 5.6 s (1024) and 5.0 s (4096): not worth
+    its approximate assignment here, so the coarse quantiser is flat by default. Recall at a
+    fixed ``rerank`` falls as the collection grows denser; raise ``rerank`` (``reindex --set
+    rerank=400``) if the 10M measurement asks for it.
 
 FAISS ids are SQL region ids for all kinds: flat and HNSW sit inside ``IndexIDMap2``; IVF-PQ
 holds the ids in its inverted lists (``add_with_ids``). An ``IndexIDMap``/``IndexIDMap2`` over
@@ -21,12 +42,12 @@ IVF returns wrong ids after a removal (IVF does not renumber the positions the m
 measured with FAISS 1.15), and its reverse map costs ~50 bytes a vector in RAM.
 
 The ``auto`` rule (:meth:`KindSpec.target`), evaluated on the number of stored vectors ``n``
-whenever the index is built from SQL (create, reindex, repair, rebuild of a stale file) and after
-each ingest:
+whenever the index is built from the store (create, reindex, repair, rebuild of a stale file) and
+after each ingest:
 
     n <  flat_max (100k)     -> flat   (exact, and a scan of 100k x 512 takes ~15 ms)
     n <  hnsw_max (2M)       -> hnsw   (2M x 512 float32 = 4 GB plus ~0.5 GB of graph in RAM)
-    otherwise                -> ivfpq
+    otherwise                -> ivfpq  (re-ranked; ~136 bytes a vector, lists memory-mapped)
 
 An ``ivfpq`` index (chosen or asked for) needs enough vectors to train: with fewer than
 :meth:`KindSpec.ivf_min_vectors` it is built flat, and becomes IVF-PQ after the ingest or reindex
