@@ -63,13 +63,14 @@ def serve(
         max_upload_bytes=max(1, int(max_upload_mb * 1024 * 1024)),
         max_upload_pixels=max(1, int(max_upload_megapixels * 1e6)),
         cors_origins=cors_origin,
+        warm_up=False,  # warmed below, before the app exists (a failure ends serve in one line)
     )
     with Index.open(
         index_path, runtime=RuntimeOptions(device=device, precision=precision, runtime=runtime)
     ) as index:
         _ = index.vectors  # load (or rebuild) the vector index before taking requests
         # the query encoders too: a missing model fails here, in one line; the first query is
-        # as fast as the tenth (the app's own warm-up then finds them warm)
+        # as fast as the tenth
         ready = warm_up(index)
         how = [str((ready.runtime or {}).get("runtime", "")), "" if ready.torch else "no PyTorch"]
         note = ", ".join(h for h in how if h)
