@@ -137,7 +137,7 @@ def add_videos(path: Path, lay: dict[str, np.ndarray], pool: dict[str, Any], dim
     from sqlalchemy import insert
 
     from segindex import Index
-    from segindex.store.schema import images, regions, tracks
+    from segindex.store.schema import images, tracks
     from segindex.store.sql import bump_generation
 
     n_tracks = len(lay["video"])
@@ -175,6 +175,7 @@ def add_videos(path: Path, lay: dict[str, np.ndarray], pool: dict[str, Any], dim
                 ],
             )
         region_rows: list[dict[str, Any]] = []
+        region_vecs: list[np.ndarray] = []
         track_rows: list[dict[str, Any]] = []
         for t in range(n_tracks):
             v, s, nf = int(lay["video"][t]), int(lay["start"][t]), int(lay["n_frames"][t])
@@ -198,6 +199,7 @@ def add_videos(path: Path, lay: dict[str, np.ndarray], pool: dict[str, Any], dim
                 "crop": crop,
             }
             for f in range(nf):
+                region_vecs.append(frames[f])
                 region_rows.append(
                     {
                         "id": first + f,
@@ -207,12 +209,12 @@ def add_videos(path: Path, lay: dict[str, np.ndarray], pool: dict[str, Any], dim
                         "label": label,
                         "score": 0.9,
                         **geo,
-                        "vector": frames[f].astype("<f4").tobytes(),
                         "frame_index": int((s + f) * FPS),
                         "time_s": float(s + f),
                         "track_id": t + 1,
                     }
                 )
+            region_vecs.append(mean)
             region_rows.append(
                 {
                     "id": rid,
@@ -222,7 +224,6 @@ def add_videos(path: Path, lay: dict[str, np.ndarray], pool: dict[str, Any], dim
                     "label": label,
                     "score": 0.9,
                     **geo,
-                    "vector": mean.astype("<f4").tobytes(),
                     "frame_index": int(s * FPS),
                     "time_s": float(s),
                     "track_id": t + 1,
@@ -244,11 +245,11 @@ def add_videos(path: Path, lay: dict[str, np.ndarray], pool: dict[str, Any], dim
                 }
             )
             if len(region_rows) >= 50_000 or t == n_tracks - 1:
-                with idx.store.engine.begin() as conn:
-                    conn.execute(insert(regions), region_rows)
-                    conn.execute(insert(tracks), track_rows)
-                    bump_generation(conn)
-                region_rows, track_rows = [], []
+                with idx.store.transaction() as tx:
+                    tx.insert(region_rows, np.stack(region_vecs))
+                    tx.conn.execute(insert(tracks), track_rows)
+                    bump_generation(tx.conn)
+                region_rows, region_vecs, track_rows = [], [], []
         lay["vectors"] = tv  # the stored track vectors are the frames' means: read them back
         tids = lay["track_region"].tolist()
         stored = idx.store.region_vectors(tids)

@@ -65,7 +65,7 @@ def build(
     from sqlalchemy import insert
 
     from segindex import Index
-    from segindex.store.schema import images, regions
+    from segindex.store.schema import images
     from segindex.store.sql import bump_generation
 
     if path.exists():
@@ -121,12 +121,11 @@ def build(
                 "area": int(areas[j]),
                 "rle": "PPYo0",
                 "crop": crop,
-                "vector": vecs[j].tobytes(),
             }
             rows.append(row if region_row is None else region_row(j, row))
-        with idx.store.engine.begin() as conn:
-            conn.execute(insert(regions), rows)
-            bump_generation(conn)
+        with idx.store.transaction() as tx:
+            tx.insert(rows, vecs[s : s + len(rows)])
+            bump_generation(tx.conn)
     t_sql = time.perf_counter() - t0
     del vecs
     idx.close()

@@ -70,7 +70,9 @@ class RegionWriter:
 
     def insert(self, rows: list[dict[str, Any]], vectors: np.ndarray) -> list[int]:
         """Insert ``rows`` (their ``crop`` JSON is replaced by ``crop_id`` in place) with the
-        ``(n, D)`` float32 ``vectors``; returns the new ids in the order of ``rows``."""
+        ``(n, D)`` float32 ``vectors``; returns the new ids in the order of ``rows``. Ids are
+        drawn, unless every row brings its own (a bulk load that links rows by id: they must
+        be new and above every id stored)."""
         n = len(rows)
         if n == 0:
             return []
@@ -79,8 +81,16 @@ class RegionWriter:
             raise ValueError(f"{n} region rows need {n} vectors, got shape {vectors.shape}")
         if self._appender is None:  # first the segment (locked), then ids above its last one
             self._appender = self.vectors.appender(self.conn, int(vectors.shape[1]))
-        ids = self._draw(n)
-        self._appender.append(ids, vectors)
+        given = [row.get("id") for row in rows]
+        if all(i is not None for i in given):
+            ids = np.asarray(given, dtype=np.int64)
+            order = np.argsort(ids, kind="stable")
+            self._appender.append(ids[order], vectors[order])
+            if self._next is not None:
+                self._next = max(self._next, int(ids.max()) + 1)
+        else:
+            ids = self._draw(n)
+            self._appender.append(ids, vectors)
         id_list = ids.tolist()
         for row, rid in zip(rows, id_list, strict=True):
             row["id"] = rid

@@ -296,7 +296,7 @@ def random_index(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from sqlalchemy import insert
 
     from segindex import rle as rle_codec
-    from segindex.store.schema import images, regions
+    from segindex.store.schema import images
     from segindex.store.sql import bump_generation
 
     register()
@@ -319,10 +319,10 @@ def random_index(tmp_path_factory: pytest.TempPathFactory) -> Any:
         rows.append(
             dict(id=j + 1, image_id=j // per + 1, kind="segment", label_id=0, label="x",
                  score=0.9, is_thing=True, x0=float(x), y0=float(y), x1=float(x + 16),
-                 y1=float(y + 16), area=256, rle=rle_codec.encode(m)["counts"], crop=crop,
-                 vector=vecs[j].tobytes())
+                 y1=float(y + 16), area=256, rle=rle_codec.encode(m)["counts"], crop=crop)
         )  # fmt: skip
-    with index.store.engine.begin() as conn:
+    with index.store.transaction() as tx:
+        conn = tx.conn
         conn.execute(
             insert(images),
             [
@@ -331,7 +331,7 @@ def random_index(tmp_path_factory: pytest.TempPathFactory) -> Any:
                 for i in range(n_images)
             ],
         )  # fmt: skip
-        conn.execute(insert(regions), rows)
+        tx.insert(rows, vecs)
         bump_generation(conn)
     yield index
     index.close()
