@@ -314,6 +314,23 @@ def packed_template(idx: Any) -> dict[str, Any]:
 ROW_KEYS = {"kind", "label_id", "label", "score", "is_thing", "x0", "y0", "x1", "y1", "area", "rle"}
 
 
+def cached_pool(work: Work, size: int) -> MaskPool:
+    """:func:`mask_pool` of ``size`` masks, kept in the workdir for later runs."""
+    file = work.root / f"masks-{size}.json"
+    if file.exists():
+        d = json.loads(file.read_text())
+        return MaskPool(
+            d["rles"],
+            np.asarray(d["boxes"], np.float32),
+            np.asarray(d["areas"], np.int64),
+            d["whole"],
+        )
+    pool = mask_pool(size)
+    d = {"rles": pool.rles, "boxes": pool.boxes.tolist(), "areas": pool.areas.tolist()}
+    file.write_text(json.dumps({**d, "whole": pool.whole}))
+    return pool
+
+
 LABEL_TEXT = LABELS + ["image"] * (NO_LABEL + 1 - len(LABELS))
 LABEL_IDS = list(range(len(LABELS))) + [-2] * (NO_LABEL + 1 - len(LABELS))
 
@@ -374,7 +391,7 @@ def write_phase(
     from segindex import Index
 
     t = time.perf_counter()
-    pool = mask_pool(pool_size)
+    pool = cached_pool(work, pool_size)
     pool_s = time.perf_counter() - t
     rle_len = pool.rle_bytes
     log(
