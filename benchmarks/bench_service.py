@@ -39,7 +39,15 @@ TEXTS = [
 ]  # fmt: skip
 
 
-def build(path: Path, n_images: int, seed: int = 0):  # type: ignore[no-untyped-def]
+def build(  # type: ignore[no-untyped-def]
+    path: Path,
+    n_images: int,
+    seed: int = 0,
+    embedder_options: dict | None = None,  # type: ignore[type-arg]
+    runtime=None,  # segindex.config.RuntimeOptions; None: the default
+):
+    """An index of ``n_images`` synthetic images (rows and vectors written directly); the
+    embedder is open_clip ``embedder_options`` (default: ViT-B-32, random weights)."""
     from segindex import Index
     from segindex.embed.base import l2_normalise
     from segindex.regions import Regions
@@ -51,7 +59,8 @@ def build(path: Path, n_images: int, seed: int = 0):  # type: ignore[no-untyped-
         path,
         segmenter="fake",
         embedder="open_clip",
-        embedder_options={"model": "ViT-B-32", "pretrained": None},
+        embedder_options=embedder_options or {"model": "ViT-B-32", "pretrained": None},
+        runtime=runtime,
     )
     rng = np.random.default_rng(seed)
     h, w = 480, 640
