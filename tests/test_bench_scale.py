@@ -20,6 +20,7 @@ def test_bench_scale_small_run_measures_every_row_and_writes_its_section(tmp_pat
     out = tmp_path / "scale.json"
     argv = ["--n", "2000", "--workdir", str(tmp_path / "w"), "--results", str(results)]
     argv += ["--json", str(out), "--mask-pool", "100", "--queries", "20", "--cold", "fadvise"]
+    argv += ["--filter-queries", "8"]
     res = main(argv)
     assert res["n"] == 2000 and res["ann"]["kind"] == "flat" and res["ann"]["vectors"] == 2000
     assert res["rows_per_s"] > 0 and res["reindex_s"] >= 0
@@ -38,5 +39,5 @@ def test_bench_scale_small_run_measures_every_row_and_writes_its_section(tmp_pat
     text = results.read_text()
     assert text.count("## Scale: 2,000 regions (bench_scale.py") == 1
     assert "## Another section\n\nkept" in text
-    assert "| measure | target @10M | this run |" in text
+    assert "| measure | target @10M | this run |" in text and ", 8 region queries;" in text
     assert "| region rows written per second (SQLite, one process) | ≥ 60,000 |" in text
